@@ -1,0 +1,277 @@
+// Package daemon assembles a running ferry node from its config: it creates
+// the TAP devices and places them in their namespaces, opens the tunnel
+// sockets, starts one worker per core on the dataplane engine, and serves the
+// control socket and metrics, until its context ends; then it removes
+// everything it created.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/ferry-overlay/ferry/config"
+	"github.com/ferry-overlay/ferry/ctl"
+	"github.com/ferry-overlay/ferry/dataplane"
+	"github.com/ferry-overlay/ferry/dataplane/tuntap"
+	"github.com/ferry-overlay/ferry/internal/netconf"
+	"github.com/ferry-overlay/ferry/metrics"
+)
+
+// Options are the daemon's settings that do not come from the config file.
+type Options struct {
+	// Version is reported by the control API and metrics.
+	Version string
+	// Pprof serves net/http/pprof on the metrics listener (loopback only).
+	Pprof bool
+}
+
+const (
+	// poolPerWorker is the number of packet buffers each worker owns: a
+	// receive batch is all a worker holds at once, so a few batches'
+	// worth leaves ample room.
+	poolPerWorker = 8 * dataplane.MaxBatch
+	// sourcePorts is how many outer UDP source ports each worker sends
+	// from, chosen by inner flow hash.
+	sourcePorts = 4
+	// defaultUnderlayMTU is used when the underlay MTU cannot be found.
+	defaultUnderlayMTU = 1500
+)
+
+// node is everything Run created, so that it can be undone in reverse.
+type node struct {
+	undo    []func() error
+	runners []*dataplane.Runner
+	wg      sync.WaitGroup
+	ready   bool
+	mu      sync.Mutex
+}
+
+func (n *node) onClose(f func() error) { n.undo = append(n.undo, f) }
+
+// close undoes everything, newest first, and reports every failure.
+func (n *node) close() error {
+	for _, r := range n.runners {
+		r.Stop()
+	}
+	n.wg.Wait()
+	for _, r := range n.runners {
+		r.Close()
+	}
+	var errs []error
+	for i := len(n.undo) - 1; i >= 0; i-- {
+		if err := n.undo[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Run builds the node described by cfg and forwards traffic until ctx is
+// cancelled. On return, every device, socket and file it created is gone.
+// A failure while starting undoes what was already created.
+func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
+	n := &node{}
+	defer func() {
+		if cerr := n.close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("cleanup: %w", cerr))
+		}
+	}()
+
+	workers := cfg.Node.Workers
+	if workers <= 0 {
+		workers = runtime.NumCPU()
+	}
+	underlayMTU := cfg.Node.UnderlayMTU
+	if underlayMTU == 0 && cfg.Node.Underlay.IsValid() {
+		if m, err := netconf.LinkMTUForAddr(cfg.Node.Underlay); err == nil {
+			underlayMTU = m
+		} else {
+			slog.Warn("cannot find the underlay MTU; assuming 1500", "underlay", cfg.Node.Underlay, "err", err)
+		}
+	}
+	if underlayMTU == 0 {
+		underlayMTU = defaultUnderlayMTU
+	}
+
+	specs, mtus := buildSpecs(cfg, underlayMTU)
+	eng, err := dataplane.NewEngine(specs, workers)
+	if err != nil {
+		return err
+	}
+	ws := make([]*dataplane.Worker, workers)
+	for i := range ws {
+		ws[i] = eng.NewWorker(i, poolPerWorker, 0)
+	}
+
+	if err := n.createPorts(cfg, eng, ws, mtus, workers); err != nil {
+		return err
+	}
+	if err := n.openTunnels(cfg, ws); err != nil {
+		return err
+	}
+
+	info := ctl.NodeInfo{Name: cfg.Node.Name, Version: opts.Version}
+	if err := n.serveControl(cfg.Control.Socket, eng, info); err != nil {
+		return err
+	}
+	if err := n.serveMetrics(cfg.Metrics.Listen, eng, info, opts.Pprof); err != nil {
+		return err
+	}
+
+	for i, w := range ws {
+		r, err := dataplane.NewRunner(w)
+		if err != nil {
+			return err
+		}
+		n.runners = append(n.runners, r)
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := r.Run(); err != nil {
+				slog.Error("worker stopped", "worker", i, "err", err)
+			}
+		}()
+	}
+	n.mu.Lock()
+	n.ready = true
+	n.mu.Unlock()
+	slog.Info("ferry running", "node", cfg.Node.Name, "workers", workers, "networks", len(cfg.Networks), "control", cfg.Control.Socket, "metrics", cfg.Metrics.Listen)
+
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			slog.Info("shutting down")
+			return nil
+		case <-tick.C:
+			eng.Expire()
+		}
+	}
+}
+
+// buildSpecs turns the config's networks into engine specs and returns the
+// MTU of each network.
+func buildSpecs(cfg *config.Config, underlayMTU int) ([]dataplane.NetworkSpec, []int) {
+	specs := make([]dataplane.NetworkSpec, 0, len(cfg.Networks))
+	mtus := make([]int, 0, len(cfg.Networks))
+	for i := range cfg.Networks {
+		nw := &cfg.Networks[i]
+		mtu := nw.EffectiveMTU(underlayMTU)
+		s := dataplane.NetworkSpec{
+			Name:   nw.Name,
+			VNI:    nw.VNI,
+			MTU:    mtu,
+			Ageing: nw.MACAgeing,
+			FDBMax: nw.FDBMax,
+			Peers:  nw.Peers,
+		}
+		for _, p := range nw.Ports {
+			s.Ports = append(s.Ports, p.Name)
+		}
+		for _, f := range nw.FDB {
+			s.Static = append(s.Static, dataplane.StaticEntry{MAC: [6]byte(f.MAC), Port: f.Port, Peer: f.Peer})
+		}
+		specs = append(specs, s)
+		mtus = append(mtus, mtu)
+	}
+	return specs, mtus
+}
+
+// createPorts creates every TAP device with one queue per worker, sets it
+// up, places it in its namespace, and gives worker i queue i.
+func (n *node) createPorts(cfg *config.Config, eng *dataplane.Engine, ws []*dataplane.Worker, mtus []int, workers int) error {
+	for ni := range cfg.Networks {
+		nw := &cfg.Networks[ni]
+		for _, p := range nw.Ports {
+			dev, err := tuntap.Create(tuntap.Options{Name: p.Name, Kind: tuntap.TAP, Queues: workers})
+			if err != nil {
+				return fmt.Errorf("port %q: %w", p.Name, err)
+			}
+			// Closing the last queue destroys the device, wherever it
+			// lives by then.
+			n.onClose(func() error {
+				slog.Debug("removing port", "port", p.Name)
+				return dev.Close()
+			})
+			if err := netconf.SetupLink(p.Name, mtus[ni], [6]byte(p.MAC), true); err != nil {
+				return fmt.Errorf("port %q: %w", p.Name, err)
+			}
+			if p.Netns != "" {
+				var gw netip.Addr
+				if nw.Gateway.IsValid() {
+					gw = nw.Gateway
+				}
+				if err := netconf.PlaceInNetns(p.Name, p.Netns, p.Ifname, p.Address, gw); err != nil {
+					return fmt.Errorf("port %q: %w", p.Name, err)
+				}
+			}
+			id, ok := eng.PortID(p.Name)
+			if !ok {
+				return fmt.Errorf("port %q: not in the engine", p.Name)
+			}
+			for i, q := range dev.Queues() {
+				ws[i].SetPort(id, dataplane.NewTAPQueue(q))
+			}
+			slog.Info("port ready", "port", p.Name, "network", nw.Name, "netns", p.Netns, "ifname", p.Ifname, "mtu", mtus[ni], "queues", len(dev.Queues()))
+		}
+	}
+	return nil
+}
+
+// openTunnels opens each worker's VXLAN sockets, when any network has
+// peers or could learn of them.
+func (n *node) openTunnels(cfg *config.Config, ws []*dataplane.Worker) error {
+	if len(cfg.Networks) == 0 || !cfg.Node.Underlay.IsValid() {
+		return nil
+	}
+	port := cfg.Networks[0].Port
+	for i, w := range ws {
+		t, err := dataplane.NewUDPTunnel(cfg.Node.Underlay, port, sourcePorts)
+		if err != nil {
+			return fmt.Errorf("worker %d: %w", i, err)
+		}
+		n.onClose(t.Close)
+		w.SetTunnel(t)
+		if i == 0 {
+			slog.Info("vxlan tunnel ready", "local", netip.AddrPortFrom(cfg.Node.Underlay, port), "source_ports", t.SourcePorts())
+		}
+	}
+	return nil
+}
+
+func (n *node) serveControl(path string, eng *dataplane.Engine, info ctl.NodeInfo) error {
+	ln, err := ctl.Listen(path)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: ctl.NewServer(eng, info), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	n.onClose(func() error { return srv.Close() })
+	return nil
+}
+
+func (n *node) serveMetrics(listen string, eng *dataplane.Engine, info ctl.NodeInfo, pprof bool) error {
+	if listen == "" {
+		return nil
+	}
+	srv, err := metrics.Serve(listen, eng, info, pprof, n.isReady)
+	if err != nil {
+		return err
+	}
+	n.onClose(func() error { return srv.Close() })
+	return nil
+}
+
+func (n *node) isReady() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.ready
+}

@@ -1,0 +1,176 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/ferry-overlay/ferry/dataplane/tuntap"
+	"github.com/ferry-overlay/ferry/dataplane/udpsock"
+)
+
+// TAPQueue adapts one queue of a TAP device to PortIO. The [][]byte
+// scratch the device API wants is built once, so the adapter allocates
+// nothing per call.
+type TAPQueue struct {
+	q     *tuntap.Queue
+	bufs  [][]byte
+	sizes []int
+}
+
+// NewTAPQueue wraps q.
+func NewTAPQueue(q *tuntap.Queue) *TAPQueue {
+	return &TAPQueue{q: q, bufs: make([][]byte, MaxBatch), sizes: make([]int, MaxBatch)}
+}
+
+// Fd returns the queue's file descriptor, for the worker's epoll set.
+func (t *TAPQueue) Fd() int { return t.q.Fd() }
+
+// ReadBatch implements PortIO.
+func (t *TAPQueue) ReadBatch(pkts []*Packet) (int, error) {
+	pkts = pkts[:min(len(pkts), len(t.bufs))]
+	for i, p := range pkts {
+		p.RxBuffer()
+		t.bufs[i] = p.buf
+	}
+	n, err := t.q.Read(t.bufs[:len(pkts)], t.sizes, Headroom)
+	for i := range n {
+		pkts[i].SetLen(t.sizes[i])
+	}
+	clear(t.bufs[:len(pkts)])
+	return n, err
+}
+
+// WriteBatch implements PortIO.
+func (t *TAPQueue) WriteBatch(pkts []*Packet) (int, error) {
+	written := 0
+	for len(pkts) > 0 {
+		chunk := pkts[:min(len(pkts), len(t.bufs))]
+		for i, p := range chunk {
+			t.bufs[i] = p.Bytes()
+		}
+		n, err := t.q.Write(t.bufs[:len(chunk)], 0)
+		clear(t.bufs[:len(chunk)])
+		written += n
+		if err != nil {
+			if errors.Is(err, tuntap.ErrTxFull) {
+				err = ErrTxFull
+			}
+			return written, err
+		}
+		pkts = pkts[len(chunk):]
+	}
+	return written, nil
+}
+
+// UDPTunnel adapts UDP sockets to TunnelIO: one socket bound to the tunnel
+// port receives (SO_REUSEPORT, one per worker, so the kernel spreads
+// datagrams over workers by flow), and Spread sockets on ephemeral ports
+// send, so the outer source port follows the inner flow's hash.
+type UDPTunnel struct {
+	rx    *udpsock.Conn
+	tx    []*udpsock.Conn
+	port  uint16
+	bufs  [][]byte
+	sizes []int
+	addrs []netip.AddrPort
+	trunc []bool
+}
+
+// NewUDPTunnel opens the receive socket on local:port and spread send
+// sockets on local with ephemeral ports.
+func NewUDPTunnel(local netip.Addr, port uint16, spread int) (*UDPTunnel, error) {
+	u := &UDPTunnel{
+		port:  port,
+		bufs:  make([][]byte, MaxBatch),
+		sizes: make([]int, MaxBatch),
+		addrs: make([]netip.AddrPort, MaxBatch),
+		trunc: make([]bool, MaxBatch),
+	}
+	var err error
+	u.rx, err = udpsock.Listen(udpsock.Options{Addr: netip.AddrPortFrom(local, port), ReusePort: true, Batch: MaxBatch, RecvBuf: 4 << 20, SendBuf: 4 << 20})
+	if err != nil {
+		return nil, fmt.Errorf("tunnel socket %s:%d: %w", local, port, err)
+	}
+	for range max(spread, 1) {
+		c, err := udpsock.Listen(udpsock.Options{Addr: netip.AddrPortFrom(local, 0), Batch: MaxBatch, SendBuf: 4 << 20})
+		if err != nil {
+			u.Close()
+			return nil, fmt.Errorf("tunnel send socket on %s: %w", local, err)
+		}
+		u.tx = append(u.tx, c)
+	}
+	return u, nil
+}
+
+// Fd returns the receive socket's file descriptor, for the worker's epoll
+// set.
+func (u *UDPTunnel) Fd() int { return u.rx.Fd() }
+
+// SourcePorts returns the outer source ports the tunnel sends from.
+func (u *UDPTunnel) SourcePorts() []uint16 {
+	out := make([]uint16, len(u.tx))
+	for i, c := range u.tx {
+		out[i] = c.LocalAddr().Port()
+	}
+	return out
+}
+
+// ReadBatch implements TunnelIO.
+func (u *UDPTunnel) ReadBatch(pkts []*Packet) (int, error) {
+	pkts = pkts[:min(len(pkts), len(u.bufs))]
+	for i, p := range pkts {
+		p.RxBuffer()
+		u.bufs[i] = p.buf
+	}
+	n, err := u.rx.ReadBatch(u.bufs[:len(pkts)], u.sizes, u.addrs, Headroom, u.trunc)
+	for i := range n {
+		p := pkts[i]
+		p.SetLen(u.sizes[i])
+		p.Peer = u.addrs[i].Addr().Unmap()
+		if u.trunc[i] {
+			p.MarkTruncated()
+		}
+	}
+	clear(u.bufs[:len(pkts)])
+	return n, err
+}
+
+// Spread implements TunnelIO.
+func (u *UDPTunnel) Spread() int { return len(u.tx) }
+
+// WriteBatch implements TunnelIO.
+func (u *UDPTunnel) WriteBatch(src int, pkts []*Packet, dst []netip.Addr) (int, error) {
+	c := u.tx[src]
+	written := 0
+	for len(pkts) > 0 {
+		chunk := pkts[:min(len(pkts), len(u.bufs))]
+		for i, p := range chunk {
+			u.bufs[i] = p.Bytes()
+			u.addrs[i] = netip.AddrPortFrom(dst[i], u.port)
+		}
+		n, err := c.WriteBatch(u.bufs[:len(chunk)], u.addrs[:len(chunk)], 0)
+		clear(u.bufs[:len(chunk)])
+		written += n
+		if err != nil {
+			if errors.Is(err, udpsock.ErrTxFull) {
+				err = ErrTxFull
+			}
+			return written, err
+		}
+		pkts, dst = pkts[len(chunk):], dst[len(chunk):]
+	}
+	return written, nil
+}
+
+// Close closes every socket.
+func (u *UDPTunnel) Close() error {
+	var errs []error
+	if u.rx != nil {
+		errs = append(errs, u.rx.Close())
+	}
+	for _, c := range u.tx {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,134 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+)
+
+// Poller is a PortIO or TunnelIO backed by a file descriptor that the
+// worker's epoll set can wait on.
+type Poller interface {
+	Fd() int
+}
+
+const (
+	tagStop   = 0xFFFF_FFFF
+	tagTunnel = 0xFFFF_FFFE
+)
+
+// Runner drives a Worker from its own OS thread: one epoll set holds the
+// worker's queue of every port and its tunnel socket, level-triggered; each
+// wakeup reads one batch from every ready source and runs it to completion,
+// so a busy source cannot starve the others and one epoll_wait is paid per
+// round of batches, not per packet. This is the DPDK/VPP polling model with
+// the kernel doing the waiting when there is nothing to do.
+type Runner struct {
+	w      *Worker
+	epfd   int
+	stopfd int
+}
+
+// NewRunner prepares the epoll set for w. Every attached port queue and the
+// tunnel must implement Poller.
+func NewRunner(w *Worker) (*Runner, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("worker %d: epoll_create: %w", w.id, err)
+	}
+	stopfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("worker %d: eventfd: %w", w.id, err)
+	}
+	r := &Runner{w: w, epfd: epfd, stopfd: stopfd}
+	add := func(fd int, tag uint32) error {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(tag)}
+		return unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, fd, &ev)
+	}
+	if err := add(stopfd, tagStop); err != nil {
+		r.close()
+		return nil, fmt.Errorf("worker %d: epoll add: %w", w.id, err)
+	}
+	for id, io := range w.ports {
+		if io == nil {
+			continue
+		}
+		p, ok := io.(Poller)
+		if !ok {
+			r.close()
+			return nil, fmt.Errorf("worker %d: port %d has no file descriptor to poll", w.id, id)
+		}
+		if err := add(p.Fd(), uint32(id)); err != nil {
+			r.close()
+			return nil, fmt.Errorf("worker %d: epoll add port %d: %w", w.id, id, err)
+		}
+	}
+	if w.tunnel != nil {
+		p, ok := w.tunnel.(Poller)
+		if !ok {
+			r.close()
+			return nil, fmt.Errorf("worker %d: tunnel has no file descriptor to poll", w.id)
+		}
+		if err := add(p.Fd(), tagTunnel); err != nil {
+			r.close()
+			return nil, fmt.Errorf("worker %d: epoll add tunnel: %w", w.id, err)
+		}
+	}
+	return r, nil
+}
+
+// Run processes traffic until Stop is called. It locks its goroutine to an
+// OS thread for its whole life.
+func (r *Runner) Run() error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	events := make([]unix.EpollEvent, 64)
+	for {
+		n, err := unix.EpollWait(r.epfd, events, -1)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return fmt.Errorf("worker %d: epoll_wait: %w", r.w.id, err)
+		}
+		for _, ev := range events[:n] {
+			var err error
+			var fd int
+			switch tag := uint32(ev.Fd); tag {
+			case tagStop:
+				return nil
+			case tagTunnel:
+				_, err = r.w.PollTunnel()
+				fd = r.w.tunnel.(Poller).Fd()
+			default:
+				_, err = r.w.PollPort(uint16(tag))
+				fd = r.w.ports[tag].(Poller).Fd()
+			}
+			if err != nil {
+				// A source that fails (its device went away) must not
+				// stop the others, nor spin: stop polling it.
+				slog.Error("read failed; no longer polling this source", "worker", r.w.id, "err", err)
+				unix.EpollCtl(r.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+			}
+		}
+	}
+}
+
+// Stop makes Run return. It is safe to call from any goroutine, before
+// Close.
+func (r *Runner) Stop() {
+	one := [8]byte{1} // an eventfd counter increment, native byte order
+	unix.Write(r.stopfd, one[:])
+}
+
+// Close releases the epoll set; call it after Run has returned.
+func (r *Runner) Close() { r.close() }
+
+func (r *Runner) close() {
+	unix.Close(r.epfd)
+	unix.Close(r.stopfd)
+}

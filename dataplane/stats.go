@@ -1,0 +1,208 @@
+package dataplane
+
+import (
+	"sync/atomic"
+)
+
+// Stage names one step of the pipeline. Every packet and batch is counted
+// per stage, and every drop is counted per (stage, reason).
+type Stage uint8
+
+// The pipeline's stages, in the order a packet meets them.
+const (
+	StagePortRx Stage = iota
+	StageEthernetInput
+	StageBridge
+	StageFlood
+	StagePortTx
+	StageVXLANEncap
+	StageTunnelTx
+	StageTunnelRx
+	StageVXLANDecap
+	NumStages
+)
+
+var stageNames = [NumStages]string{
+	StagePortRx:        "port-rx",
+	StageEthernetInput: "ethernet-input",
+	StageBridge:        "bridge",
+	StageFlood:         "flood",
+	StagePortTx:        "port-tx",
+	StageVXLANEncap:    "vxlan-encap",
+	StageTunnelTx:      "tunnel-tx",
+	StageTunnelRx:      "tunnel-rx",
+	StageVXLANDecap:    "vxlan-decap",
+}
+
+// String returns the stage's name as shown by `ferry runtime` and in the
+// `stage` metric label.
+func (s Stage) String() string {
+	if s < NumStages {
+		return stageNames[s]
+	}
+	return "unknown"
+}
+
+// Reason says why a packet was dropped. Every place in the pipeline that
+// drops a packet uses its own reason; nothing is dropped silently.
+type Reason uint8
+
+// Drop reasons.
+const (
+	ReasonNone Reason = iota
+	ReasonRunt
+	ReasonMulticastSource
+	ReasonSameSegment
+	ReasonSplitHorizon
+	ReasonNoFloodTarget
+	ReasonTooBig
+	ReasonVXLANShort
+	ReasonVXLANBadFlags
+	ReasonUnknownVNI
+	ReasonUnknownPeer
+	ReasonRxTruncated
+	ReasonTxFull
+	ReasonTxError
+	ReasonNoHeadroom
+	ReasonPoolEmpty
+	NumReasons
+)
+
+var reasonInfo = [NumReasons]struct{ name, help string }{
+	ReasonNone:            {"none", "not dropped"},
+	ReasonRunt:            {"runt", "frame shorter than an Ethernet header"},
+	ReasonMulticastSource: {"multicast-source", "source MAC is multicast or broadcast"},
+	ReasonSameSegment:     {"same-segment", "destination MAC was learned on the port the frame came from"},
+	ReasonSplitHorizon:    {"split-horizon", "frame from a peer to a MAC behind another peer (never tunnel to tunnel)"},
+	ReasonNoFloodTarget:   {"no-flood-target", "flooded frame had no port or peer to go to"},
+	ReasonTooBig:          {"too-big", "frame larger than the network MTU allows"},
+	ReasonVXLANShort:      {"vxlan-short", "datagram too short for a VXLAN header and an inner Ethernet header"},
+	ReasonVXLANBadFlags:   {"vxlan-bad-flags", "VXLAN flags invalid (I flag missing or reserved flags set)"},
+	ReasonUnknownVNI:      {"unknown-vni", "VXLAN VNI matches no network on this node"},
+	ReasonUnknownPeer:     {"unknown-peer", "datagram from an address that is not a peer of the VNI's network"},
+	ReasonRxTruncated:     {"rx-truncated", "datagram larger than the receive buffer"},
+	ReasonTxFull:          {"tx-full", "device or socket send queue full"},
+	ReasonTxError:         {"tx-error", "device or socket refused the packet"},
+	ReasonNoHeadroom:      {"no-headroom", "no room in front of the packet for the outer header"},
+	ReasonPoolEmpty:       {"pool-empty", "no free packet buffer"},
+}
+
+// String returns the reason's kebab-case name, as shown by `ferry errors`
+// and in the `reason` metric label.
+func (r Reason) String() string {
+	if r < NumReasons {
+		return reasonInfo[r].name
+	}
+	return "unknown"
+}
+
+// Help returns a one-line description of the reason.
+func (r Reason) Help() string {
+	if r < NumReasons {
+		return reasonInfo[r].help
+	}
+	return ""
+}
+
+// Limits on the per-worker counter tables. Ports and peers are numbered
+// node-wide; the numbers are never reused while the daemon runs.
+const (
+	MaxPorts = 1024
+	MaxPeers = 1024
+)
+
+type stageCounters struct {
+	packets, batches, nanos atomic.Uint64
+}
+
+// IOCounters count one direction of one port or peer.
+type ioCounters struct {
+	packets, bytes atomic.Uint64
+}
+
+type endpointCounters struct {
+	rx, tx ioCounters
+	drops  atomic.Uint64
+	// lastRx is the monotonic clock (ns since the engine started) of the
+	// last packet received; peers only.
+	lastRx atomic.Int64
+}
+
+// Counters are one worker's counters. The worker is the only writer; it adds
+// once per batch where it can, never takes a lock, and readers (the control
+// socket, metrics) load the atomics at any time. Engine.Stats sums all
+// workers.
+type Counters struct {
+	stage [NumStages]stageCounters
+	drops [NumStages][NumReasons]atomic.Uint64
+	ports [MaxPorts]endpointCounters
+	peers [MaxPeers]endpointCounters
+}
+
+func (c *Counters) addStage(s Stage, packets int, nanos int64) {
+	st := &c.stage[s]
+	st.packets.Add(uint64(packets))
+	st.batches.Add(1)
+	st.nanos.Add(uint64(nanos))
+}
+
+func (c *Counters) drop(s Stage, r Reason, n int) {
+	c.drops[s][r].Add(uint64(n))
+}
+
+func (c *Counters) reset() {
+	for i := range c.stage {
+		c.stage[i].packets.Store(0)
+		c.stage[i].batches.Store(0)
+		c.stage[i].nanos.Store(0)
+	}
+	for i := range c.drops {
+		for j := range c.drops[i] {
+			c.drops[i][j].Store(0)
+		}
+	}
+}
+
+// StageStats is the runtime of one stage, summed over workers.
+type StageStats struct {
+	Stage    string  `json:"stage"`
+	Packets  uint64  `json:"packets"`
+	Batches  uint64  `json:"batches"`
+	Nanos    uint64  `json:"nanoseconds"`
+	PerBatch float64 `json:"packets_per_batch"`
+	NsPerPkt float64 `json:"ns_per_packet"`
+}
+
+// DropStats is one (stage, reason) drop counter, summed over workers.
+type DropStats struct {
+	Stage   string `json:"stage"`
+	Reason  string `json:"reason"`
+	Help    string `json:"help"`
+	Packets uint64 `json:"packets"`
+}
+
+// EndpointStats are the counters of one port or peer, summed over workers.
+type EndpointStats struct {
+	RxPackets uint64 `json:"rx_packets"`
+	RxBytes   uint64 `json:"rx_bytes"`
+	TxPackets uint64 `json:"tx_packets"`
+	TxBytes   uint64 `json:"tx_bytes"`
+	Drops     uint64 `json:"drops"`
+	// LastRxNanos is the engine clock of the last packet received, 0 if
+	// none; peers only.
+	LastRxNanos int64 `json:"-"`
+}
+
+func sumEndpoint(cs []*Counters, get func(*Counters) *endpointCounters) EndpointStats {
+	var s EndpointStats
+	for _, c := range cs {
+		e := get(c)
+		s.RxPackets += e.rx.packets.Load()
+		s.RxBytes += e.rx.bytes.Load()
+		s.TxPackets += e.tx.packets.Load()
+		s.TxBytes += e.tx.bytes.Load()
+		s.Drops += e.drops.Load()
+		s.LastRxNanos = max(s.LastRxNanos, e.lastRx.Load())
+	}
+	return s
+}

@@ -1,0 +1,400 @@
+// Package udpsock is ferry's batched UDP socket for tunnel traffic (VXLAN,
+// flannel-UDP): one recvmmsg(2) or sendmmsg(2) moves a whole batch of
+// datagrams, and no call allocates per datagram.
+//
+// x/net's ipv4.PacketConn.ReadBatch allocates a net.Addr per datagram; this
+// package instead keeps, per Conn, arrays of mmsghdr, iovec and sockaddr_in
+// sized to the largest batch, fills them in place on every call, and turns
+// the raw sockaddr bytes into netip.AddrPort values directly.
+//
+// Like package tuntap it works at the []byte level: the caller owns the
+// buffers and chooses an offset (headroom) into each, so package dataplane
+// adapts it. The descriptor is non-blocking and meant for the caller's own
+// epoll loop, not Go's netpoller. IPv4 only for now.
+package udpsock
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefaultBatch is the batch size used when Options.Batch is 0.
+const DefaultBatch = 64
+
+// MaxBatch is the largest batch the kernel takes in one call (UIO_MAXIOV).
+const MaxBatch = 1024
+
+// ErrTxFull is returned by [Conn.WriteBatch] when the socket's send buffer
+// is full (EAGAIN) or the kernel dropped for lack of buffers (ENOBUFS). The
+// datagrams not handled can be counted as transmit-full drops, or retried when
+// the descriptor is writable again.
+var ErrTxFull = errors.New("udpsock: send buffer full")
+
+// ErrShortBuffer is returned by [Conn.ReadBatch] when a buffer has no room
+// after the offset.
+var ErrShortBuffer = errors.New("udpsock: buffer has no room after offset")
+
+// ErrNotIPv4 is the error of a [Skip] whose destination is not an IPv4
+// (or IPv4-mapped IPv6) address with a port.
+var ErrNotIPv4 = errors.New("udpsock: destination is not IPv4")
+
+// Options describes the socket to open.
+type Options struct {
+	// Addr is the local address to bind; port 0 picks an ephemeral port and
+	// 0.0.0.0 binds every address. It must be IPv4 (or IPv4-mapped).
+	Addr netip.AddrPort
+	// ReusePort sets SO_REUSEPORT, so one socket per worker can bind the same
+	// address and the kernel spreads incoming flows over them.
+	ReusePort bool
+	// RecvBuf and SendBuf set SO_RCVBUF and SO_SNDBUF in bytes; 0 leaves the
+	// system default. The FORCE variants are tried first so that root can
+	// exceed net.core.rmem_max/wmem_max; without CAP_NET_ADMIN the plain
+	// options are used, which the kernel caps silently.
+	RecvBuf, SendBuf int
+	// Batch is the most datagrams one ReadBatch call returns and one
+	// sendmmsg call carries; 0 means DefaultBatch, at most MaxBatch.
+	Batch int
+}
+
+// Skip records a datagram that [Conn.WriteBatch] dropped because of an error
+// that concerns only that datagram or its destination (for example
+// EHOSTUNREACH, ENETUNREACH, EMSGSIZE, EINVAL for port 0, EPERM from a
+// firewall, or ErrNotIPv4), so that the caller can count it with a reason.
+type Skip struct {
+	// Index is the datagram's index in the bufs given to WriteBatch.
+	Index int
+	// Err is the reason: a unix.Errno or ErrNotIPv4.
+	Err error
+}
+
+// mmsghdr mirrors struct mmsghdr. Go's natural alignment gives it the C
+// layout on both 32- and 64-bit platforms (trailing padding included).
+type mmsghdr struct {
+	hdr unix.Msghdr
+	len uint32
+}
+
+// msgs is one direction's preallocated syscall arguments: entry i of each
+// array describes datagram i of the batch.
+type msgs struct {
+	hdrs  []mmsghdr
+	iovs  []unix.Iovec
+	names []unix.RawSockaddrInet4
+}
+
+func newMsgs(n int) msgs {
+	m := msgs{
+		hdrs:  make([]mmsghdr, n),
+		iovs:  make([]unix.Iovec, n),
+		names: make([]unix.RawSockaddrInet4, n),
+	}
+	for i := range m.hdrs {
+		m.names[i].Family = unix.AF_INET
+		h := &m.hdrs[i].hdr
+		h.Name = (*byte)(unsafe.Pointer(&m.names[i]))
+		h.Namelen = unix.SizeofSockaddrInet4
+		h.Iov = &m.iovs[i]
+		h.SetIovlen(1)
+	}
+	return m
+}
+
+// Conn is a bound, non-blocking IPv4 UDP socket with batched I/O.
+//
+// ReadBatch and WriteBatch each use their own preallocated state, so one
+// goroutine may read while another writes; two concurrent ReadBatch calls (or
+// two WriteBatch calls) on one Conn are not allowed. Close must not run
+// concurrently with either.
+type Conn struct {
+	fd    int
+	local netip.AddrPort
+	batch int
+
+	rx    msgs
+	trunc []bool
+
+	tx    msgs
+	skips []Skip
+}
+
+// Listen opens an IPv4 UDP socket bound to opts.Addr. The error names the
+// address; nothing stays open on error.
+func Listen(opts Options) (*Conn, error) {
+	addr := netip.AddrPortFrom(opts.Addr.Addr().Unmap(), opts.Addr.Port())
+	if !addr.Addr().Is4() {
+		return nil, fmt.Errorf("udpsock: listen %s: not an IPv4 address", opts.Addr)
+	}
+	batch := opts.Batch
+	if batch == 0 {
+		batch = DefaultBatch
+	}
+	if batch < 1 || batch > MaxBatch {
+		return nil, fmt.Errorf("udpsock: listen %s: batch %d outside 1..%d", addr, opts.Batch, MaxBatch)
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		return nil, fmt.Errorf("udpsock: listen %s: socket: %w", addr, err)
+	}
+	c := &Conn{fd: fd, batch: batch}
+	if err := c.setup(addr, opts); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("udpsock: listen %s: %w", addr, err)
+	}
+	c.rx = newMsgs(batch)
+	c.trunc = make([]bool, batch)
+	c.tx = newMsgs(batch)
+	c.skips = make([]Skip, 0, batch)
+	return c, nil
+}
+
+// setup sets the socket options, binds, and records the local address.
+func (c *Conn) setup(addr netip.AddrPort, opts Options) error {
+	if opts.ReusePort {
+		if err := unix.SetsockoptInt(c.fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			return fmt.Errorf("SO_REUSEPORT: %w", err)
+		}
+	}
+	if err := setBuf(c.fd, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, opts.RecvBuf); err != nil {
+		return fmt.Errorf("receive buffer %d: %w", opts.RecvBuf, err)
+	}
+	if err := setBuf(c.fd, unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, opts.SendBuf); err != nil {
+		return fmt.Errorf("send buffer %d: %w", opts.SendBuf, err)
+	}
+	if err := unix.Bind(c.fd, &unix.SockaddrInet4{Port: int(addr.Port()), Addr: addr.Addr().As4()}); err != nil {
+		return fmt.Errorf("bind: %w", err)
+	}
+	sa, err := unix.Getsockname(c.fd)
+	if err != nil {
+		return fmt.Errorf("getsockname: %w", err)
+	}
+	sa4, ok := sa.(*unix.SockaddrInet4)
+	if !ok {
+		return fmt.Errorf("getsockname: unexpected address type %T", sa)
+	}
+	c.local = netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), uint16(sa4.Port))
+	return nil
+}
+
+// setBuf sets a socket buffer size with the FORCE option, falling back to the
+// plain one when the process may not force (EPERM). size 0 does nothing.
+func setBuf(fd, force, plain, size int) error {
+	if size == 0 {
+		return nil
+	}
+	if size < 0 {
+		return fmt.Errorf("negative size")
+	}
+	err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, force, size)
+	if err == unix.EPERM {
+		err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, plain, size)
+	}
+	return err
+}
+
+// Fd returns the socket's non-blocking descriptor, for the caller's epoll
+// loop. It is -1 after Close. The caller must not close it; setting further
+// socket options on it is allowed.
+func (c *Conn) Fd() int { return c.fd }
+
+// LocalAddr returns the bound address, with the port the kernel chose when
+// Options.Addr had port 0.
+func (c *Conn) LocalAddr() netip.AddrPort { return c.local }
+
+// Batch returns the batch size: the most datagrams one ReadBatch returns.
+func (c *Conn) Batch() int { return c.batch }
+
+// ReadBatch receives up to min(len(bufs), len(sizes), Batch) datagrams with
+// one recvmmsg(2) without blocking. Datagram i is stored in bufs[i][offset:],
+// its length in sizes[i] and, if from is not nil, its source in from[i] (from
+// then also limits the count). It returns the number received; when none is
+// waiting it returns 0 and a nil error.
+//
+// A datagram longer than its buffer is cut to fit and Truncated(i) reports
+// it, so the caller can drop it with a reason. Buffers are only written, never
+// retained past the call. ReadBatch allocates nothing.
+func (c *Conn) ReadBatch(bufs [][]byte, sizes []int, from []netip.AddrPort, offset int) (n int, err error) {
+	k := min(len(bufs), len(sizes), c.batch)
+	if from != nil {
+		k = min(k, len(from))
+	}
+	if k == 0 {
+		return 0, nil
+	}
+	m := &c.rx
+	for i := range k {
+		b := bufs[i]
+		if len(b) <= offset {
+			return 0, ErrShortBuffer
+		}
+		m.iovs[i].Base = &b[offset]
+		m.iovs[i].SetLen(len(b) - offset)
+		m.hdrs[i].hdr.Namelen = unix.SizeofSockaddrInet4
+		m.hdrs[i].hdr.Flags = 0
+		m.hdrs[i].len = 0
+	}
+	var r uintptr
+	for {
+		var e unix.Errno
+		r, _, e = unix.Syscall6(unix.SYS_RECVMMSG, uintptr(c.fd), uintptr(unsafe.Pointer(&m.hdrs[0])), uintptr(k), unix.MSG_DONTWAIT, 0, 0)
+		if e == 0 {
+			break
+		}
+		switch {
+		case e == unix.EAGAIN:
+			clearIovs(m.iovs[:k])
+			return 0, nil
+		case e == unix.EINTR || isPeerErr(e):
+			// A signal, or a pending error from an ICMP message about an
+			// earlier send that the kernel has now cleared: try again.
+			continue
+		default:
+			clearIovs(m.iovs[:k])
+			return 0, fmt.Errorf("udpsock: recvmmsg on %s: %w", c.local, e)
+		}
+	}
+	n = int(r)
+	for i := range n {
+		h := &m.hdrs[i]
+		sizes[i] = int(h.len)
+		c.trunc[i] = h.hdr.Flags&unix.MSG_TRUNC != 0
+		if from != nil {
+			sa := &m.names[i]
+			port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:])
+			from[i] = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), port)
+		}
+	}
+	clearIovs(m.iovs[:k])
+	return n, nil
+}
+
+// clearIovs drops the references to the caller's buffers, so a Conn never
+// keeps them alive between calls.
+func clearIovs(iovs []unix.Iovec) {
+	for i := range iovs {
+		iovs[i].Base = nil
+	}
+}
+
+// Truncated reports whether datagram i of the last ReadBatch was longer than
+// its buffer (MSG_TRUNC) and was cut. Valid for i < n of that call, until the
+// next ReadBatch.
+func (c *Conn) Truncated(i int) bool { return c.trunc[i] }
+
+// WriteBatch sends each of bufs[i][offset:] as one datagram to to[i], in
+// order, with as few sendmmsg(2) calls as the kernel allows (one per Batch
+// datagrams when all goes well). len(to) must be at least len(bufs).
+//
+// It returns n, the number of datagrams handled: bufs[:n] were each either
+// sent or skipped. A datagram that fails for a reason of its own (see Skip)
+// is skipped and the rest of the batch goes on; Skipped lists those. When the
+// socket cannot take more (EAGAIN, ENOBUFS) WriteBatch returns n and
+// ErrTxFull, and bufs[n:] were not sent. On any other error, bufs[n:] were
+// not sent and the error names the socket.
+//
+// Buffers are not retained past the call. WriteBatch allocates nothing,
+// unless more than Batch datagrams of one call are skipped.
+func (c *Conn) WriteBatch(bufs [][]byte, to []netip.AddrPort, offset int) (n int, err error) {
+	c.skips = c.skips[:0]
+	m := &c.tx
+	defer clearIovs(m.iovs)
+	for n < len(bufs) {
+		// Fill a run of up to Batch datagrams with IPv4 destinations.
+		k := 0
+		for k < c.batch && n+k < len(bufs) {
+			dst := to[n+k]
+			a := dst.Addr()
+			if !a.Is4() && !a.Is4In6() {
+				break
+			}
+			b := bufs[n+k][offset:]
+			if len(b) > 0 {
+				m.iovs[k].Base = &b[0]
+			} else {
+				m.iovs[k].Base = nil
+			}
+			m.iovs[k].SetLen(len(b))
+			sa := &m.names[k]
+			sa.Addr = a.As4()
+			binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], dst.Port())
+			k++
+		}
+		if k == 0 {
+			c.skips = append(c.skips, Skip{Index: n, Err: ErrNotIPv4})
+			n++
+			continue
+		}
+		sent, err := c.sendRun(n, k)
+		n += sent
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// sendRun sends the k filled entries of c.tx, whose first is bufs[base],
+// looping over partial sends and skipping entries that fail on their own. It
+// returns how many entries were handled.
+func (c *Conn) sendRun(base, k int) (int, error) {
+	m := &c.tx
+	s := 0
+	retried := -1 // the entry already retried after ECONNREFUSED
+	for s < k {
+		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(c.fd), uintptr(unsafe.Pointer(&m.hdrs[s])), uintptr(k-s), unix.MSG_DONTWAIT, 0, 0)
+		if e == 0 {
+			s += int(r)
+			continue
+		}
+		switch {
+		case e == unix.EAGAIN || e == unix.ENOBUFS:
+			return s, ErrTxFull
+		case e == unix.EINTR:
+			continue
+		case e == unix.ECONNREFUSED && retried != s:
+			// The socket held an error from an ICMP message about an earlier
+			// datagram; the kernel reported and cleared it on this one, which
+			// was not sent. Send it again once.
+			retried = s
+			continue
+		case isPeerErr(e) || e == unix.EMSGSIZE || e == unix.EINVAL || e == unix.EPERM || e == unix.EACCES:
+			c.skips = append(c.skips, Skip{Index: base + s, Err: e})
+			s++
+		default:
+			return s, fmt.Errorf("udpsock: sendmmsg on %s: %w", c.local, e)
+		}
+	}
+	return s, nil
+}
+
+// isPeerErr reports whether e is about reaching one particular destination
+// (a route or an ICMP report), not about the socket.
+func isPeerErr(e unix.Errno) bool {
+	switch e {
+	case unix.ECONNREFUSED, unix.EHOSTUNREACH, unix.ENETUNREACH, unix.EHOSTDOWN, unix.ENETDOWN, unix.EADDRNOTAVAIL:
+		return true
+	}
+	return false
+}
+
+// Skipped lists the datagrams the last WriteBatch skipped, in index order.
+// The slice is reused by the next WriteBatch.
+func (c *Conn) Skipped() []Skip { return c.skips }
+
+// Close closes the socket. It must not run concurrently with ReadBatch or
+// WriteBatch; calling it again is a no-op.
+func (c *Conn) Close() error {
+	if c.fd < 0 {
+		return nil
+	}
+	err := unix.Close(c.fd)
+	c.fd = -1
+	if err != nil {
+		return fmt.Errorf("udpsock: close %s: %w", c.local, err)
+	}
+	return nil
+}

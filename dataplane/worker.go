@@ -1,0 +1,561 @@
+package dataplane
+
+import (
+	"errors"
+	"net/netip"
+
+	"github.com/ferry-overlay/ferry/encap"
+	"github.com/ferry-overlay/ferry/header"
+	bridge "github.com/ferry-overlay/ferry/switch"
+)
+
+// The pipeline, run to completion one batch at a time by each worker:
+//
+//	port rx ──► ethernet-input ──► bridge ──┬──► port-tx
+//	                                        ├──► flood ──► port-tx, vxlan-encap
+//	                                        └──► vxlan-encap ──► tunnel-tx
+//	tunnel rx ──► vxlan-decap ──► ethernet-input ──► bridge ──► port-tx | flood
+//
+// Ordering rules: port-tx runs before vxlan-encap within a batch, because a
+// flooded frame is written to local ports as it is and then, in the same
+// buffer, gets its outer header prepended for the peers. A frame that came
+// from a peer is never sent to a peer (split horizon: the overlay is a full
+// mesh and every host floods to every other itself). A packet is dropped at
+// exactly one place and counted there under its (stage, reason).
+//
+// Buffer ownership: a worker owns the packets of the batch it is running;
+// every output list holds borrowed pointers, and the batch is freed back to
+// the worker's pool once every output has been written.
+
+// ErrTxFull is returned by PortIO and TunnelIO writes when the device or
+// socket queue is full; the packets not written are counted as tx-full drops.
+var ErrTxFull = errors.New("transmit queue full")
+
+// PortIO is one queue of a local port (a TAP queue, or an in-memory fake),
+// used by exactly one worker.
+type PortIO interface {
+	// ReadBatch reads up to len(pkts) frames, each into a packet's
+	// RxBuffer, and returns how many it read. It does not block: with
+	// nothing to read it returns 0, nil.
+	ReadBatch(pkts []*Packet) (int, error)
+	// WriteBatch writes each packet's Bytes as one frame, in order. It
+	// returns how many it wrote before it stopped; when that is less than
+	// len(pkts), err says why the next one failed: ErrTxFull (the queue
+	// is full: the worker drops the rest as tx-full) or another error
+	// (that frame is dropped as tx-error and the worker writes on). It
+	// does not retain the packets.
+	WriteBatch(pkts []*Packet) (int, error)
+}
+
+// TunnelIO is one worker's tunnel socket(s) for encapsulated traffic.
+type TunnelIO interface {
+	// ReadBatch reads up to len(pkts) datagrams, each into a packet's
+	// RxBuffer with Peer set to the sender's address, and returns how many
+	// it read. Without data it returns 0, nil. A datagram that did not fit
+	// is marked with MarkTruncated.
+	ReadBatch(pkts []*Packet) (int, error)
+	// Spread returns how many outer source ports the tunnel sends from.
+	// The worker sends a packet from source Hash % Spread, so one inner
+	// flow keeps one outer source port and different flows spread over
+	// receive queues and ECMP paths (RFC 7348 §5).
+	Spread() int
+	// WriteBatch sends each packet's Bytes as one datagram to the peer at
+	// dst[i] from source src (0 <= src < Spread), with the same result
+	// rules as PortIO.WriteBatch.
+	WriteBatch(src int, pkts []*Packet, dst []netip.Addr) (int, error)
+}
+
+// Worker runs batches through the pipeline. A worker is one goroutine's: it
+// owns its pool, its queues and its scratch space, and shares only the
+// engine's tables (read per batch) and the FDBs (batch-locked).
+type Worker struct {
+	id     int
+	eng    *Engine
+	c      *Counters
+	pool   *Pool
+	ports  []PortIO // by global port id; nil where this worker has no queue
+	tunnel TunnelIO
+
+	rx Batch
+	t  int64 // clock at the end of the last timed stage
+
+	// Scratch for one batch, allocated once.
+	keep       [MaxBatch]*Packet
+	srcs, dsts [MaxBatch][6]byte
+	from, out  [MaxBatch]bridge.Location
+	flood      []*Packet
+	portTx     [MaxPorts][]*Packet
+	portDirty  []uint16
+	encap      []*Packet
+	tunPkts    []*Packet
+	tunDst     []netip.Addr
+	tunPeer    []uint16
+	sortPkts   []*Packet
+	sortDst    []netip.Addr
+	sortPeer   []uint16
+}
+
+// NewWorker returns worker id (0 <= id < eng.Workers()) with its own pool of
+// poolSize packets of frameRoom bytes (0: DefaultFrameRoom).
+func (e *Engine) NewWorker(id, poolSize, frameRoom int) *Worker {
+	return &Worker{
+		id:        id,
+		eng:       e,
+		c:         e.counters[id],
+		pool:      NewPool(poolSize, frameRoom),
+		flood:     make([]*Packet, 0, MaxBatch),
+		portDirty: make([]uint16, 0, 16),
+		encap:     make([]*Packet, 0, MaxBatch),
+		tunPkts:   make([]*Packet, 0, 4*MaxBatch),
+		tunDst:    make([]netip.Addr, 0, 4*MaxBatch),
+		tunPeer:   make([]uint16, 0, 4*MaxBatch),
+		sortPkts:  make([]*Packet, 0, 4*MaxBatch),
+		sortDst:   make([]netip.Addr, 0, 4*MaxBatch),
+		sortPeer:  make([]uint16, 0, 4*MaxBatch),
+	}
+}
+
+// SetPort attaches this worker's queue of the port with the given global id.
+func (w *Worker) SetPort(id uint16, io PortIO) {
+	for len(w.ports) <= int(id) {
+		w.ports = append(w.ports, nil)
+	}
+	w.ports[id] = io
+}
+
+// SetTunnel attaches this worker's tunnel socket.
+func (w *Worker) SetTunnel(io TunnelIO) { w.tunnel = io }
+
+// Pool returns the worker's packet pool.
+func (w *Worker) Pool() *Pool { return w.pool }
+
+// mark ends a timed stage that handled n packets.
+func (w *Worker) mark(s Stage, n int) {
+	now := w.eng.now()
+	if n > 0 {
+		w.c.addStage(s, n, now-w.t)
+	}
+	w.t = now
+}
+
+// PollPort reads one batch from this worker's queue of port id and runs it
+// to completion. It returns the number of frames read.
+func (w *Worker) PollPort(id uint16) (int, error) {
+	io := w.ports[id]
+	b := &w.rx
+	w.t = w.eng.now()
+	if w.pool.GetBatch(b) == 0 {
+		return 0, nil
+	}
+	n, err := io.ReadBatch(b.Slice())
+	for _, p := range b.Pkts[n:b.Len] {
+		p.pool.Put(p)
+	}
+	clear(b.Pkts[n:b.Len])
+	b.Len = n
+	if n == 0 {
+		return 0, err
+	}
+	var bytes int
+	for _, p := range b.Slice() {
+		bytes += p.Len()
+	}
+	pc := &w.c.ports[id].rx
+	pc.packets.Add(uint64(n))
+	pc.bytes.Add(uint64(bytes))
+	w.mark(StagePortRx, n)
+	w.fromPort(w.eng.tables.Load(), id, b.Slice())
+	b.Free()
+	return n, err
+}
+
+// PollTunnel reads one batch from this worker's tunnel socket and runs it to
+// completion. It returns the number of datagrams read.
+func (w *Worker) PollTunnel() (int, error) {
+	b := &w.rx
+	w.t = w.eng.now()
+	if w.pool.GetBatch(b) == 0 {
+		return 0, nil
+	}
+	n, err := w.tunnel.ReadBatch(b.Slice())
+	for _, p := range b.Pkts[n:b.Len] {
+		p.pool.Put(p)
+	}
+	clear(b.Pkts[n:b.Len])
+	b.Len = n
+	if n == 0 {
+		return 0, err
+	}
+	w.mark(StageTunnelRx, n)
+	w.fromTunnel(w.eng.tables.Load(), b.Slice())
+	b.Free()
+	return n, err
+}
+
+// fromPort is ethernet-input for frames read from a local port.
+func (w *Worker) fromPort(t *tables, id uint16, pkts []*Packet) {
+	if int(id) >= len(t.ports) {
+		return
+	}
+	n := t.ports[id].net
+	from := bridge.PortLocation(id)
+	k := 0
+	for _, p := range pkts {
+		b := p.Bytes()
+		if len(b) < header.EthernetLen {
+			w.c.drop(StageEthernetInput, ReasonRunt, 1)
+			continue
+		}
+		if b[6]&1 != 0 {
+			w.c.drop(StageEthernetInput, ReasonMulticastSource, 1)
+			continue
+		}
+		p.InPort, p.Network, p.From = id, n.id, from
+		w.keep[k] = p
+		w.dsts[k] = [6]byte(b[0:6])
+		w.srcs[k] = [6]byte(b[6:12])
+		w.from[k] = from
+		k++
+	}
+	w.mark(StageEthernetInput, len(pkts))
+	w.forward(t, n, k)
+}
+
+// fromTunnel is vxlan-decap: it validates the header, finds the network by
+// VNI, checks that the sender is a peer of that network, strips the header
+// and hands the inner frames, grouped by network, to ethernet-input.
+func (w *Worker) fromTunnel(t *tables, pkts []*Packet) {
+	valid := 0
+	for _, p := range pkts {
+		if p.truncated {
+			w.c.drop(StageVXLANDecap, ReasonRxTruncated, 1)
+			continue
+		}
+		vni, st := encap.DecodeVXLAN(p.Bytes())
+		switch st {
+		case encap.VXLANOK:
+		case encap.VXLANBadFlags:
+			w.c.drop(StageVXLANDecap, ReasonVXLANBadFlags, 1)
+			continue
+		default:
+			w.c.drop(StageVXLANDecap, ReasonVXLANShort, 1)
+			continue
+		}
+		n := t.byVNI[vni]
+		if n == nil {
+			w.c.drop(StageVXLANDecap, ReasonUnknownVNI, 1)
+			continue
+		}
+		pid, ok := n.peerIdx[p.Peer]
+		if !ok {
+			w.c.drop(StageVXLANDecap, ReasonUnknownPeer, 1)
+			continue
+		}
+		p.Advance(encap.VXLANHeaderLen)
+		p.Network, p.From = n.id, bridge.PeerLocation(pid)
+		pkts[valid] = p
+		valid++
+	}
+	w.countPeerRx(pkts[:valid])
+	w.mark(StageVXLANDecap, len(pkts))
+
+	// ethernet-input, one network at a time (a batch nearly always holds
+	// one). Packets of other networks are compacted to the front of rest.
+	rest := pkts[:valid]
+	for len(rest) > 0 {
+		n := t.nets[rest[0].Network]
+		k, other := 0, 0
+		for _, p := range rest {
+			if p.Network != n.id {
+				rest[other] = p
+				other++
+				continue
+			}
+			b := p.Bytes()
+			if b[6]&1 != 0 {
+				w.c.drop(StageEthernetInput, ReasonMulticastSource, 1)
+				continue
+			}
+			w.keep[k] = p
+			w.dsts[k] = [6]byte(b[0:6])
+			w.srcs[k] = [6]byte(b[6:12])
+			w.from[k] = p.From
+			k++
+		}
+		w.mark(StageEthernetInput, len(rest)-other)
+		w.forward(t, n, k)
+		rest = rest[:other]
+	}
+}
+
+// countPeerRx adds the packets to their peers' rx counters, one atomic add
+// per run of packets from the same peer.
+func (w *Worker) countPeerRx(pkts []*Packet) {
+	now := w.eng.now()
+	for i := 0; i < len(pkts); {
+		loc := pkts[i].From
+		j, bytes := i, 0
+		for ; j < len(pkts) && pkts[j].From == loc; j++ {
+			bytes += pkts[j].Len() + encap.VXLANHeaderLen
+		}
+		pc := &w.c.peers[loc.Index()]
+		pc.rx.packets.Add(uint64(j - i))
+		pc.rx.bytes.Add(uint64(bytes))
+		pc.lastRx.Store(now)
+		i = j
+	}
+}
+
+// forward is the bridge stage for w.keep[:k], all of network n: learn the
+// sources, look up the destinations, and sort each frame to a port, a peer
+// or the flood list. Then it runs flood, port-tx, vxlan-encap and tunnel-tx.
+func (w *Worker) forward(t *tables, n *network, k int) {
+	if k == 0 {
+		return
+	}
+	n.fdb.LearnLookup(w.t, w.srcs[:k], w.dsts[:k], w.from[:k], w.out[:k])
+	for i := range k {
+		p := w.keep[i]
+		if w.dsts[i][0]&1 != 0 || !w.out[i].IsValid() {
+			w.flood = append(w.flood, p)
+			continue
+		}
+		loc, from := w.out[i], w.from[i]
+		switch {
+		case loc == from:
+			w.c.drop(StageBridge, ReasonSameSegment, 1)
+		case loc.IsPeer() && from.IsPeer():
+			w.c.drop(StageBridge, ReasonSplitHorizon, 1)
+		case loc.IsPeer():
+			w.toPeer(t, p, loc.Index())
+		default:
+			w.toPort(loc.Index(), p)
+		}
+	}
+	w.mark(StageBridge, k)
+
+	if len(w.flood) > 0 {
+		for _, p := range w.flood {
+			targets := 0
+			for _, id := range n.ports {
+				if bridge.PortLocation(id) != p.From {
+					w.toPort(id, p)
+					targets++
+				}
+			}
+			if !p.From.IsPeer() {
+				for _, id := range n.peers {
+					w.toPeer(t, p, id)
+					targets++
+				}
+			}
+			if targets == 0 {
+				w.c.drop(StageFlood, ReasonNoFloodTarget, 1)
+			}
+		}
+		w.mark(StageFlood, len(w.flood))
+		clear(w.flood)
+		w.flood = w.flood[:0]
+	}
+	w.flushPorts()
+	w.encapsulate(n)
+	w.flushTunnel()
+}
+
+func (w *Worker) toPort(id uint16, p *Packet) {
+	if len(w.portTx[id]) == 0 {
+		w.portDirty = append(w.portDirty, id)
+	}
+	w.portTx[id] = append(w.portTx[id], p)
+}
+
+func (w *Worker) toPeer(t *tables, p *Packet, id uint16) {
+	if !p.encapPending {
+		p.encapPending = true
+		w.encap = append(w.encap, p)
+	}
+	w.tunPkts = append(w.tunPkts, p)
+	w.tunDst = append(w.tunDst, t.peers[id].addr)
+	w.tunPeer = append(w.tunPeer, id)
+}
+
+// flushPorts is port-tx: one WriteBatch per port with pending frames.
+func (w *Worker) flushPorts() {
+	total := 0
+	for _, id := range w.portDirty {
+		pkts := w.portTx[id]
+		total += len(pkts)
+		var io PortIO
+		if int(id) < len(w.ports) {
+			io = w.ports[id]
+		}
+		sent, bytes := 0, 0
+		for rest := pkts; len(rest) > 0; {
+			if io == nil {
+				w.dropTx(StagePortTx, errNoQueue, len(rest))
+				w.c.ports[id].drops.Add(uint64(len(rest)))
+				break
+			}
+			n, err := io.WriteBatch(rest)
+			for _, p := range rest[:n] {
+				bytes += p.Len()
+			}
+			sent += n
+			rest = rest[n:]
+			if len(rest) == 0 {
+				break
+			}
+			lost := 1
+			if errors.Is(err, ErrTxFull) {
+				lost = len(rest)
+			}
+			w.dropTx(StagePortTx, err, lost)
+			w.c.ports[id].drops.Add(uint64(lost))
+			rest = rest[lost:]
+		}
+		pc := &w.c.ports[id].tx
+		pc.packets.Add(uint64(sent))
+		pc.bytes.Add(uint64(bytes))
+		clear(pkts)
+		w.portTx[id] = pkts[:0]
+	}
+	w.portDirty = w.portDirty[:0]
+	w.mark(StagePortTx, total)
+}
+
+// dropTx counts n packets a device or socket did not take.
+func (w *Worker) dropTx(s Stage, err error, n int) {
+	r := ReasonTxError
+	if errors.Is(err, ErrTxFull) {
+		r = ReasonTxFull
+	}
+	w.c.drop(s, r, n)
+}
+
+var errNoQueue = errors.New("port has no queue on this worker")
+
+// encapsulate is vxlan-encap: each frame bound for one or more peers gets
+// its VXLAN header prepended once, in its headroom; replication to several
+// peers sends the same bytes.
+func (w *Worker) encapsulate(n *network) {
+	if len(w.encap) == 0 {
+		return
+	}
+	maxFrame := n.mtu + header.EthernetLen + 4 // one 802.1Q tag
+	for _, p := range w.encap {
+		p.encapPending = false
+		if p.Len() > maxFrame && n.mtu > 0 {
+			p.encapDrop = ReasonTooBig
+			continue
+		}
+		h := p.Prepend(encap.VXLANHeaderLen)
+		if h == nil {
+			p.encapDrop = ReasonNoHeadroom
+			continue
+		}
+		encap.PutVXLAN(h, n.vni)
+		p.Hash = header.FlowHash(p.Bytes()[encap.VXLANHeaderLen:])
+	}
+	w.mark(StageVXLANEncap, len(w.encap))
+	clear(w.encap)
+	w.encap = w.encap[:0]
+}
+
+// flushTunnel is tunnel-tx: the datagrams of the batch, grouped by outer
+// source port (a stable counting sort on Hash % Spread), one WriteBatch per
+// group. Packets that encap refused are dropped here under the encap stage.
+func (w *Worker) flushTunnel() {
+	if len(w.tunPkts) == 0 {
+		return
+	}
+	spread := 1
+	if w.tunnel != nil {
+		spread = min(max(w.tunnel.Spread(), 1), maxSpread)
+	}
+	var count [maxSpread + 1]int
+	k := 0
+	for _, p := range w.tunPkts {
+		if p.encapDrop != ReasonNone {
+			w.c.drop(StageVXLANEncap, p.encapDrop, 1)
+			continue
+		}
+		count[int(p.Hash%uint32(spread))+1]++
+		k++
+	}
+	for i := 1; i <= spread; i++ {
+		count[i] += count[i-1]
+	}
+	w.sortPkts = append(w.sortPkts[:0], w.tunPkts[:k]...)
+	w.sortDst = append(w.sortDst[:0], w.tunDst[:k]...)
+	w.sortPeer = append(w.sortPeer[:0], w.tunPeer[:k]...)
+	for i, p := range w.tunPkts {
+		if p.encapDrop != ReasonNone {
+			continue
+		}
+		b := int(p.Hash % uint32(spread))
+		j := count[b]
+		count[b]++
+		w.sortPkts[j], w.sortDst[j], w.sortPeer[j] = p, w.tunDst[i], w.tunPeer[i]
+	}
+	// count[b] is now the end of group b; group b starts at count[b-1].
+	start := 0
+	for b := range spread {
+		end := count[b]
+		w.sendGroup(b, start, end)
+		start = end
+	}
+	w.mark(StageTunnelTx, k)
+	clear(w.tunPkts)
+	clear(w.sortPkts)
+	w.tunPkts, w.tunDst, w.tunPeer = w.tunPkts[:0], w.tunDst[:0], w.tunPeer[:0]
+}
+
+// maxSpread bounds the number of outer source ports a tunnel may use.
+const maxSpread = 64
+
+// sendGroup writes w.sort*[start:end], all from source port src, and counts
+// each datagram sent or dropped against its peer.
+func (w *Worker) sendGroup(src, start, end int) {
+	for start < end {
+		if w.tunnel == nil {
+			w.dropTx(StageTunnelTx, errNoQueue, end-start)
+			w.countPeerDrops(start, end)
+			return
+		}
+		n, err := w.tunnel.WriteBatch(src, w.sortPkts[start:end], w.sortDst[start:end])
+		w.countPeerTx(start, start+n)
+		start += n
+		if start == end {
+			return
+		}
+		lost := 1
+		if errors.Is(err, ErrTxFull) {
+			lost = end - start
+		}
+		w.dropTx(StageTunnelTx, err, lost)
+		w.countPeerDrops(start, start+lost)
+		start += lost
+	}
+}
+
+// countPeerTx adds w.sort*[i:j] to their peers' tx counters, one atomic add
+// per run of the same peer.
+func (w *Worker) countPeerTx(i, j int) {
+	for i < j {
+		id := w.sortPeer[i]
+		k, bytes := i, 0
+		for ; k < j && w.sortPeer[k] == id; k++ {
+			bytes += w.sortPkts[k].Len()
+		}
+		pc := &w.c.peers[id].tx
+		pc.packets.Add(uint64(k - i))
+		pc.bytes.Add(uint64(bytes))
+		i = k
+	}
+}
+
+func (w *Worker) countPeerDrops(i, j int) {
+	for _, id := range w.sortPeer[i:j] {
+		w.c.peers[id].drops.Add(1)
+	}
+}
