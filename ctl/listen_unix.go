@@ -18,7 +18,7 @@ import (
 
 // ErrSocketInUse is returned (wrapped) by Listen when a live daemon already
 // answers on the socket path.
-var ErrSocketInUse = errors.New("socket in use")
+var ErrSocketInUse = errors.New("another ferry is running")
 
 // staleDialTimeout bounds the probe of an existing socket file. A live
 // daemon accepts at once; a dead socket refuses at once.
@@ -73,7 +73,7 @@ func removeStale(path string) error {
 	c, err := net.DialTimeout("unix", path, staleDialTimeout)
 	if err == nil {
 		c.Close()
-		return fmt.Errorf("another ferry is running on %s: %w", path, ErrSocketInUse)
+		return fmt.Errorf("%w on %s", ErrSocketInUse, path)
 	}
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		return fmt.Errorf("checking control socket %s: %w", path, err)

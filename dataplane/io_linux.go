@@ -53,8 +53,11 @@ func (t *TAPQueue) WriteBatch(pkts []*Packet) (int, error) {
 		clear(t.bufs[:len(chunk)])
 		written += n
 		if err != nil {
-			if errors.Is(err, tuntap.ErrTxFull) {
+			switch {
+			case errors.Is(err, tuntap.ErrTxFull):
 				err = ErrTxFull
+			case errors.Is(err, tuntap.ErrLinkDown):
+				err = ErrPortDown
 			}
 			return written, err
 		}
@@ -68,24 +71,24 @@ func (t *TAPQueue) WriteBatch(pkts []*Packet) (int, error) {
 // datagrams over workers by flow), and Spread sockets on ephemeral ports
 // send, so the outer source port follows the inner flow's hash.
 type UDPTunnel struct {
-	rx    *udpsock.Conn
-	tx    []*udpsock.Conn
-	port  uint16
-	bufs  [][]byte
-	sizes []int
-	addrs []netip.AddrPort
-	trunc []bool
+	rx      *udpsock.Conn
+	tx      []*udpsock.Conn
+	port    uint16
+	bufs    [][]byte
+	sizes   []int
+	addrs   []netip.AddrPort
+	refused []int
 }
 
 // NewUDPTunnel opens the receive socket on local:port and spread send
 // sockets on local with ephemeral ports.
 func NewUDPTunnel(local netip.Addr, port uint16, spread int) (*UDPTunnel, error) {
 	u := &UDPTunnel{
-		port:  port,
-		bufs:  make([][]byte, MaxBatch),
-		sizes: make([]int, MaxBatch),
-		addrs: make([]netip.AddrPort, MaxBatch),
-		trunc: make([]bool, MaxBatch),
+		port:    port,
+		bufs:    make([][]byte, MaxBatch),
+		sizes:   make([]int, MaxBatch),
+		addrs:   make([]netip.AddrPort, MaxBatch),
+		refused: make([]int, 0, MaxBatch),
 	}
 	var err error
 	u.rx, err = udpsock.Listen(udpsock.Options{Addr: netip.AddrPortFrom(local, port), ReusePort: true, Batch: MaxBatch, RecvBuf: 4 << 20, SendBuf: 4 << 20})
@@ -123,12 +126,12 @@ func (u *UDPTunnel) ReadBatch(pkts []*Packet) (int, error) {
 		p.RxBuffer()
 		u.bufs[i] = p.buf
 	}
-	n, err := u.rx.ReadBatch(u.bufs[:len(pkts)], u.sizes, u.addrs, Headroom, u.trunc)
+	n, err := u.rx.ReadBatch(u.bufs[:len(pkts)], u.sizes, u.addrs, Headroom)
 	for i := range n {
 		p := pkts[i]
-		p.SetLen(u.sizes[i])
+		p.SetLen(min(u.sizes[i], len(p.buf)-Headroom))
 		p.Peer = u.addrs[i].Addr().Unmap()
-		if u.trunc[i] {
+		if u.rx.Truncated(i) {
 			p.MarkTruncated()
 		}
 	}
@@ -139,10 +142,14 @@ func (u *UDPTunnel) ReadBatch(pkts []*Packet) (int, error) {
 // Spread implements TunnelIO.
 func (u *UDPTunnel) Spread() int { return len(u.tx) }
 
+// Refused implements TunnelIO.
+func (u *UDPTunnel) Refused() []int { return u.refused }
+
 // WriteBatch implements TunnelIO.
 func (u *UDPTunnel) WriteBatch(src int, pkts []*Packet, dst []netip.Addr) (int, error) {
 	c := u.tx[src]
 	written := 0
+	u.refused = u.refused[:0]
 	for len(pkts) > 0 {
 		chunk := pkts[:min(len(pkts), len(u.bufs))]
 		for i, p := range chunk {
@@ -151,6 +158,9 @@ func (u *UDPTunnel) WriteBatch(src int, pkts []*Packet, dst []netip.Addr) (int, 
 		}
 		n, err := c.WriteBatch(u.bufs[:len(chunk)], u.addrs[:len(chunk)], 0)
 		clear(u.bufs[:len(chunk)])
+		for _, s := range c.Skipped() {
+			u.refused = append(u.refused, written+s.Index)
+		}
 		written += n
 		if err != nil {
 			if errors.Is(err, udpsock.ErrTxFull) {

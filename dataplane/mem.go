@@ -102,6 +102,9 @@ func (m *MemTunnel) ReadBatch(pkts []*Packet) (int, error) { return m.read(pkts)
 // Spread implements TunnelIO.
 func (m *MemTunnel) Spread() int { return max(m.Ports, 1) }
 
+// Refused implements TunnelIO; the fake refuses nothing.
+func (m *MemTunnel) Refused() []int { return nil }
+
 // WriteBatch implements TunnelIO.
 func (m *MemTunnel) WriteBatch(src int, pkts []*Packet, dst []netip.Addr) (int, error) {
 	for i, p := range pkts {

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -121,7 +122,8 @@ func (r *Runner) Run() error {
 // Stop makes Run return. It is safe to call from any goroutine, before
 // Close.
 func (r *Runner) Stop() {
-	one := [8]byte{1} // an eventfd counter increment, native byte order
+	var one [8]byte // an eventfd counter increment of 1, native byte order
+	binary.NativeEndian.PutUint64(one[:], 1)
 	unix.Write(r.stopfd, one[:])
 }
 

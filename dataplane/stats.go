@@ -63,6 +63,7 @@ const (
 	ReasonRxTruncated
 	ReasonTxFull
 	ReasonTxError
+	ReasonPortDown
 	ReasonNoHeadroom
 	ReasonPoolEmpty
 	NumReasons
@@ -83,6 +84,7 @@ var reasonInfo = [NumReasons]struct{ name, help string }{
 	ReasonRxTruncated:     {"rx-truncated", "datagram larger than the receive buffer"},
 	ReasonTxFull:          {"tx-full", "device or socket send queue full"},
 	ReasonTxError:         {"tx-error", "device or socket refused the packet"},
+	ReasonPortDown:        {"port-down", "the port's link is down (its container unplugged it)"},
 	ReasonNoHeadroom:      {"no-headroom", "no room in front of the packet for the outer header"},
 	ReasonPoolEmpty:       {"pool-empty", "no free packet buffer"},
 }

@@ -61,8 +61,14 @@ type TunnelIO interface {
 	Spread() int
 	// WriteBatch sends each packet's Bytes as one datagram to the peer at
 	// dst[i] from source src (0 <= src < Spread), with the same result
-	// rules as PortIO.WriteBatch.
+	// rules as PortIO.WriteBatch, except that a datagram the kernel
+	// refuses on its own (no route, too big) does not stop the batch: it
+	// counts among the n handled and its index is listed by Refused.
 	WriteBatch(src int, pkts []*Packet, dst []netip.Addr) (int, error)
+	// Refused returns the ascending indices, into the pkts of the last
+	// WriteBatch, of datagrams that were refused; valid until the next
+	// WriteBatch.
+	Refused() []int
 }
 
 // Worker runs batches through the pipeline. A worker is one goroutine's: it
@@ -90,9 +96,14 @@ type Worker struct {
 	tunPkts    []*Packet
 	tunDst     []netip.Addr
 	tunPeer    []uint16
-	sortPkts   []*Packet
-	sortDst    []netip.Addr
-	sortPeer   []uint16
+	// sort* is the list being sent: tun* itself, or grp* when the
+	// datagrams had to be grouped by source port.
+	sortPkts []*Packet
+	sortDst  []netip.Addr
+	sortPeer []uint16
+	grpPkts  []*Packet
+	grpDst   []netip.Addr
+	grpPeer  []uint16
 }
 
 // NewWorker returns worker id (0 <= id < eng.Workers()) with its own pool of
@@ -109,9 +120,9 @@ func (e *Engine) NewWorker(id, poolSize, frameRoom int) *Worker {
 		tunPkts:   make([]*Packet, 0, 4*MaxBatch),
 		tunDst:    make([]netip.Addr, 0, 4*MaxBatch),
 		tunPeer:   make([]uint16, 0, 4*MaxBatch),
-		sortPkts:  make([]*Packet, 0, 4*MaxBatch),
-		sortDst:   make([]netip.Addr, 0, 4*MaxBatch),
-		sortPeer:  make([]uint16, 0, 4*MaxBatch),
+		grpPkts:   make([]*Packet, 0, 4*MaxBatch),
+		grpDst:    make([]netip.Addr, 0, 4*MaxBatch),
+		grpPeer:   make([]uint16, 0, 4*MaxBatch),
 	}
 }
 
@@ -226,6 +237,14 @@ func (w *Worker) fromPort(t *tables, id uint16, pkts []*Packet) {
 // and hands the inner frames, grouped by network, to ethernet-input.
 func (w *Worker) fromTunnel(t *tables, pkts []*Packet) {
 	valid := 0
+	// One-entry cache of the last (VNI, sender) verdict: a batch nearly
+	// always comes from a few peers of one network.
+	var (
+		lastVNI  uint32 = 1 << 24 // no VNI is this large
+		lastPeer netip.Addr
+		lastNet  *network
+		lastPID  uint16
+	)
 	for _, p := range pkts {
 		if p.truncated {
 			w.c.drop(StageVXLANDecap, ReasonRxTruncated, 1)
@@ -241,15 +260,19 @@ func (w *Worker) fromTunnel(t *tables, pkts []*Packet) {
 			w.c.drop(StageVXLANDecap, ReasonVXLANShort, 1)
 			continue
 		}
-		n := t.byVNI[vni]
-		if n == nil {
-			w.c.drop(StageVXLANDecap, ReasonUnknownVNI, 1)
-			continue
-		}
-		pid, ok := n.peerIdx[p.Peer]
-		if !ok {
-			w.c.drop(StageVXLANDecap, ReasonUnknownPeer, 1)
-			continue
+		n, pid := lastNet, lastPID
+		if vni != lastVNI || p.Peer != lastPeer {
+			n = t.byVNI[vni]
+			if n == nil {
+				w.c.drop(StageVXLANDecap, ReasonUnknownVNI, 1)
+				continue
+			}
+			var ok bool
+			if pid, ok = n.peerIdx[p.Peer]; !ok {
+				w.c.drop(StageVXLANDecap, ReasonUnknownPeer, 1)
+				continue
+			}
+			lastVNI, lastPeer, lastNet, lastPID = vni, p.Peer, n, pid
 		}
 		p.Advance(encap.VXLANHeaderLen)
 		p.Network, p.From = n.id, bridge.PeerLocation(pid)
@@ -423,16 +446,26 @@ func (w *Worker) flushPorts() {
 	w.mark(StagePortTx, total)
 }
 
+// ErrPortDown is returned by PortIO writes when the device's link is down
+// (an unplugged container); the frame is counted as a port-down drop.
+var ErrPortDown = errors.New("port link is down")
+
 // dropTx counts n packets a device or socket did not take.
 func (w *Worker) dropTx(s Stage, err error, n int) {
 	r := ReasonTxError
-	if errors.Is(err, ErrTxFull) {
+	switch {
+	case errors.Is(err, ErrTxFull):
 		r = ReasonTxFull
+	case errors.Is(err, ErrPortDown):
+		r = ReasonPortDown
 	}
 	w.c.drop(s, r, n)
 }
 
-var errNoQueue = errors.New("port has no queue on this worker")
+var (
+	errNoQueue = errors.New("port has no queue on this worker")
+	errRefused = errors.New("datagram refused by the kernel")
+)
 
 // encapsulate is vxlan-encap: each frame bound for one or more peers gets
 // its VXLAN header prepended once, in its headroom; replication to several
@@ -462,8 +495,10 @@ func (w *Worker) encapsulate(n *network) {
 }
 
 // flushTunnel is tunnel-tx: the datagrams of the batch, grouped by outer
-// source port (a stable counting sort on Hash % Spread), one WriteBatch per
-// group. Packets that encap refused are dropped here under the encap stage.
+// source port (bucket of Hash, stable), one WriteBatch per group. Packets
+// that encap refused are dropped here under the encap stage. When every
+// datagram falls in one group (one flow, the common case for a busy
+// stream) the list is sent as it is, without the grouping copy.
 func (w *Worker) flushTunnel() {
 	if len(w.tunPkts) == 0 {
 		return
@@ -474,41 +509,56 @@ func (w *Worker) flushTunnel() {
 	}
 	var count [maxSpread + 1]int
 	k := 0
-	for _, p := range w.tunPkts {
+	for i, p := range w.tunPkts {
 		if p.encapDrop != ReasonNone {
 			w.c.drop(StageVXLANEncap, p.encapDrop, 1)
 			continue
 		}
-		count[int(p.Hash%uint32(spread))+1]++
+		b := bucket(p.Hash, spread)
+		count[b+1]++
+		w.tunPkts[k], w.tunDst[k], w.tunPeer[k] = p, w.tunDst[i], w.tunPeer[i]
 		k++
 	}
-	for i := 1; i <= spread; i++ {
-		count[i] += count[i-1]
-	}
-	w.sortPkts = append(w.sortPkts[:0], w.tunPkts[:k]...)
-	w.sortDst = append(w.sortDst[:0], w.tunDst[:k]...)
-	w.sortPeer = append(w.sortPeer[:0], w.tunPeer[:k]...)
-	for i, p := range w.tunPkts {
-		if p.encapDrop != ReasonNone {
-			continue
-		}
-		b := int(p.Hash % uint32(spread))
-		j := count[b]
-		count[b]++
-		w.sortPkts[j], w.sortDst[j], w.sortPeer[j] = p, w.tunDst[i], w.tunPeer[i]
-	}
-	// count[b] is now the end of group b; group b starts at count[b-1].
-	start := 0
+	w.sortPkts, w.sortDst, w.sortPeer = w.tunPkts[:k], w.tunDst[:k], w.tunPeer[:k]
+	single := -1
 	for b := range spread {
-		end := count[b]
-		w.sendGroup(b, start, end)
-		start = end
+		if count[b+1] == k {
+			single = b
+		}
+	}
+	if single >= 0 {
+		w.sendGroup(single, 0, k)
+	} else {
+		for i := 1; i <= spread; i++ {
+			count[i] += count[i-1]
+		}
+		w.sortPkts = append(w.grpPkts[:0], w.tunPkts[:k]...)
+		w.sortDst = append(w.grpDst[:0], w.tunDst[:k]...)
+		w.sortPeer = append(w.grpPeer[:0], w.tunPeer[:k]...)
+		for i, p := range w.tunPkts[:k] {
+			b := bucket(p.Hash, spread)
+			j := count[b]
+			count[b]++
+			w.sortPkts[j], w.sortDst[j], w.sortPeer[j] = p, w.tunDst[i], w.tunPeer[i]
+		}
+		// count[b] is now the end of group b; group b starts at count[b-1].
+		start := 0
+		for b := range spread {
+			w.sendGroup(b, start, count[b])
+			start = count[b]
+		}
+		w.grpPkts, w.grpDst, w.grpPeer = w.sortPkts, w.sortDst, w.sortPeer
+		clear(w.grpPkts)
 	}
 	w.mark(StageTunnelTx, k)
 	clear(w.tunPkts)
-	clear(w.sortPkts)
 	w.tunPkts, w.tunDst, w.tunPeer = w.tunPkts[:0], w.tunDst[:0], w.tunPeer[:0]
+	w.sortPkts, w.sortDst, w.sortPeer = nil, nil, nil
 }
+
+// bucket maps a flow hash onto [0, n) with a multiply and a shift (cheaper
+// than a division, and as even for a well-mixed hash).
+func bucket(hash uint32, n int) int { return int(uint64(hash) * uint64(n) >> 32) }
 
 // maxSpread bounds the number of outer source ports a tunnel may use.
 const maxSpread = 64
@@ -523,7 +573,14 @@ func (w *Worker) sendGroup(src, start, end int) {
 			return
 		}
 		n, err := w.tunnel.WriteBatch(src, w.sortPkts[start:end], w.sortDst[start:end])
-		w.countPeerTx(start, start+n)
+		i := start
+		for _, r := range w.tunnel.Refused() {
+			w.countPeerTx(i, start+r)
+			w.dropTx(StageTunnelTx, errRefused, 1)
+			w.countPeerDrops(start+r, start+r+1)
+			i = start + r + 1
+		}
+		w.countPeerTx(i, start+n)
 		start += n
 		if start == end {
 			return

@@ -24,9 +24,9 @@ type Entry struct {
 	MAC [6]byte
 	// Location is where frames to MAC are sent.
 	Location Location
-	// Age is how long ago the entry was last learned or refreshed; for a
-	// static entry, since it was added or a frame from MAC last came from
-	// its location.
+	// Age is how long ago the entry was last learned, moved or refreshed
+	// (refreshes are recorded to within Ageing/1024); for a static entry,
+	// since it was added or a frame from MAC last came from its location.
 	Age time.Duration
 	// Static entries never age and are not moved by learning.
 	Static bool

@@ -18,21 +18,16 @@ package bridge
 // slot, and each entry's static flag. A slot's lastSeen and location are
 // atomics, so they may change under the read lock.
 //
-// Refresh grain. A refresh stores lastSeen only if the stored value is at
-// least Ageing/1024 old: atomic stores are full barriers that cost more than
-// the rest of a lookup, and they make other cores re-read the line. So a
-// dynamic entry ages out between Ageing*(1-1/1024) and Ageing after the last
-// frame from its MAC, and exactly Ageing after it was learned or moved.
-//
 //   - LearnLookup takes the read lock once per call (per 256 frames). Under it
-//     each source is refreshed (atomic store of lastSeen, only when the clock
-//     moved) or moved (atomic store of the location); then each destination
-//     is looked up. Sources not in the table are remembered in a bitmap on
-//     the stack. Only if there are any does it take the write lock, once,
-//     insert them (evicting if the table is full), and look up again the
-//     destinations that missed, so that MACs learned anywhere in the batch
-//     are found. In the steady state (every MAC known) the write lock is
-//     never taken and nothing is allocated.
+//     each source is refreshed (atomic store of lastSeen, only when the
+//     stored one is older than the refresh grain, below) or moved (atomic
+//     stores of location and lastSeen); then each destination is looked up.
+//     Sources not in the table are remembered in a bitmap on the stack. Only
+//     if there are any does it take the write lock, once, insert them
+//     (evicting if the table is full), and look up again the destinations
+//     that missed, so that MACs learned anywhere in the batch are found. In
+//     the steady state (every MAC known) the write lock is never taken and
+//     nothing is allocated.
 //   - Counters are summed on the stack and added to the shared atomics once
 //     per call, and only when non-zero.
 //   - Expire scans 1024 slots at a time under the read lock and takes the
@@ -50,6 +45,12 @@ package bridge
 // the workers' clocks. A lookup racing with a move may return the previous
 // location. None of these break the slot layout, which only the write lock
 // changes.
+//
+// Refresh grain. A refresh stores lastSeen only if the stored value is at
+// least Ageing/1024 old: atomic stores are full barriers that cost more than
+// the rest of a lookup, and they make other cores re-read the line. So a
+// dynamic entry ages out between Ageing*(1-1/1024) and Ageing after the last
+// frame from its MAC, and exactly Ageing after it was learned or moved.
 
 import (
 	"encoding/binary"
@@ -82,7 +83,7 @@ const (
 	sweepChunk = 1024
 	// evictSample is how many dynamic entries a full table examines to
 	// choose the one to evict.
-	evictSample = 32
+	evictSample = 8
 	// refreshShift sets the refresh grain to ageing>>refreshShift (about
 	// 0.3 s for 300 s): a refresh within the grain of the stored lastSeen is
 	// not stored, since every store is an atomic exchange (a full barrier)
@@ -153,15 +154,21 @@ type entry struct {
 // methods are for the control plane and may hold the lock for a pass over the
 // table.
 type Table struct {
-	mu    sync.RWMutex
-	slots []entry // len is a power of two, >= 2*max; fixed after New
-	mask  uint64
-	seed0 uint64
-	seed1 uint64
-
+	// Read by every lookup, written only by New.
+	slots  []entry // len is a power of two, >= 2*max
+	mask   uint64
+	seed0  uint64
+	seed1  uint64
 	ageing int64 // nanoseconds
 	grain  int64 // ageing/1024: refreshes closer together are not stored
 	max    int
+
+	// mu is written by every RLock of every worker; the padding keeps it
+	// off the cache lines of the read-only fields above and the counters
+	// below.
+	_  [64]byte
+	mu sync.RWMutex
+	_  [64]byte
 
 	n       atomic.Int64 // occupied slots; changed under the write lock
 	statics int          // static entries; guarded by mu (write)

@@ -193,6 +193,17 @@ func TestLearnAgeMoveStatic(t *testing.T) {
 			stats:   Stats{Learned: 1},
 		},
 		{
+			name: "refresh within ageing/1024 of the stored time is not stored",
+			frames: []frame{
+				{0, macA, macB, PortLocation(1)},
+				{int64(ageing>>refreshShift) - 1, macA, macB, PortLocation(1)},
+			},
+			at:      int64(ageing),
+			want:    map[[6]byte]Location{macA: NoLocation},
+			wantLen: 1,
+			stats:   Stats{Learned: 1},
+		},
+		{
 			name: "move from port to peer",
 			frames: []frame{
 				{0, macA, macB, PortLocation(1)},

@@ -39,6 +39,11 @@ const VnetHdrLen = 10
 // transmit-full drops, or retried when the descriptor is writable again.
 var ErrTxFull = errors.New("tuntap: transmit queue full")
 
+// ErrLinkDown is returned by [Queue.Write] when the interface is down (the
+// kernel refuses frames with EIO then, for example before a container's eth0
+// is brought up). The frames not written can be counted as port-down drops.
+var ErrLinkDown = errors.New("tuntap: link is down")
+
 // ErrShortBuffer is returned by [Queue.Read] and [Queue.Write] when a buffer
 // has no room after the offset.
 var ErrShortBuffer = errors.New("tuntap: buffer has no room after offset")
@@ -197,10 +202,11 @@ func (q *Queue) Index() int { return q.index }
 // for outer headers.
 //
 // Each buffer must hold a whole frame after the offset (the device MTU plus
-// 14 bytes of Ethernet header for a TAP, plus VnetHdrLen with VnetHdr); the
-// kernel truncates a frame that does not fit. sizes must be at least as long
-// as bufs. On any other error, n frames were read and the error names the
-// device and queue. Read allocates nothing.
+// 14 bytes of Ethernet header for a TAP, plus VnetHdrLen with VnetHdr): the
+// kernel cuts a frame that does not fit without saying so, and the size
+// reported is then the buffer's room. sizes must be at least as long as bufs.
+// On any other error, n frames were read and the error names the device and
+// queue. Read allocates nothing unless it returns such an error.
 func (q *Queue) Read(bufs [][]byte, sizes []int, offset int) (n int, err error) {
 	for n < len(bufs) {
 		b := bufs[n]
@@ -225,10 +231,13 @@ func (q *Queue) Read(bufs [][]byte, sizes []int, offset int) (n int, err error) 
 
 // Write writes each of bufs[i][offset:] as one frame, in order, and returns
 // how many were written. If the kernel cannot take more now (EAGAIN) it
-// returns the count and ErrTxFull; frames bufs[n:] were not written. On any
-// other error frame bufs[n] was refused (the error names the device and
-// queue); the caller may drop it and go on with bufs[n+1:]. Write allocates
-// nothing on success or ErrTxFull.
+// returns the count and ErrTxFull, and if the interface is down, ErrLinkDown;
+// either way frames bufs[n:] were not written. On any other error frame
+// bufs[n] was refused (for example EINVAL for a TAP frame shorter than an
+// Ethernet header; the error names the device and queue); the caller may
+// drop it and go on with bufs[n+1:]. The kernel copies each frame, so the
+// buffers are free again when Write returns. Write allocates nothing unless
+// it returns an error other than the sentinels.
 func (q *Queue) Write(bufs [][]byte, offset int) (n int, err error) {
 	for n < len(bufs) {
 		b := bufs[n]
@@ -241,6 +250,8 @@ func (q *Queue) Write(bufs [][]byte, offset int) (n int, err error) {
 			n++
 		case err == unix.EAGAIN:
 			return n, ErrTxFull
+		case err == unix.EIO:
+			return n, ErrLinkDown
 		case err == unix.EINTR:
 			// Retry the same frame.
 		default:

@@ -368,6 +368,40 @@ func TestReadWithNothingWaiting(t *testing.T) {
 	}
 }
 
+func TestWriteErrors(t *testing.T) {
+	req := arpFrame(t, layers.ARPRequest, fakeMAC, layers.EthernetBroadcast,
+		netip.MustParseAddr("10.76.0.1"), netip.MustParseAddr("10.76.0.2"), make(net.HardwareAddr, 6))
+	tests := []struct {
+		name    string
+		up      bool
+		frames  [][]byte
+		wantN   int
+		wantErr error // a sentinel, or nil for "some other error"
+	}{
+		{name: "link down", frames: [][]byte{req, req}, wantN: 0, wantErr: tuntap.ErrLinkDown},
+		{name: "frame shorter than an Ethernet header", up: true, frames: [][]byte{req, req[:5], req}, wantN: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ns := netnstest.New(t)
+			dev := createIn(t, ns, tuntap.Options{Name: netnstest.Name("fy"), Kind: tuntap.TAP, Queues: 1})
+			if tt.up {
+				upWithAddr(t, handleIn(t, ns), dev.Name(), netip.MustParsePrefix("10.76.0.2/24"))
+			}
+			n, err := dev.Queues()[0].Write(tt.frames, 0)
+			if n != tt.wantN || err == nil {
+				t.Fatalf("Write = %d, %v; want %d and an error", n, err, tt.wantN)
+			}
+			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Fatalf("Write error %v, want %v", err, tt.wantErr)
+			}
+			if tt.wantErr == nil && !strings.Contains(err.Error(), dev.Name()) {
+				t.Fatalf("Write error %q does not name the device", err)
+			}
+		})
+	}
+}
+
 func TestShortBuffer(t *testing.T) {
 	ns := netnstest.New(t)
 	q := createIn(t, ns, tuntap.Options{Name: netnstest.Name("fy"), Kind: tuntap.TAP, Queues: 1}).Queues()[0]

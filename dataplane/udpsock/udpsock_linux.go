@@ -287,7 +287,8 @@ func (c *Conn) Truncated(i int) bool { return c.trunc[i] }
 
 // WriteBatch sends each of bufs[i][offset:] as one datagram to to[i], in
 // order, with as few sendmmsg(2) calls as the kernel allows (one per Batch
-// datagrams when all goes well). len(to) must be at least len(bufs).
+// datagrams when all goes well). len(to) must be at least len(bufs), and
+// offset at most the length of every buffer.
 //
 // It returns n, the number of datagrams handled: bufs[:n] were each either
 // sent or skipped. A datagram that fails for a reason of its own (see Skip)
