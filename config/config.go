@@ -21,6 +21,8 @@ import (
 	"os"
 	"runtime"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // Defaults and limits. A default applies only when its key is absent (or
@@ -85,9 +87,13 @@ const EncapVXLAN Encap = "vxlan"
 // defaults filled in and validated; after that it is plain data, safe to
 // read from many goroutines while no one modifies it.
 type Config struct {
-	Node     Node      `yaml:"node"`
-	Control  Control   `yaml:"control"`
-	Metrics  Metrics   `yaml:"metrics"`
+	// Node describes this host.
+	Node Node `yaml:"node"`
+	// Control configures the control socket.
+	Control Control `yaml:"control"`
+	// Metrics configures the Prometheus endpoint.
+	Metrics Metrics `yaml:"metrics"`
+	// Networks are the overlay networks, at least one, in file order.
 	Networks []Network `yaml:"networks"`
 }
 
@@ -97,9 +103,9 @@ type Node struct {
 	// 1..64 characters from A-Z a-z 0-9 . _ -. Default: the hostname.
 	Name string `yaml:"name"`
 	// Underlay is the local IPv4 address tunnels are sent from and
-	// received on. Required when any network has peers; invalid (zero)
-	// otherwise allowed, meaning no tunnels.
-	Underlay netip.Addr `yaml:"underlay,omitempty"`
+	// received on. Required when any network has peers; the zero Addr
+	// means none, and then the node opens no tunnels.
+	Underlay netip.Addr `yaml:"underlay"`
 	// UnderlayMTU is the MTU of the underlay path; 0 means the daemon
 	// detects it from the interface that owns Underlay. Else 576..65536.
 	UnderlayMTU int `yaml:"underlay_mtu,omitempty"`
@@ -145,11 +151,11 @@ type Network struct {
 	// Subnet is the network's IPv4 subnet in masked form, /30 or wider,
 	// not overlapping another network's. Optional, but Gateway and port
 	// addresses need it.
-	Subnet netip.Prefix `yaml:"subnet,omitempty"`
+	Subnet netip.Prefix `yaml:"subnet"`
 	// Gateway is the router's address on the network: inside Subnet and
 	// neither its network nor its broadcast address. Optional. Ports with
 	// an address get a default route through it.
-	Gateway netip.Addr `yaml:"gateway,omitempty"`
+	Gateway netip.Addr `yaml:"gateway"`
 	// MTU is the largest IP packet on the network, 576..9000; 0 means
 	// derive it from the underlay MTU (see EffectiveMTU).
 	MTU int `yaml:"mtu,omitempty"`
@@ -184,7 +190,7 @@ type Port struct {
 	// Address is the port's IPv4 address with the subnet's prefix length,
 	// inside the network's Subnet, unique, and neither the gateway nor the
 	// subnet's network or broadcast address. Optional.
-	Address netip.Prefix `yaml:"address,omitempty"`
+	Address netip.Prefix `yaml:"address"`
 	// MAC is the port's unicast MAC address, unique in its network; zero
 	// means the kernel picks one.
 	MAC MAC `yaml:"mac,omitempty"`
@@ -198,7 +204,7 @@ type FDBEntry struct {
 	// Port is the name of a port of the network.
 	Port string `yaml:"port,omitempty"`
 	// Peer is one of the network's Peers.
-	Peer netip.Addr `yaml:"peer,omitempty"`
+	Peer netip.Addr `yaml:"peer"`
 }
 
 // EffectiveMTU returns the network's MTU: MTU when it is set, otherwise
@@ -279,7 +285,10 @@ func Parse(data []byte) (*Config, error) {
 // setDefaults fills in every key that the document doc (nil for an empty
 // file) leaves out or sets to null.
 func (c *Config) setDefaults(doc *yaml.Node) error {
-	absent := func(path string) bool { return lookup(doc, path) == nil }
+	absent := func(path string) bool {
+		n := lookup(doc, path)
+		return n == nil || isNull(n)
+	}
 	if absent("node.name") {
 		h, err := os.Hostname()
 		if err != nil {

@@ -54,11 +54,14 @@ type Backend interface {
 	Workers() int
 }
 
+// The engine is the Backend the daemon serves.
+var _ Backend = (*dataplane.Engine)(nil)
+
 // NodeInfo identifies the daemon in status replies and metrics. It is fixed
 // when the server is built.
 type NodeInfo struct {
-	// Node is the node's name (config node.name, usually the hostname).
-	Node string
+	// Name is the node's name (config node.name, usually the hostname).
+	Name string
 	// Version is the ferry build version (set at link time, "dev" otherwise).
 	Version string
 }

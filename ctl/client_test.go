@@ -53,7 +53,7 @@ func TestClientRoundTrip(t *testing.T) {
 		want any
 	}{
 		{"Status", func() (any, error) { return c.Status(ctx) }, Status{
-			Version: testInfo.Version, Node: testInfo.Node, UptimeSeconds: fake.Up.Seconds(),
+			Version: testInfo.Version, Node: testInfo.Name, UptimeSeconds: fake.Up.Seconds(),
 			Workers: fake.NumWorkers, Networks: fake.NetworkList,
 		}},
 		{"Ports", func() (any, error) { return c.Ports(ctx) }, fake.PortList},

@@ -150,7 +150,7 @@ func writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
 func (s *server) status(*http.Request) (any, error) {
 	return Status{
 		Version:       s.info.Version,
-		Node:          s.info.Node,
+		Node:          s.info.Name,
 		UptimeSeconds: s.b.Uptime().Seconds(),
 		Workers:       s.b.Workers(),
 		Networks:      nonNil(s.b.Networks()),

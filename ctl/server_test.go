@@ -12,7 +12,7 @@ import (
 	"github.com/ferry-overlay/ferry/dataplane"
 )
 
-var testInfo = NodeInfo{Node: "node-1", Version: "v1.2.3-test"}
+var testInfo = NodeInfo{Name: "node-1", Version: "v1.2.3-test"}
 
 // serve runs one request through a fresh server over fake and returns the
 // recorded reply.
@@ -47,7 +47,7 @@ func TestEndpointsReturnBackendValues(t *testing.T) {
 		want   any
 	}{
 		{"status reports node, version, uptime, workers and networks", http.MethodGet, "/v1/status", Status{
-			Version: testInfo.Version, Node: testInfo.Node, UptimeSeconds: fake.Up.Seconds(),
+			Version: testInfo.Version, Node: testInfo.Name, UptimeSeconds: fake.Up.Seconds(),
 			Workers: fake.NumWorkers, Networks: fake.NetworkList,
 		}},
 		{"ports lists every port with counters", http.MethodGet, "/v1/ports", fake.PortList},

@@ -110,18 +110,20 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 		ws[i] = eng.NewWorker(i, poolPerWorker, 0)
 	}
 
-	if err := n.createPorts(cfg, eng, ws, mtus, workers); err != nil {
-		return err
-	}
-	if err := n.openTunnels(cfg, ws); err != nil {
-		return err
-	}
-
+	// Claim the control socket and the metrics port first: if another
+	// ferry owns them, fail before touching any device (which could be
+	// that ferry's).
 	info := ctl.NodeInfo{Name: cfg.Node.Name, Version: opts.Version}
 	if err := n.serveControl(cfg.Control.Socket, eng, info); err != nil {
 		return err
 	}
 	if err := n.serveMetrics(cfg.Metrics.Listen, eng, info, opts.Pprof); err != nil {
+		return err
+	}
+	if err := n.createPorts(cfg, eng, ws, mtus, workers); err != nil {
+		return err
+	}
+	if err := n.openTunnels(cfg, ws); err != nil {
 		return err
 	}
 

@@ -72,6 +72,15 @@ func TestE2EKernelVXLANInterop(t *testing.T) {
 	ul := nstest.NewUnderlay(t, netip.MustParsePrefix("192.168.78.0/24"))
 	hf, hk := ul.AddHost(t, "hf"), ul.AddHost(t, "hk")
 	br := hk.KernelOverlay(t, 42, 4789, []netip.Addr{hf.Addr})
+	// A veth never finishes checksums the stack left partial (a NIC
+	// does), so the kernel VXLAN host would hand its inner TCP checksums
+	// to the wire unfinished; only a receiving kernel, which trusts the
+	// skb's CHECKSUM_PARTIAL state across the veth, accepts that. With tx
+	// checksum offload off on its underlay, the kernel finishes them in
+	// software, as a real NIC would on the wire.
+	if out, err := hk.Exec(t, 5*time.Second, "ethtool", "-K", nstest.UnderlayDev, "tx", "off"); err != nil {
+		t.Fatalf("ethtool: %v %s", err, out)
+	}
 	ck := hk.AddContainer(t, "ck", br, netip.MustParsePrefix("10.42.0.3/24"))
 	cf := nstest.NewNS(t, "cf")
 	f := startFerry(t, hf, l2Config(hf, 42, []netip.Addr{hk.Addr}, []portSpec{
