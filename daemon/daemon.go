@@ -193,6 +193,11 @@ func (n *node) createPorts(cfg *config.Config, eng *dataplane.Engine, ws []*data
 	for ni := range cfg.Networks {
 		nw := &cfg.Networks[ni]
 		for _, p := range nw.Ports {
+			if exists, err := netconf.LinkExists(p.Name); err != nil {
+				return fmt.Errorf("port %q: %w", p.Name, err)
+			} else if exists {
+				return fmt.Errorf("port %q: a link with this name already exists (another ferry's port, or not ferry's)", p.Name)
+			}
 			dev, err := tuntap.Create(tuntap.Options{Name: p.Name, Kind: tuntap.TAP, Queues: workers})
 			if err != nil {
 				return fmt.Errorf("port %q: %w", p.Name, err)

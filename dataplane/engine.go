@@ -3,7 +3,6 @@ package dataplane
 import (
 	"fmt"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -43,8 +42,6 @@ type Engine struct {
 	tables   atomic.Pointer[tables]
 	counters []*Counters
 	start    time.Time
-
-	mu sync.Mutex // serialises control-plane changes to tables
 }
 
 type tables struct {

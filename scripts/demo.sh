@@ -145,7 +145,7 @@ stop_ferry() {
 }
 
 cleanup() {
-	local rc=$? pid host i
+	local rc=$? pid host i log
 	set +e
 	# Cleanup runs once, to the end: a second Ctrl-C does not cut it short
 	# (every step in it is bounded).
@@ -158,6 +158,11 @@ cleanup() {
 			[[ -n ${ferry_log[$host]:-} ]] || continue
 			echo "--- last lines of the ferry log on $host (${ferry_log[$host]}):" >&2
 			tail -n 40 "${ferry_log[$host]}" >&2
+		done
+		for log in "$workdir"/*-server.log; do
+			[[ -s $log ]] || continue
+			echo "--- TCP server log ($log):" >&2
+			tail -n 20 "$log" >&2
 		done
 	fi
 	header "cleanup"
@@ -277,6 +282,7 @@ start_ferry() {
 header "h1: ferry config ($workdir/h1.yaml)"
 write_config h1 192.168.77.1 192.168.77.2 9469 "$tap_c1a" "$ns_c1a" 10.42.0.2 "$tap_c1b" "$ns_c1b" 10.42.0.3
 cat "$workdir/h1.yaml"
+echo "(h2.yaml differs in name, underlay, peer, metrics port and ports)"
 write_config h2 192.168.77.2 192.168.77.1 9470 "$tap_c2a" "$ns_c2a" 10.42.0.4 "$tap_c2b" "$ns_c2b" 10.42.0.5
 
 header "starting ferry on h1 and h2"
@@ -353,6 +359,7 @@ print(f"sent {sent} bytes in {secs:.2f} s: {sent * 8 / secs / 1e6:.0f} Mbit/s; r
 sys.exit(0 if got == sent else 1)
 EOF
 
+# 200 MB is 200,000,000 bytes, which iperf3 reports as 191 MBytes (MiB).
 header "TCP 200 MB c1a -> c2a ($tcp_tool)"
 step "TCP transfer c1a -> c2a"
 case $tcp_tool in

@@ -208,6 +208,22 @@ func isNotFound(err error) bool {
 	return errors.As(err, &nf) || errors.Is(err, unix.ENODEV)
 }
 
+// LinkExists reports whether a link named name exists in the current
+// namespace. ferry checks it before creating a TAP device: on Linux,
+// TUNSETIFF on an existing multi-queue device silently attaches more queues
+// to it instead of failing, which would let a second daemon share, and on
+// exit tear down, another's port.
+func LinkExists(name string) (bool, error) {
+	_, err := netlink.LinkByName(name)
+	if err == nil {
+		return true, nil
+	}
+	if isNotFound(err) {
+		return false, nil
+	}
+	return false, fmt.Errorf("netconf: look up link %q: %w", name, err)
+}
+
 // LinkMTUForAddr returns the MTU of the interface in the caller's namespace
 // that has addr as one of its addresses. It is how ferry derives a network's
 // default MTU from the underlay address it sends tunnels from.
