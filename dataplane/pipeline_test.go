@@ -323,7 +323,7 @@ func TestOuterSourcePortFollowsFlow(t *testing.T) {
 	r.fromPeer(t, peer1, vxlan(42, frame(bcast, macR, 60, 1)))
 	r.reset()
 	srcs := map[uint16]map[int]bool{}
-	for round := range 3 {
+	for range 3 {
 		for sport := range uint16(32) {
 			r.fromPort(t, 0, frame(macR, macA, 60, 1000+sport))
 		}
@@ -334,7 +334,6 @@ func TestOuterSourcePortFollowsFlow(t *testing.T) {
 			}
 			srcs[sport][d.src] = true
 		}
-		_ = round
 		r.reset()
 	}
 	used := map[int]bool{}

@@ -385,12 +385,25 @@ esac
 # ---------------------------------------------------------------------------
 # What ferry saw: the learned MACs and the counters of each host.
 
+declare -A host_ns=([h1]=$ns_h1 [h2]=$ns_h2)
+declare -A metrics_port=([h1]=9469 [h2]=9470)
 for host in h1 h2; do
 	for cmd in fdb ports peers runtime errors; do
 		step "$host: ferry $cmd"
 		header "$host: ferry $cmd"
 		t "$FERRY" --socket "${ferry_sock[$host]}" "$cmd"
 	done
+	# The same counters as Prometheus metrics. The listener is on the
+	# host namespace's loopback, so curl runs inside that namespace.
+	url=http://127.0.0.1:${metrics_port[$host]}/metrics
+	header "$host: metrics, ferry_port_* (curl $url)"
+	if command -v curl >/dev/null 2>&1; then
+		step "$host: metrics"
+		t ip netns exec "${host_ns[$host]}" curl -sS --max-time 5 "$url" |
+			grep -E '^ferry_port_(rx|tx)_(packets|bytes)_total'
+	else
+		echo "(skipped: curl is not installed; apt-get install -y curl)"
+	fi
 done
 
 # ---------------------------------------------------------------------------
