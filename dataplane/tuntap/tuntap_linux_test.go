@@ -17,7 +17,7 @@ import (
 
 	"github.com/ferry-overlay/ferry/dataplane/tuntap"
 	"github.com/ferry-overlay/ferry/internal/netconf"
-	"github.com/ferry-overlay/ferry/internal/netconf/netnstest"
+	"github.com/ferry-overlay/ferry/internal/nstest"
 )
 
 // createIn creates a device inside namespace ns and closes it when the test
@@ -151,15 +151,15 @@ func TestCreate(t *testing.T) {
 		name string
 		opts tuntap.Options
 	}{
-		{name: "TAP with one queue", opts: tuntap.Options{Name: netnstest.Name("fy"), Kind: tuntap.TAP, Queues: 1}},
-		{name: "TAP with four queues", opts: tuntap.Options{Name: netnstest.Name("fy"), Kind: tuntap.TAP, Queues: 4}},
-		{name: "TUN with two queues", opts: tuntap.Options{Name: netnstest.Name("fy"), Kind: tuntap.TUN, Queues: 2}},
-		{name: "TAP with vnet header", opts: tuntap.Options{Name: netnstest.Name("fy"), Kind: tuntap.TAP, Queues: 2, VnetHdr: true}},
+		{name: "TAP with one queue", opts: tuntap.Options{Name: nstest.Name(t, "fy"), Kind: tuntap.TAP, Queues: 1}},
+		{name: "TAP with four queues", opts: tuntap.Options{Name: nstest.Name(t, "fy"), Kind: tuntap.TAP, Queues: 4}},
+		{name: "TUN with two queues", opts: tuntap.Options{Name: nstest.Name(t, "fy"), Kind: tuntap.TUN, Queues: 2}},
+		{name: "TAP with vnet header", opts: tuntap.Options{Name: nstest.Name(t, "fy"), Kind: tuntap.TAP, Queues: 2, VnetHdr: true}},
 		{name: "kernel-chosen TAP name", opts: tuntap.Options{Kind: tuntap.TAP, Queues: 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ns := netnstest.New(t)
+			ns := nstest.NewNS(t, "nt").Name
 			dev := createIn(t, ns, tt.opts)
 			if tt.opts.Name != "" && dev.Name() != tt.opts.Name {
 				t.Errorf("Name = %q, want %q", dev.Name(), tt.opts.Name)
@@ -255,7 +255,7 @@ func TestCreateRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ns := netnstest.New(t)
+			ns := nstest.NewNS(t, "nt").Name
 			createIn(t, ns, tuntap.Options{Name: "fytaken", Kind: tuntap.TAP, Queues: 1})
 			err := netconf.Do(ns, func() error {
 				dev, err := tuntap.Create(tt.opts)
@@ -275,8 +275,8 @@ func TestCreateRejects(t *testing.T) {
 // device and reads the kernel's reply back, with headroom in front of both.
 func TestTAPAnswersARP(t *testing.T) {
 	const offset = 64
-	ns := netnstest.New(t)
-	dev := createIn(t, ns, tuntap.Options{Name: netnstest.Name("fy"), Kind: tuntap.TAP, Queues: 1})
+	ns := nstest.NewNS(t, "nt").Name
+	dev := createIn(t, ns, tuntap.Options{Name: nstest.Name(t, "fy"), Kind: tuntap.TAP, Queues: 1})
 	link := upWithAddr(t, handleIn(t, ns), dev.Name(), netip.MustParsePrefix("10.77.0.2/24"))
 	tapMAC := link.Attrs().HardwareAddr
 	q := dev.Queues()[0]
@@ -326,8 +326,8 @@ func TestTAPAnswersARP(t *testing.T) {
 // TestTUNAnswersPing writes an ICMP echo request to the TUN's address and
 // reads the kernel's echo reply: a bare IPv4 packet each way.
 func TestTUNAnswersPing(t *testing.T) {
-	ns := netnstest.New(t)
-	dev := createIn(t, ns, tuntap.Options{Name: netnstest.Name("fy"), Kind: tuntap.TUN, Queues: 1})
+	ns := nstest.NewNS(t, "nt").Name
+	dev := createIn(t, ns, tuntap.Options{Name: nstest.Name(t, "fy"), Kind: tuntap.TUN, Queues: 1})
 	upWithAddr(t, handleIn(t, ns), dev.Name(), netip.MustParsePrefix("10.78.0.1/24"))
 	q := dev.Queues()[0]
 
@@ -357,8 +357,8 @@ func TestTUNAnswersPing(t *testing.T) {
 }
 
 func TestReadWithNothingWaiting(t *testing.T) {
-	ns := netnstest.New(t)
-	dev := createIn(t, ns, tuntap.Options{Name: netnstest.Name("fy"), Kind: tuntap.TAP, Queues: 2})
+	ns := nstest.NewNS(t, "nt").Name
+	dev := createIn(t, ns, tuntap.Options{Name: nstest.Name(t, "fy"), Kind: tuntap.TAP, Queues: 2})
 	bufs := [][]byte{make([]byte, 2048), make([]byte, 2048)}
 	sizes := make([]int, 2)
 	for i, q := range dev.Queues() {
@@ -383,8 +383,8 @@ func TestWriteErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ns := netnstest.New(t)
-			dev := createIn(t, ns, tuntap.Options{Name: netnstest.Name("fy"), Kind: tuntap.TAP, Queues: 1})
+			ns := nstest.NewNS(t, "nt").Name
+			dev := createIn(t, ns, tuntap.Options{Name: nstest.Name(t, "fy"), Kind: tuntap.TAP, Queues: 1})
 			if tt.up {
 				upWithAddr(t, handleIn(t, ns), dev.Name(), netip.MustParsePrefix("10.76.0.2/24"))
 			}
@@ -403,8 +403,8 @@ func TestWriteErrors(t *testing.T) {
 }
 
 func TestShortBuffer(t *testing.T) {
-	ns := netnstest.New(t)
-	q := createIn(t, ns, tuntap.Options{Name: netnstest.Name("fy"), Kind: tuntap.TAP, Queues: 1}).Queues()[0]
+	ns := nstest.NewNS(t, "nt").Name
+	q := createIn(t, ns, tuntap.Options{Name: nstest.Name(t, "fy"), Kind: tuntap.TAP, Queues: 1}).Queues()[0]
 	short := [][]byte{make([]byte, 16)}
 	if _, err := q.Read(short, []int{0}, 16); !errors.Is(err, tuntap.ErrShortBuffer) {
 		t.Errorf("Read with no room after the offset: %v, want ErrShortBuffer", err)
@@ -424,8 +424,8 @@ type arpPingPong struct {
 }
 
 func newARPPingPong(tb testing.TB) *arpPingPong {
-	ns := netnstest.New(tb)
-	dev := createIn(tb, ns, tuntap.Options{Name: netnstest.Name("fy"), Kind: tuntap.TAP, Queues: 1})
+	ns := nstest.NewNS(tb, "nt").Name
+	dev := createIn(tb, ns, tuntap.Options{Name: nstest.Name(tb, "fy"), Kind: tuntap.TAP, Queues: 1})
 	upWithAddr(tb, handleIn(tb, ns), dev.Name(), netip.MustParsePrefix("10.79.0.2/24"))
 	req := arpFrame(tb, layers.ARPRequest, fakeMAC, layers.EthernetBroadcast,
 		netip.MustParseAddr("10.79.0.1"), netip.MustParseAddr("10.79.0.2"), make(net.HardwareAddr, 6))

@@ -18,7 +18,7 @@ import (
 
 	"github.com/ferry-overlay/ferry/dataplane/tuntap"
 	"github.com/ferry-overlay/ferry/internal/netconf"
-	"github.com/ferry-overlay/ferry/internal/netconf/netnstest"
+	"github.com/ferry-overlay/ferry/internal/nstest"
 )
 
 func TestNetnsPath(t *testing.T) {
@@ -107,13 +107,13 @@ func readFromAny(tb testing.TB, queues []*tuntap.Queue, match func([]byte) bool)
 // as eth0 with an address and default route, and then exchanges real frames
 // with the container's kernel through the TAP.
 func TestPlaceTAPInNetns(t *testing.T) {
-	host, ctr := netnstest.New(t), netnstest.New(t)
+	host, ctr := nstest.NewNS(t, "nt").Name, nstest.NewNS(t, "nt").Name
 	x := randomOctet()
 	addr := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 99, x, 2}), 24)
 	gw := netip.AddrFrom4([4]byte{10, 99, x, 1})
 	mac := [6]byte{0x02, 0xf0, 0x0d, 0x00, 0x00, x}
 	const mtu = 1400
-	tapName := netnstest.Name("fy")
+	tapName := nstest.Name(t, "fy")
 
 	var dev *tuntap.Device
 	do(t, host, func() error {
@@ -307,7 +307,7 @@ func addLink(tb testing.TB, ns string, h *netlink.Handle, name string, mtu int) 
 }
 
 func TestSetupLinkZeroValuesLeaveSettings(t *testing.T) {
-	ns := netnstest.New(t)
+	ns := nstest.NewNS(t, "nt").Name
 	h := handleIn(t, ns)
 	addLink(t, ns, h, "fydummy", 1300)
 	mac := [6]byte{0x02, 1, 2, 3, 4, 5}
@@ -328,7 +328,7 @@ func TestSetupLinkZeroValuesLeaveSettings(t *testing.T) {
 }
 
 func TestPlaceInNetnsRejects(t *testing.T) {
-	host, ctr := netnstest.New(t), netnstest.New(t)
+	host, ctr := nstest.NewNS(t, "nt").Name, nstest.NewNS(t, "nt").Name
 	h := handleIn(t, host)
 	addLink(t, host, h, "fyd0", 1500)
 	tests := []struct {
@@ -342,7 +342,7 @@ func TestPlaceInNetnsRejects(t *testing.T) {
 		{name: "gateway outside the prefix", link: "fyd0", ns: ctr, addr: netip.MustParsePrefix("10.98.0.2/24"), gw: netip.MustParseAddr("10.98.1.1"), wantMsg: "outside"},
 		{name: "gateway without address", link: "fyd0", ns: ctr, gw: netip.MustParseAddr("10.98.0.1"), wantMsg: "outside"},
 		{name: "missing link", link: "fynothere", ns: ctr, wantMsg: "fynothere"},
-		{name: "missing namespace", link: "fyd0", ns: netnstest.Name("ferry-none-"), wantMsg: "open namespace"},
+		{name: "missing namespace", link: "fyd0", ns: nstest.Name(t, "nonens"), wantMsg: "open namespace"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -358,7 +358,7 @@ func TestPlaceInNetnsRejects(t *testing.T) {
 }
 
 func TestDeleteLink(t *testing.T) {
-	host, ctr := netnstest.New(t), netnstest.New(t)
+	host, ctr := nstest.NewNS(t, "nt").Name, nstest.NewNS(t, "nt").Name
 	hh, hc := handleIn(t, host), handleIn(t, ctr)
 	addLink(t, host, hh, "fydel", 1500)
 	addLink(t, ctr, hc, "fydel2", 1500)
@@ -388,7 +388,7 @@ func TestDeleteLink(t *testing.T) {
 		},
 		{
 			name:    "missing namespace",
-			del:     func() error { return netconf.DeleteLinkInNetns(netnstest.Name("ferry-none-"), "eth0") },
+			del:     func() error { return netconf.DeleteLinkInNetns(nstest.Name(t, "nonens"), "eth0") },
 			wantErr: true,
 		},
 	}
@@ -409,7 +409,7 @@ func TestDeleteLink(t *testing.T) {
 }
 
 func TestLinkMTUForAddr(t *testing.T) {
-	ns := netnstest.New(t)
+	ns := nstest.NewNS(t, "nt").Name
 	h := handleIn(t, ns)
 	link := addLink(t, ns, h, "fyunder", 1234)
 	x := randomOctet()

@@ -151,6 +151,7 @@ type NS struct {
 // registers its deletion with t.Cleanup.
 func NewNS(t testing.TB, prefix string) *NS {
 	t.Helper()
+	RequireRoot(t)
 	n := &NS{Name: Name(t, prefix)}
 	n.Path = filepath.Join(netnsDir, n.Name)
 	if err := createNamed(n.Name); err != nil {
