@@ -1,0 +1,162 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"html"
+	"io"
+	"math"
+	"strings"
+	"text/tabwriter"
+)
+
+// WriteJSON writes v as indented JSON.
+func WriteJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// WriteTable prints the pipeline report as a table per scenario: the whole
+// path, then each stage.
+func (r *PipelineReport) WriteTable(w io.Writer) error {
+	o := r.Options
+	run := fmt.Sprintf("%v", o.Duration)
+	if o.Frames > 0 {
+		run = fmt.Sprintf("%d frames", o.Frames)
+	}
+	fmt.Fprintf(w, "ferry bench pipeline: %d-byte frames, %d flows, %s × %d reps, one worker on one core (%d CPUs, %s, %s)\n",
+		o.Size, o.Flows, run, o.Reps, r.Machine.CPUs, r.Machine.Kernel, r.Machine.Go)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nscenario\tMpps\tns/frame\tallocs/frame\tframes in\tframes out\tdrops")
+	for _, s := range r.Scenarios {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\n", s.Name, s.Mpps.Format(2), s.NsPerFrame.Format(1),
+			s.AllocsPerFrame.Format(2), s.FramesIn, s.FramesOut, s.Drops)
+	}
+	fmt.Fprintln(tw, "\nscenario\tstage\tpackets/frame\tns/packet")
+	for _, s := range r.Scenarios {
+		for _, st := range s.Stages {
+			fmt.Fprintf(tw, "%s\t%s\t%.2f\t%s\n", s.Name, st.Stage, st.PacketsPerFrame, st.NsPerPacket.Format(1))
+		}
+	}
+	return tw.Flush()
+}
+
+// precision returns the decimals to print a metric's values with.
+func (m Metric) precision() int {
+	if m.Unit == "Gbit/s" {
+		return 2
+	}
+	return 1
+}
+
+// RatioString prints the ferry/kernel ratio as "0.52×", or "-".
+func (m Metric) RatioString() string {
+	if m.Ratio == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f×", *m.Ratio)
+}
+
+// WriteTable prints the overlay report: one row per metric with both
+// paths' medians and spreads and their ratio.
+func (r *OverlayReport) WriteTable(w io.Writer) error {
+	o := r.Options
+	fmt.Fprintf(w, "ferry bench overlay: %v per workload × %d reps, UDP payload %d B (%d CPUs, %s)\n",
+		o.Duration, o.Reps, o.Size, r.Machine.CPUs, r.Machine.Kernel)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nmetric\tunit\tferry\tkernel\tferry/kernel")
+	for _, m := range r.Metrics {
+		p := m.precision()
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Title, m.Unit, m.Ferry.Format(p), m.Kernel.Format(p), m.RatioString())
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, e := range r.Errors {
+		fmt.Fprintln(w, "failed:", e)
+	}
+	return nil
+}
+
+// Colours of the chart's two series.
+const (
+	colourFerry  = "#1f77b4"
+	colourKernel = "#ff7f0e"
+)
+
+// WriteSVG draws the overlay report as a bar chart: one panel per metric,
+// each with its own scale, a bar per path at its median, a whisker from
+// the smallest to the largest repetition, and the values and the ratio
+// written out. It is plain SVG 1.1 that any browser shows.
+func (r *OverlayReport) WriteSVG(w io.Writer) error {
+	const (
+		panelW, panelH = 190, 300
+		top, bottom    = 80, 70 // room for titles and labels
+		barW           = 50
+		plotH          = panelH - top - bottom
+	)
+	width := max(len(r.Metrics), 1)*panelW + 40
+	height := panelH + 40
+	var b strings.Builder
+	fmt.Fprintf(&b, `<?xml version="1.0" encoding="UTF-8"?>
+<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">
+<rect width="100%%" height="100%%" fill="white"/>
+<text x="20" y="24" font-size="16" font-weight="bold">ferry vs kernel VXLAN overlay</text>
+<text x="20" y="44" fill="#555">%s per workload × %d reps, UDP payload %d B, %d CPUs, Linux %s; bars: median, whiskers: min–max</text>
+<rect x="%d" y="14" width="12" height="12" fill="%s"/><text x="%d" y="25">ferry</text>
+<rect x="%d" y="14" width="12" height="12" fill="%s"/><text x="%d" y="25">kernel</text>
+`, width, height, width, height, esc(r.Options.Duration.String()), r.Options.Reps, r.Options.Size, r.Machine.CPUs, esc(r.Machine.Kernel),
+		width-150, colourFerry, width-134, width-80, colourKernel, width-64)
+	for i, m := range r.Metrics {
+		x0 := 20 + i*panelW
+		base := 20 + top + plotH
+		scale := math.Max(m.Ferry.Max, m.Kernel.Max)
+		if scale <= 0 {
+			scale = 1
+		}
+		y := func(v float64) float64 { return float64(base) - v/scale*plotH }
+		fmt.Fprintf(&b, `<g class="metric" id="%s">
+<text x="%d" y="%d" text-anchor="middle" font-weight="bold">%s</text>
+<text x="%d" y="%d" text-anchor="middle" fill="#555">%s%s</text>
+<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#333"/>
+`, esc(m.Name), x0+panelW/2, 20+top-34, esc(m.Title), x0+panelW/2, 20+top-18, esc(m.Unit), betterNote(m),
+			x0+20, base, x0+panelW-20, base)
+		for j, s := range []struct {
+			name, colour string
+			sum          Summary
+		}{{PathFerry, colourFerry, m.Ferry}, {PathKernel, colourKernel, m.Kernel}} {
+			bx := x0 + 35 + j*(barW+20)
+			cx := bx + barW/2
+			fmt.Fprintf(&b, `<g class="series %s">`, s.name)
+			if len(s.sum.Samples) == 0 {
+				fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" fill="#900">no data</text>`, cx, base-6)
+			} else {
+				fmt.Fprintf(&b, `<rect x="%d" y="%.1f" width="%d" height="%.1f" fill="%s"><title>%s: %s %s</title></rect>`,
+					bx, y(s.sum.Median), barW, float64(base)-y(s.sum.Median), s.colour, s.name, s.sum.Format(m.precision()), esc(m.Unit))
+				if s.sum.Spread > 0 {
+					fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="black"/><line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="black"/><line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="black"/>`,
+						cx, y(s.sum.Min), cx, y(s.sum.Max), cx-6, y(s.sum.Min), cx+6, y(s.sum.Min), cx-6, y(s.sum.Max), cx+6, y(s.sum.Max))
+				}
+				fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="middle">%.*f</text>`, cx, y(s.sum.Max)-5, m.precision(), s.sum.Median)
+			}
+			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">%s</text></g>
+`, cx, base+16, s.name)
+		}
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" font-weight="bold">ferry/kernel %s</text>
+</g>
+`, x0+panelW/2, base+40, esc(m.RatioString()))
+	}
+	b.WriteString("</svg>\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func betterNote(m Metric) string {
+	if m.HigherIsBetter {
+		return ", higher is better"
+	}
+	return ", lower is better"
+}
+
+func esc(s string) string { return html.EscapeString(s) }

@@ -1,0 +1,271 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+// sampleReport is an overlay report with every kind of metric: both paths
+// measured, one path missing, and a zero kernel median.
+func sampleReport() *OverlayReport {
+	r := &OverlayReport{
+		Options: OverlayOptions{Duration: 10 * time.Second, Reps: 3, Size: 64},
+		Machine: Machine{CPUs: 2, Kernel: "6.18", Go: "go1.26"},
+		Errors:  []string{"rep 2 ferry tcp: boom"},
+	}
+	for _, d := range metricDefs {
+		m := d
+		m.Ferry = Summarize([]float64{1, 2, 3})
+		m.Kernel = Summarize([]float64{4, 4, 4})
+		if m.Name == MetricUDPTx {
+			m.Kernel = Summarize(nil)
+		} else {
+			ratio := m.Ferry.Median / m.Kernel.Median
+			m.Ratio = &ratio
+		}
+		r.Metrics = append(r.Metrics, m)
+	}
+	return r
+}
+
+func TestOverlayReportJSON(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteJSON(&b, sampleReport()); err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Options struct {
+			Duration int64 `json:"duration_ns"`
+			Reps     int   `json:"reps"`
+			Size     int   `json:"size"`
+		} `json:"options"`
+		Machine struct {
+			CPUs int `json:"cpus"`
+		} `json:"machine"`
+		Metrics []struct {
+			Name   string          `json:"name"`
+			Unit   string          `json:"unit"`
+			Ferry  Summary         `json:"ferry"`
+			Kernel Summary         `json:"kernel"`
+			Ratio  json.RawMessage `json:"ratio"`
+		} `json:"metrics"`
+		Errors []string `json:"errors"`
+	}
+	if err := json.Unmarshal(b.Bytes(), &got); err != nil {
+		t.Fatalf("report JSON does not decode: %v\n%s", err, b.String())
+	}
+	if got.Options.Duration != int64(10*time.Second) || got.Options.Reps != 3 || got.Options.Size != 64 || got.Machine.CPUs != 2 {
+		t.Errorf("options/machine = %+v %+v", got.Options, got.Machine)
+	}
+	var names []string
+	for _, m := range got.Metrics {
+		names = append(names, m.Name)
+		if m.Ferry.Median != 2 || m.Ferry.Spread != 2 || len(m.Ferry.Samples) != 3 {
+			t.Errorf("%s ferry = %+v, want median 2 spread 2 over 3 samples", m.Name, m.Ferry)
+		}
+		switch {
+		case m.Name == MetricUDPTx && m.Ratio != nil:
+			t.Errorf("%s has a ratio %s without kernel samples", m.Name, m.Ratio)
+		case m.Name != MetricUDPTx && string(m.Ratio) != "0.5":
+			t.Errorf("%s ratio = %s, want 0.5", m.Name, m.Ratio)
+		}
+	}
+	want := "tcp_gbps udp_rx_pps udp_tx_pps latency_p50_us latency_p99_us"
+	if strings.Join(names, " ") != want {
+		t.Errorf("metrics = %v, want %s", names, want)
+	}
+	if len(got.Errors) != 1 {
+		t.Errorf("errors = %v, want the one failure", got.Errors)
+	}
+}
+
+func TestOverlayReportTable(t *testing.T) {
+	var b bytes.Buffer
+	if err := sampleReport().WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"TCP, one stream", "Gbit/s", "2.00 ±50%", "4.00", "0.50×", "latency p99", "failed: rep 2 ferry tcp: boom"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestOverlaySVG checks that the chart is well-formed XML with one panel
+// per metric and, in each, a ferry and a kernel series.
+func TestOverlaySVG(t *testing.T) {
+	rep := sampleReport()
+	var b bytes.Buffer
+	if err := rep.WriteSVG(&b); err != nil {
+		t.Fatal(err)
+	}
+	dec := xml.NewDecoder(&b)
+	var root string
+	panels := map[string]map[string]int{} // metric id -> series -> bars
+	var panel string
+	var series []string // stack of open <g> series names ("" for others)
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("SVG is not well-formed XML: %v", err)
+		}
+		switch el := tok.(type) {
+		case xml.StartElement:
+			if root == "" {
+				root = el.Name.Local
+			}
+			attr := map[string]string{}
+			for _, a := range el.Attr {
+				attr[a.Name.Local] = a.Value
+			}
+			if el.Name.Local == "g" {
+				s := ""
+				switch {
+				case attr["class"] == "metric":
+					panel = attr["id"]
+					panels[panel] = map[string]int{}
+				case strings.HasPrefix(attr["class"], "series "):
+					s = strings.TrimPrefix(attr["class"], "series ")
+					panels[panel][s] += 0
+				}
+				series = append(series, s)
+			}
+			if el.Name.Local == "rect" && len(series) > 0 && series[len(series)-1] != "" {
+				panels[panel][series[len(series)-1]]++
+			}
+		case xml.EndElement:
+			if el.Name.Local == "g" {
+				series = series[:len(series)-1]
+			}
+		}
+	}
+	if root != "svg" {
+		t.Fatalf("root element %q, want svg", root)
+	}
+	if len(panels) != len(rep.Metrics) {
+		t.Fatalf("%d panels, want one per metric (%d)", len(panels), len(rep.Metrics))
+	}
+	for _, m := range rep.Metrics {
+		p := panels[m.Name]
+		wantKernelBars := 1
+		if m.Name == MetricUDPTx {
+			wantKernelBars = 0 // no data: a note, no bar
+		}
+		if p[PathFerry] != 1 || p[PathKernel] != wantKernelBars {
+			t.Errorf("panel %s bars = %v, want ferry 1, kernel %d", m.Name, p, wantKernelBars)
+		}
+		if _, ok := p[PathKernel]; !ok {
+			t.Errorf("panel %s has no kernel series", m.Name)
+		}
+	}
+}
+
+func TestPipelineReportTable(t *testing.T) {
+	rep := &PipelineReport{
+		Options: PipelineOptions{Duration: time.Second, Size: 64, Flows: 64, Reps: 2},
+		Scenarios: []ScenarioResult{{
+			Name: "port-to-peer", FramesIn: 100, FramesOut: 100, OutPerFrame: 1,
+			Mpps: Summarize([]float64{20, 22}), NsPerFrame: Summarize([]float64{45, 50}), AllocsPerFrame: Summarize([]float64{0, 0}),
+			Stages: []StageTime{{Stage: "bridge", PacketsPerFrame: 1, NsPerPacket: Summarize([]float64{11, 11})}},
+		}},
+	}
+	var b bytes.Buffer
+	if err := rep.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"64-byte frames", "port-to-peer  21.00 ±5%", "47.5 ±5%", "bridge", "11.0"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	s := []float64{10, 1, 9, 2, 8, 3, 7, 4, 6, 5}
+	cases := []struct {
+		name string
+		p    float64
+		want float64
+	}{
+		{"p50 of 10 is the 5th", 50, 5},
+		{"p99 of 10 is the largest", 99, 10},
+		{"p10 is the smallest", 10, 1},
+		{"p100", 100, 10},
+		{"tiny p still takes the first", 0.001, 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Percentile(s, tc.p); got != tc.want {
+				t.Fatalf("Percentile(%v) = %v, want %v", tc.p, got, tc.want)
+			}
+		})
+	}
+	if Percentile(nil, 50) != 0 {
+		t.Error("Percentile of nothing is not 0")
+	}
+}
+
+func TestParseIperf(t *testing.T) {
+	cases := []struct {
+		name string
+		in   string
+		want float64
+		ok   bool
+	}{
+		{"receiver rate", `{"end":{"sum_sent":{"bits_per_second":2e9},"sum_received":{"bits_per_second":1.5e9}}}`, 1.5e9, true},
+		{"iperf error", `{"error":"unable to connect to server"}`, 0, false},
+		{"no result", `{"end":{}}`, 0, false},
+		{"not JSON", `iperf3: error`, 0, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseIperf([]byte(tc.in))
+			if (err == nil) != tc.ok || got != tc.want {
+				t.Fatalf("parseIperf = %v, %v; want %v, ok=%v", got, err, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
+func TestOverlayOptionsValidate(t *testing.T) {
+	ok := OverlayOptions{FerryBin: "/bin/ferry", Duration: time.Second, Reps: 1, Size: 64}
+	cases := []struct {
+		name   string
+		mutate func(*OverlayOptions)
+		valid  bool
+	}{
+		{"defaults", func(*OverlayOptions) {}, true},
+		{"no binary", func(o *OverlayOptions) { o.FerryBin = "" }, false},
+		{"sub-second duration", func(o *OverlayOptions) { o.Duration = 500 * time.Millisecond }, false},
+		{"no reps", func(o *OverlayOptions) { o.Reps = 0 }, false},
+		{"payload too small for the probe", func(o *OverlayOptions) { o.Size = MinOverlaySize - 1 }, false},
+		{"payload over the overlay MTU", func(o *OverlayOptions) { o.Size = MaxOverlaySize + 1 }, false},
+		{"largest payload", func(o *OverlayOptions) { o.Size = MaxOverlaySize }, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o := ok
+			tc.mutate(&o)
+			if err := o.Validate(); (err == nil) != tc.valid {
+				t.Fatalf("Validate(%+v) = %v, want valid=%v", o, err, tc.valid)
+			}
+		})
+	}
+}
+
+func TestMissingToolNamesTheInstallCommand(t *testing.T) {
+	err := error(&MissingTool{Tool: "iperf3", Install: "apt-get install -y iperf3"})
+	if got := err.Error(); got != "iperf3 is not installed; install it with: apt-get install -y iperf3" {
+		t.Fatalf("message = %q", got)
+	}
+}

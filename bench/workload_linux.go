@@ -1,0 +1,362 @@
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ferry-overlay/ferry/dataplane/udpsock"
+)
+
+// iperfResult is the part of `iperf3 -J` client output the TCP workload
+// reads.
+type iperfResult struct {
+	End struct {
+		SumReceived struct {
+			BitsPerSecond float64 `json:"bits_per_second"`
+		} `json:"sum_received"`
+	} `json:"end"`
+	Error string `json:"error"`
+}
+
+// parseIperf returns the receiver's throughput in bit/s from `iperf3 -J`
+// client output.
+func parseIperf(out []byte) (float64, error) {
+	var r iperfResult
+	if err := json.Unmarshal(out, &r); err != nil {
+		return 0, fmt.Errorf("iperf3 -J output is not JSON: %w", err)
+	}
+	if r.Error != "" {
+		return 0, fmt.Errorf("iperf3: %s", r.Error)
+	}
+	if r.End.SumReceived.BitsPerSecond <= 0 {
+		return 0, errors.New("iperf3 reported no received bytes")
+	}
+	return r.End.SumReceived.BitsPerSecond, nil
+}
+
+// runTCP runs one iperf3 TCP stream from c1 to the server in c2.
+func runTCP(ctx context.Context, tb *testbed, opts OverlayOptions) (map[string]float64, error) {
+	secs := int(math.Ceil(opts.Duration.Seconds()))
+	ctx, cancel := context.WithTimeout(ctx, opts.Duration+20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "iperf3", "-c", cont2Addr.String(), "-p", strconv.Itoa(iperfPort), "-t", strconv.Itoa(secs), "-J")
+	cmd.WaitDelay = time.Second
+	var out syncBuffer
+	cmd.Stdout = &out
+	if err := tb.c1.start(cmd); err != nil {
+		return nil, fmt.Errorf("start iperf3: %w", err)
+	}
+	werr := cmd.Wait()
+	bps, err := parseIperf([]byte(out.String()))
+	if err != nil {
+		return nil, errors.Join(err, werr)
+	}
+	return map[string]float64{MetricTCP: bps / 1e9}, nil
+}
+
+// udpFlows is the number of sender sockets (flows) of the UDP rate
+// workload: several, so multi-queue devices and several workers share the
+// load.
+const udpFlows = 4
+
+// runUDPRate blasts datagrams of opts.Size bytes from c1 to c2 with
+// sendmmsg from udpFlows sockets, by one goroutine per CPU, for
+// opts.Duration, and counts at the receiver in c2 with recvmmsg. A sendmmsg
+// batch costs about 1.2 µs per datagram here, so the sender alone is not
+// the bottleneck; its offered rate is reported alongside, and where the
+// path forwards inside the sender's system call (the kernel's path), the
+// two figures agree by construction.
+func runUDPRate(ctx context.Context, tb *testbed, opts OverlayOptions) (map[string]float64, error) {
+	var rx *udpsock.Conn
+	err := tb.c2.do(func() error {
+		var err error
+		rx, err = udpsock.Listen(udpsock.Options{Addr: netip.AddrPortFrom(cont2Addr, udpRatePort), RecvBuf: 8 << 20, Batch: 64})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer rx.Close()
+	var txs []*udpsock.Conn
+	defer func() {
+		for _, c := range txs {
+			c.Close()
+		}
+	}()
+	err = tb.c1.do(func() error {
+		for range udpFlows {
+			c, err := udpsock.Listen(udpsock.Options{Addr: netip.AddrPortFrom(cont1Addr, 0), SendBuf: 1 << 20, Batch: 64})
+			if err != nil {
+				return err
+			}
+			txs = append(txs, c)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var got uint64
+	var first, last time.Time
+	var rxErr error
+	wg.Go(func() {
+		bufs := make([][]byte, 64)
+		for i := range bufs {
+			bufs[i] = make([]byte, 2048)
+		}
+		sizes := make([]int, 64)
+		pfd := []unix.PollFd{{Fd: int32(rx.Fd()), Events: unix.POLLIN}}
+		for !stop.Load() {
+			n, err := rx.ReadBatch(bufs, sizes, nil, 0)
+			if err != nil {
+				rxErr = err
+				return
+			}
+			if n == 0 {
+				unix.Poll(pfd, 20)
+				continue
+			}
+			now := time.Now()
+			if got == 0 {
+				first = now
+			} else {
+				last = now
+			}
+			got += uint64(n)
+		}
+	})
+
+	// One sending goroutine per CPU, each with its share of the sockets,
+	// so that a path which forwards inside the sender's system call (the
+	// kernel's) can use every CPU too.
+	senders := min(runtime.NumCPU(), len(txs))
+	var sent atomic.Uint64
+	txErrs := make([]error, senders)
+	var txWG sync.WaitGroup
+	start := time.Now()
+	deadline := start.Add(opts.Duration)
+	for g := range senders {
+		txWG.Go(func() { txErrs[g] = blast(ctx, txs[g:], senders, opts.Size, deadline, &sent) })
+	}
+	txWG.Wait()
+	txErr := errors.Join(txErrs...)
+	txTime := time.Since(start)
+	// Let what is in flight arrive, then stop the receiver.
+	time.Sleep(200 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+	if err := errors.Join(txErr, rxErr, ctx.Err()); err != nil {
+		return nil, err
+	}
+	if got < 2 || !last.After(first) {
+		return nil, fmt.Errorf("receiver got %d of %d datagrams", got, sent.Load())
+	}
+	return map[string]float64{
+		MetricUDPRx: float64(got) / last.Sub(first).Seconds() / 1e3,
+		MetricUDPTx: float64(sent.Load()) / txTime.Seconds() / 1e3,
+	}, nil
+}
+
+// blast sends datagrams of size bytes to the receiver from every stride-th
+// socket of txs in turn, in sendmmsg batches of 64, until deadline, and
+// adds the number sent to sent.
+func blast(ctx context.Context, txs []*udpsock.Conn, stride, size int, deadline time.Time, sent *atomic.Uint64) error {
+	dst := netip.AddrPortFrom(cont2Addr, udpRatePort)
+	payload := make([]byte, size)
+	bufs := make([][]byte, 64)
+	to := make([]netip.AddrPort, 64)
+	for i := range bufs {
+		bufs[i], to[i] = payload, dst
+	}
+	var mine []*udpsock.Conn
+	for i := 0; i < len(txs); i += stride {
+		mine = append(mine, txs[i])
+	}
+	var n uint64
+	defer func() { sent.Add(n) }()
+	for i := 0; time.Now().Before(deadline) && ctx.Err() == nil; i++ {
+		c := mine[i%len(mine)]
+		k, err := c.WriteBatch(bufs, to, 0)
+		n += uint64(k - len(c.Skipped()))
+		if errors.Is(err, udpsock.ErrTxFull) {
+			unix.Poll([]unix.PollFd{{Fd: int32(c.Fd()), Events: unix.POLLOUT}}, 5)
+		} else if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// echoServer answers every datagram on a blocking UDP socket in c2 until
+// stopped; it returns the socket's port.
+type echoServer struct {
+	fd   int
+	stop atomic.Bool
+	done chan struct{}
+}
+
+func startEcho(tb *testbed) (*echoServer, error) {
+	s := &echoServer{done: make(chan struct{})}
+	err := tb.c2.do(func() error {
+		fd, err := blockingUDP(netip.AddrPortFrom(cont2Addr, latencyPort), 100*time.Millisecond)
+		s.fd = fd
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		defer close(s.done)
+		buf := make([]byte, 2048)
+		for !s.stop.Load() {
+			n, from, err := unix.Recvfrom(s.fd, buf, 0)
+			if err != nil {
+				continue // timeout (EAGAIN) or EINTR: check stop
+			}
+			unix.Sendto(s.fd, buf[:n], 0, from)
+		}
+	}()
+	return s, nil
+}
+
+func (s *echoServer) close() {
+	s.stop.Store(true)
+	<-s.done
+	unix.Close(s.fd)
+}
+
+// blockingUDP opens a blocking IPv4 UDP socket bound to addr with a receive
+// timeout, in the calling thread's namespace.
+func blockingUDP(addr netip.AddrPort, timeout time.Duration) (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("udp socket: %w", err)
+	}
+	tv := unix.NsecToTimeval(timeout.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("udp socket: SO_RCVTIMEO: %w", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: addr.Addr().As4(), Port: int(addr.Port())}); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("udp socket: bind %v: %w", addr, err)
+	}
+	return fd, nil
+}
+
+// pingPong sends probes of size bytes from c1 to the echo server in c2 one
+// at a time until deadline or until count replies came (count 0: no limit),
+// and returns the round-trip times of the replies and how many probes got
+// none within a second.
+func pingPong(ctx context.Context, tb *testbed, size, count int, deadline time.Time) (rtts []time.Duration, lost int, err error) {
+	var fd int
+	err = tb.c1.do(func() error {
+		var err error
+		fd, err = blockingUDP(netip.AddrPortFrom(cont1Addr, 0), time.Second)
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	defer unix.Close(fd)
+	if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: cont2Addr.As4(), Port: latencyPort}); err != nil {
+		return nil, 0, fmt.Errorf("udp connect: %w", err)
+	}
+	out, in := make([]byte, size), make([]byte, 2048)
+	for seq := uint64(1); time.Now().Before(deadline) && ctx.Err() == nil && (count == 0 || len(rtts) < count); seq++ {
+		binary.BigEndian.PutUint64(out, seq)
+		t0 := time.Now()
+		if _, err := unix.Write(fd, out); err != nil {
+			return rtts, lost, fmt.Errorf("udp send: %w", err)
+		}
+		for {
+			n, err := unix.Read(fd, in)
+			if err != nil {
+				if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.ECONNREFUSED) {
+					lost++
+					break
+				}
+				if errors.Is(err, unix.EINTR) {
+					continue
+				}
+				return rtts, lost, fmt.Errorf("udp receive: %w", err)
+			}
+			if n >= 8 && binary.BigEndian.Uint64(in) == seq {
+				rtts = append(rtts, time.Since(t0))
+				break
+			}
+			// A late reply to an earlier probe: keep waiting for this one.
+		}
+	}
+	return rtts, lost, ctx.Err()
+}
+
+// reachable checks that c1 reaches c2 through the path (and resolves ARP on
+// the way), with up to 10 s of probes.
+func reachable(ctx context.Context, tb *testbed) error {
+	s, err := startEcho(tb)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	rtts, lost, err := pingPong(ctx, tb, 64, 3, time.Now().Add(10*time.Second))
+	if err != nil {
+		return err
+	}
+	if len(rtts) < 3 {
+		return fmt.Errorf("no connectivity from c1 to %s: %d probes unanswered in 10s", cont2Addr, lost)
+	}
+	return nil
+}
+
+// runLatency measures UDP request/response round trips of opts.Size bytes
+// from c1 to an echo server in c2, one request in flight at a time.
+func runLatency(ctx context.Context, tb *testbed, opts OverlayOptions) (map[string]float64, error) {
+	s, err := startEcho(tb)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	rtts, lost, err := pingPong(ctx, tb, opts.Size, 0, time.Now().Add(opts.Duration))
+	if err != nil {
+		return nil, err
+	}
+	if len(rtts) < 100 {
+		return nil, fmt.Errorf("only %d replies (%d probes lost)", len(rtts), lost)
+	}
+	us := make([]float64, len(rtts))
+	for i, d := range rtts {
+		us[i] = float64(d.Nanoseconds()) / 1e3
+	}
+	return map[string]float64{MetricLatP50: Percentile(us, 50), MetricLatP99: Percentile(us, 99)}, nil
+}
+
+// Percentile returns the p-th percentile (0 < p <= 100) of samples by the
+// nearest-rank method: the smallest sample with at least p % of all samples
+// at or below it. It does not modify samples; with none it returns 0.
+func Percentile(samples []float64, p float64) float64 {
+	if len(samples) == 0 {
+		return 0
+	}
+	s := slices.Clone(samples)
+	slices.Sort(s)
+	rank := int(math.Ceil(p / 100 * float64(len(s))))
+	return s[min(max(rank, 1), len(s))-1]
+}
