@@ -1,6 +1,7 @@
 // Package netconf configures Linux links and network namespaces for ferry's
 // ports: MTU, MAC, up/down, moving a TAP into a container's namespace with
-// its address and default route, and deleting links.
+// its address and default route, deleting links, and setting up the TUN
+// device of a layer-3 (flannel-style) overlay with its route.
 //
 // It speaks rtnetlink through github.com/vishvananda/netlink and opens
 // namespaces with github.com/vishvananda/netns; it never runs the ip command.
