@@ -22,6 +22,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/ferry-overlay/ferry/encap"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -36,8 +37,19 @@ const (
 	// MetricsOff, written as metrics.listen, disables the metrics server;
 	// Parse stores it as an empty Listen.
 	MetricsOff = "off"
-	// DefaultVXLANPort is the VXLAN UDP port (networks[].port), RFC 7348's.
+	// DefaultVXLANPort is the VXLAN UDP port (networks[].port) of an l2
+	// network, RFC 7348's.
 	DefaultVXLANPort = 4789
+	// DefaultL3VXLANPort is the VXLAN UDP port of an l3 network: flannel's
+	// vxlan backend leaves the port to the Linux vxlan device, whose
+	// default is 8472, so this is what a flannel host listens on.
+	DefaultL3VXLANPort = 8472
+	// DefaultL3VXLANVNI is the VNI of an l3 vxlan network, flannel's
+	// default (its vxlan backend's defaultVNI).
+	DefaultL3VXLANVNI = 1
+	// DefaultUDPPort is the flannel-UDP port (encap udp), flannel's udp
+	// backend default.
+	DefaultUDPPort = encap.FlannelUDPPort
 	// DefaultMACAgeing is how long a learned MAC stays in the FDB without
 	// being seen again (networks[].mac_ageing).
 	DefaultMACAgeing = 300 * time.Second
@@ -50,9 +62,6 @@ const (
 	// smallest datagram every IPv4 host must accept (RFC 791).
 	MinMTU = 576
 	MaxMTU = 9000
-	// VXLANOverhead is what VXLAN adds to an inner IP packet: inner
-	// Ethernet 14, VXLAN 8, outer UDP 8, outer IPv4 20.
-	VXLANOverhead = 50
 )
 
 // Limits that only the validator needs.
@@ -69,19 +78,34 @@ const (
 	maxSocketPath  = 107 // sizeof(sun_path) - 1
 )
 
-// Mode is how a network carries traffic. Only ModeL2 exists today.
+// Mode is how a network carries traffic.
 type Mode string
 
-// ModeL2 is Docker-overlay style: TAP ports, a learning bridge and
-// Ethernet frames in tunnels.
-const ModeL2 Mode = "l2"
+const (
+	// ModeL2 is Docker-overlay style: TAP ports, a learning bridge and
+	// Ethernet frames in tunnels.
+	ModeL2 Mode = "l2"
+	// ModeL3 is flannel style: one TUN device with this host's subnet
+	// behind it, and IP packets routed to the peer that owns their
+	// destination subnet.
+	ModeL3 Mode = "l3"
+)
 
-// Encap is the tunnel encapsulation of a network. Only EncapVXLAN exists
-// today.
+// Encap is the tunnel encapsulation of a network. The values are package
+// encap's names.
 type Encap string
 
-// EncapVXLAN is VXLAN (RFC 7348) over UDP.
-const EncapVXLAN Encap = "vxlan"
+const (
+	// EncapVXLAN is VXLAN (RFC 7348) over UDP, in either mode.
+	EncapVXLAN Encap = encap.EncapVXLAN
+	// EncapGRE is GRE (RFC 2784/2890) straight over IP (protocol 47): in
+	// l2 mode transparent Ethernet bridging with the VNI as the GRE key,
+	// in l3 mode protocol IPv4 without a key.
+	EncapGRE Encap = encap.EncapGRE
+	// EncapUDP is flannel-UDP, l3 mode only: the inner IPv4 packet is the
+	// whole UDP payload.
+	EncapUDP Encap = encap.EncapUDP
+)
 
 // Config is one ferry node's configuration. Parse and Load return it with
 // defaults filled in and validated; after that it is plain data, safe to
@@ -133,45 +157,162 @@ type Metrics struct {
 	Listen string `yaml:"listen"`
 }
 
-// Network is one L2 broadcast domain and its members.
+// Network is one overlay network and this node's part in it. An l2
+// network is a broadcast domain with TAP ports; an l3 network is a routed
+// prefix with one TUN device. Which keys apply depends on the mode (see
+// each field); Validate rejects a key of the other mode.
 type Network struct {
 	// Name is unique among networks: 1..15 characters from a-z 0-9 -,
 	// not starting with '-'.
 	Name string `yaml:"name"`
-	// Mode is ModeL2 (the default).
+	// Mode is ModeL2 (the default) or ModeL3.
 	Mode Mode `yaml:"mode"`
-	// VNI is the VXLAN network identifier, 1..16777215, unique among
-	// networks.
+	// VNI is the network identifier, 1..16777215, unique among networks
+	// that have one. l2: required; for vxlan the VXLAN VNI, for gre the
+	// GRE key. l3 vxlan: the VXLAN VNI, default DefaultL3VXLANVNI. l3 udp
+	// and gre carry no identifier, and VNI is 0.
 	VNI uint32 `yaml:"vni"`
-	// Encap is EncapVXLAN (the default).
+	// Encap is EncapVXLAN (the default) or EncapGRE in l2 mode; EncapUDP,
+	// EncapGRE or EncapVXLAN in l3 mode.
 	Encap Encap `yaml:"encap"`
-	// Port is the VXLAN UDP port; every network of a node uses the same
-	// one. Default: DefaultVXLANPort.
+	// Port is the UDP port of vxlan and udp, 1..65535; 0 for gre, which
+	// has none. Default: DefaultVXLANPort (l2 vxlan), DefaultL3VXLANPort
+	// (l3 vxlan), DefaultUDPPort (udp). All vxlan networks of a node share
+	// one port, and a node has at most one udp network, on a port no
+	// vxlan network uses.
 	Port uint16 `yaml:"port"`
-	// Subnet is the network's IPv4 subnet in masked form, /30 or wider,
-	// not overlapping another network's. Optional, but Gateway and port
-	// addresses need it.
+	// Network is the whole overlay's IPv4 prefix in masked form (l3 only,
+	// required): the kernel routes it into Device. Its prefixes do not
+	// overlap another network's.
+	Network netip.Prefix `yaml:"network"`
+	// Subnet is an IPv4 prefix in masked form, /30 or wider, not
+	// overlapping another network's. l2: the network's subnet, optional,
+	// but Gateway and port addresses need it. l3: this host's share of
+	// Network, required, strictly inside it (see DeviceAddress and
+	// BridgeAddress).
 	Subnet netip.Prefix `yaml:"subnet"`
-	// Gateway is the router's address on the network: inside Subnet and
+	// Gateway is the router's address on an l2 network: inside Subnet and
 	// neither its network nor its broadcast address. Optional. Ports with
 	// an address get a default route through it.
 	Gateway netip.Addr `yaml:"gateway"`
+	// Device is the name of the TUN device ferry creates for an l3
+	// network (required there; interface name rules as Port.Name, unique
+	// among all ports and devices).
+	Device string `yaml:"device,omitempty"`
+	// SubnetFile is where ferry writes flannel's subnet file for an l3
+	// network (package subnetfile): a clean absolute path, unique among
+	// networks. Empty writes none.
+	SubnetFile string `yaml:"subnet_file,omitempty"`
+	// VTEPMAC is this host's VTEP MAC on an l3 vxlan network: the source
+	// MAC of the Ethernet frame inside VXLAN. Unicast. Parse fills in
+	// DeriveVTEPMAC(node.underlay) when the key is absent, so it is never
+	// zero on an l3 vxlan network; zero on every other network.
+	VTEPMAC MAC `yaml:"vtep_mac,omitempty"`
 	// MTU is the largest IP packet on the network, 576..9000; 0 means
 	// derive it from the underlay MTU (see EffectiveMTU).
 	MTU int `yaml:"mtu,omitempty"`
 	// MACAgeing is how long a learned MAC lives without traffic, at least
-	// 1s. Default: DefaultMACAgeing.
+	// 1s; l2 only (0 on l3). Default: DefaultMACAgeing.
 	MACAgeing time.Duration `yaml:"mac_ageing"`
 	// FDBMax caps the network's FDB (learned plus static entries),
-	// 16..1048576. Default: DefaultFDBMax.
+	// 16..1048576; l2 only (0 on l3). Default: DefaultFDBMax.
 	FDBMax int `yaml:"fdb_max"`
-	// Peers are the underlay IPv4 addresses of the remote VTEPs: unique,
-	// and not Node.Underlay.
-	Peers []netip.Addr `yaml:"peers,omitempty"`
-	// FDB holds static entries, which never age; at most FDBMax.
+	// Peers are the remote hosts, with unique underlay IPv4 addresses that
+	// are not Node.Underlay. l2: Underlay only. l3: each also with the
+	// Subnet it owns, and on vxlan its VTEPMAC. PeerAddrs lists the
+	// addresses.
+	Peers []Peer `yaml:"peers,omitempty"`
+	// FDB holds static entries, which never age; at most FDBMax. l2 only.
 	FDB []FDBEntry `yaml:"fdb,omitempty"`
-	// Ports are the TAP devices ferry creates for this network.
+	// Ports are the TAP devices ferry creates for this network. l2 only:
+	// on l3 containers sit on a Linux bridge routed through Device.
 	Ports []Port `yaml:"ports,omitempty"`
+}
+
+// Peer is a remote host of a network. In the file an l2 peer is written as
+// its underlay address (192.168.77.2) and an l3 peer as a mapping
+// ({underlay: 192.168.77.2, subnet: 10.244.2.0/24}); either form decodes
+// into a Peer, and a Peer with only Underlay set encodes as the address.
+type Peer struct {
+	// Underlay is the peer's IPv4 address on the underlay network, where
+	// its tunnels end. Required.
+	Underlay netip.Addr `yaml:"underlay"`
+	// Subnet is the part of the network's Network that the peer owns (l3
+	// only, required there; invalid on l2): masked, inside Network, /30
+	// or wider, overlapping neither this node's Subnet nor another
+	// peer's.
+	Subnet netip.Prefix `yaml:"subnet"`
+	// VTEPMAC is the peer's VTEP MAC (l3 vxlan only): the destination MAC
+	// of frames sent to it. Parse fills in DeriveVTEPMAC(Underlay) when
+	// the key is absent, so it is never zero on an l3 vxlan network;
+	// unicast and unique among the network's VTEP MACs. Zero elsewhere.
+	VTEPMAC MAC `yaml:"vtep_mac,omitempty"`
+}
+
+// peerFields is Peer without its YAML methods, to decode and encode the
+// mapping form.
+type peerFields Peer
+
+// UnmarshalYAML decodes either form of a peer: a scalar address, or a
+// mapping of underlay, subnet and vtep_mac. Parse has checked the shape
+// and the keys before it runs.
+func (p *Peer) UnmarshalYAML(value *yaml.Node) error {
+	var v Peer
+	switch value.Kind {
+	case yaml.ScalarNode:
+		if err := value.Decode(&v.Underlay); err != nil {
+			return err
+		}
+	case yaml.MappingNode:
+		if err := value.Decode((*peerFields)(&v)); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("line %d: a peer is an IP address or a mapping {underlay, subnet}", value.Line)
+	}
+	*p = v
+	return nil
+}
+
+// MarshalYAML encodes a peer with only an underlay address (an l2 peer) as
+// that address, and any other peer as a mapping, so that a marshalled
+// Config parses back to the same value.
+func (p Peer) MarshalYAML() (any, error) {
+	if !p.Subnet.IsValid() && p.VTEPMAC == (MAC{}) {
+		return p.Underlay, nil
+	}
+	return peerFields(p), nil
+}
+
+// PeerAddrs returns the underlay addresses of the network's peers, in
+// order, in a new slice: what an l2 network's engine spec needs.
+func (n *Network) PeerAddrs() []netip.Addr {
+	if len(n.Peers) == 0 {
+		return nil
+	}
+	out := make([]netip.Addr, len(n.Peers))
+	for i := range n.Peers {
+		out[i] = n.Peers[i].Underlay
+	}
+	return out
+}
+
+// DeviceAddress is the address ferry gives an l3 network's TUN device:
+// Subnet's first address with a /32 length, as flannel configures its
+// vxlan device (pkg/backend/vxlan/vxlan.go: a host-length address keeps
+// the kernel from adding subnet and broadcast routes for it); the daemon
+// routes Network into the device beside it. Valid only on a validated l3
+// network.
+func (n *Network) DeviceAddress() netip.Prefix {
+	return netip.PrefixFrom(n.Subnet.Addr(), 32)
+}
+
+// BridgeAddress is the first usable address of an l3 network's Subnet with
+// the subnet's length (10.244.1.1/24 for 10.244.1.0/24): flannel's
+// FLANNEL_SUBNET, the address the container bridge (docker0, cni0) takes.
+// Valid only on a validated l3 network.
+func (n *Network) BridgeAddress() netip.Prefix {
+	return netip.PrefixFrom(n.Subnet.Addr().Next(), n.Subnet.Bits())
 }
 
 // Port is a TAP device that ferry creates, optionally moves into a network
@@ -207,16 +348,37 @@ type FDBEntry struct {
 	Peer netip.Addr `yaml:"peer"`
 }
 
+// Overhead returns the bytes the network's encapsulation adds around an
+// inner IP packet over an IPv4 underlay (encap.Overhead): vxlan 50 in
+// either mode (l3 vxlan frames the packet in Ethernet too), l2 gre 42 (an
+// inner Ethernet header and a GRE key), l3 gre 24, udp 28. It is 0 for a
+// mode and encap that Validate rejects.
+func (n *Network) Overhead() int {
+	return encap.Overhead(string(n.Encap), n.Mode == ModeL2)
+}
+
 // EffectiveMTU returns the network's MTU: MTU when it is set, otherwise
-// underlayMTU minus VXLAN's overhead, capped at MaxMTU. VXLAN is the only
-// encapsulation Validate accepts today. The result is not checked: a derived
-// MTU below MinMTU means the underlay cannot carry this network, and the
-// caller should refuse to start it.
+// underlayMTU minus Overhead, capped at MaxMTU. The result is not checked:
+// a derived MTU below MinMTU means the underlay cannot carry this network,
+// and the caller should refuse to start it.
 func (n *Network) EffectiveMTU(underlayMTU int) int {
 	if n.MTU != 0 {
 		return n.MTU
 	}
-	return min(underlayMTU-VXLANOverhead, MaxMTU)
+	return min(underlayMTU-n.Overhead(), MaxMTU)
+}
+
+// DeriveVTEPMAC returns the VTEP MAC that an l3 vxlan network uses for the
+// host with underlay address a when the file gives none: 02:66 followed by
+// the four bytes of a (192.168.77.2 gives 02:66:c0:a8:4d:02). It is
+// locally administered and unicast, unique as long as the underlay
+// addresses are, and the same on every ferry host, so ferry hosts agree on
+// each other's MACs without configuring them. flannel picks a random MAC
+// and publishes it, so for a flannel peer write its MAC instead. a must be
+// IPv4.
+func DeriveVTEPMAC(a netip.Addr) MAC {
+	b := a.As4()
+	return MAC{0x02, 0x66, b[0], b[1], b[2], b[3]}
 }
 
 // SlogLevel returns LogLevel as a slog.Level. Validate accepts only the four
@@ -320,7 +482,19 @@ func (c *Config) setDefaults(doc *yaml.Node) error {
 		if absent(p + "encap") {
 			n.Encap = EncapVXLAN
 		}
-		if absent(p + "port") {
+		n.setModeDefaults(p, absent, c.Node.Underlay)
+	}
+	return nil
+}
+
+// setModeDefaults fills in the keys of network n, at path prefix p, whose
+// defaults depend on its mode and encapsulation. A mode or encap that
+// Validate will reject gets no defaults. underlay is node.underlay, from
+// which absent VTEP MACs are derived.
+func (n *Network) setModeDefaults(p string, absent func(string) bool, underlay netip.Addr) {
+	switch n.Mode {
+	case ModeL2:
+		if absent(p+"port") && n.Encap == EncapVXLAN {
 			n.Port = DefaultVXLANPort
 		}
 		if absent(p + "mac_ageing") {
@@ -329,6 +503,27 @@ func (c *Config) setDefaults(doc *yaml.Node) error {
 		if absent(p + "fdb_max") {
 			n.FDBMax = DefaultFDBMax
 		}
+	case ModeL3:
+		switch n.Encap {
+		case EncapUDP:
+			if absent(p + "port") {
+				n.Port = DefaultUDPPort
+			}
+		case EncapVXLAN:
+			if absent(p + "port") {
+				n.Port = DefaultL3VXLANPort
+			}
+			if absent(p + "vni") {
+				n.VNI = DefaultL3VXLANVNI
+			}
+			if n.VTEPMAC == (MAC{}) && underlay.Is4() {
+				n.VTEPMAC = DeriveVTEPMAC(underlay)
+			}
+			for i := range n.Peers {
+				if pe := &n.Peers[i]; pe.VTEPMAC == (MAC{}) && pe.Underlay.Is4() {
+					pe.VTEPMAC = DeriveVTEPMAC(pe.Underlay)
+				}
+			}
+		}
 	}
-	return nil
 }

@@ -16,10 +16,11 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-func addrs(ss ...string) []netip.Addr {
-	out := make([]netip.Addr, len(ss))
+// l2peers returns l2 peers (underlay addresses only).
+func l2peers(ss ...string) []Peer {
+	out := make([]Peer, len(ss))
 	for i, s := range ss {
-		out[i] = netip.MustParseAddr(s)
+		out[i] = Peer{Underlay: netip.MustParseAddr(s)}
 	}
 	return out
 }
@@ -54,7 +55,7 @@ func TestParseIssueExample(t *testing.T) {
 			MTU:       1450,
 			MACAgeing: 300 * time.Second,
 			FDBMax:    DefaultFDBMax,
-			Peers:     addrs("192.168.77.2", "192.168.77.3"),
+			Peers:     l2peers("192.168.77.2", "192.168.77.3"),
 			Ports: []Port{{
 				Name:    "tap-c1",
 				Netns:   "c1",
@@ -146,7 +147,7 @@ func TestParseAnchorsAndMerges(t *testing.T) {
 	}
 	red := c.Networks[1]
 	if red.Name != "red" || red.VNI != 43 || red.Port != 8472 || red.MACAgeing != 10*time.Minute ||
-		!reflect.DeepEqual(red.Peers, addrs("192.168.77.2")) {
+		!reflect.DeepEqual(red.Peers, l2peers("192.168.77.2")) {
 		t.Errorf("red did not merge blue's settings: %+v", red)
 	}
 }
@@ -255,9 +256,9 @@ func TestParseErrors(t *testing.T) {
 		{"network name upper case", "networks: [{name: Blue, vni: 42}]\n", `line 1: networks[0].name: "Blue" is not a network name`},
 		{"network name too long", "networks: [{name: blue-network-one, vni: 42}]\n", `line 1: networks[0].name: "blue-network-one" is not a network name`},
 		{"network name leading hyphen", "networks: [{name: -blue, vni: 42}]\n", `line 1: networks[0].name: "-blue" is not a network name`},
-		{"mode unknown", "networks: [{name: blue, mode: l4, vni: 42}]\n", `line 1: networks[0].mode: "l4" is not a mode (want "l2")`},
-		{"encap udp", "networks: [{name: blue, encap: udp, vni: 42}]\n", `line 1: networks[0].encap: "udp" is not supported yet (only "vxlan")`},
-		{"encap unknown", "networks: [{name: blue, encap: geneve, vni: 42}]\n", `line 1: networks[0].encap: "geneve" is not an encapsulation (want "vxlan")`},
+		{"mode unknown", "networks: [{name: blue, mode: l4, vni: 42}]\n", `line 1: networks[0].mode: "l4" is not a mode (want "l2" or "l3")`},
+		{"encap udp in l2", "networks: [{name: blue, encap: udp, vni: 42}]\n", `line 1: networks[0].encap: "udp" carries IP packets only; an l2 network uses "vxlan" or "gre"`},
+		{"encap unknown", "networks: [{name: blue, encap: geneve, vni: 42}]\n", `line 1: networks[0].encap: "geneve" is not an encapsulation (want "vxlan" or "gre")`},
 		{"vni missing", "networks: [{name: blue}]\n", "line 1: networks[0].vni: required for vxlan (1..16777215)"},
 		{"vni zero", "networks: [{name: blue, vni: 0}]\n", "line 1: networks[0].vni: required for vxlan (1..16777215)"},
 		{"port zero", "networks: [{name: blue, vni: 42, port: 0}]\n", "line 1: networks[0].port: 0 is not a UDP port (want 1..65535)"},
@@ -426,7 +427,7 @@ func TestValidateDoesNotModify(t *testing.T) {
 // TestMarshalRoundTrip checks that a Config written out as YAML (as the
 // daemon might show it) parses back to the same Config.
 func TestMarshalRoundTrip(t *testing.T) {
-	for _, f := range []string{"full.yaml", "minimal.yaml", "everything.yaml", "anchors.yaml"} {
+	for _, f := range []string{"full.yaml", "minimal.yaml", "everything.yaml", "anchors.yaml", "l3.yaml", "l3-mixed.yaml"} {
 		t.Run(f, func(t *testing.T) {
 			c, err := Load(filepath.Join("testdata", f))
 			if err != nil {
@@ -522,18 +523,25 @@ func TestErrorFormat(t *testing.T) {
 func TestEffectiveMTU(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
+		mode     Mode
+		encap    Encap
 		mtu      int
 		underlay int
 		want     int
 	}{
-		{"set", 1400, 1500, 1400},
-		{"derived from 1500", 0, 1500, 1450},
-		{"derived from jumbo", 0, 9000, 8950},
-		{"derived capped at MaxMTU", 0, 65536, MaxMTU},
-		{"derived below MinMTU is returned as is", 0, 600, 550},
+		{"set", ModeL2, EncapVXLAN, 1400, 1500, 1400},
+		{"set on l3 udp", ModeL3, EncapUDP, 1400, 1500, 1400},
+		{"l2 vxlan from 1500", ModeL2, EncapVXLAN, 0, 1500, 1450},
+		{"l2 vxlan from jumbo", ModeL2, EncapVXLAN, 0, 9000, 8950},
+		{"l2 gre (Ethernet and key) from 1500", ModeL2, EncapGRE, 0, 1500, 1458},
+		{"l3 vxlan from 1500", ModeL3, EncapVXLAN, 0, 1500, 1450},
+		{"l3 gre from 1500", ModeL3, EncapGRE, 0, 1500, 1476},
+		{"l3 udp from 1500", ModeL3, EncapUDP, 0, 1500, 1472},
+		{"derived capped at MaxMTU", ModeL3, EncapUDP, 0, 65536, MaxMTU},
+		{"derived below MinMTU is returned as is", ModeL2, EncapVXLAN, 0, 600, 550},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			n := Network{MTU: tc.mtu}
+			n := Network{Mode: tc.mode, Encap: tc.encap, MTU: tc.mtu}
 			if got := n.EffectiveMTU(tc.underlay); got != tc.want {
 				t.Errorf("got %d, want %d", got, tc.want)
 			}
@@ -551,7 +559,7 @@ func TestSlogLevel(t *testing.T) {
 }
 
 func TestSuggest(t *testing.T) {
-	names := []string{"name", "mode", "vni", "encap", "port", "subnet", "gateway", "mtu", "mac_ageing", "fdb_max", "peers", "fdb", "ports"}
+	names, _ := fieldsOf(reflect.TypeFor[Network]())
 	for _, tc := range []struct{ key, want string }{
 		{"peer", "peers"},
 		{"macAgeing", "mac_ageing"},
@@ -630,6 +638,9 @@ func TestMAC(t *testing.T) {
 	}
 	if b, err := (MAC{}).MarshalText(); err != nil || len(b) != 0 {
 		t.Errorf("zero MarshalText() = %q, %v; want empty", b, err)
+	}
+	if m.IsZero() || !(MAC{}).IsZero() {
+		t.Error("IsZero is wrong")
 	}
 	if !m.IsUnicast() || (MAC{0x01, 0, 0x5e, 0, 0, 1}).IsUnicast() || (MAC{0x33, 0x33, 0, 0, 0, 1}).IsUnicast() {
 		t.Error("IsUnicast is wrong")

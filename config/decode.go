@@ -36,6 +36,7 @@ var (
 	durationType  = reflect.TypeFor[time.Duration]()
 	addrType      = reflect.TypeFor[netip.Addr]()
 	prefixType    = reflect.TypeFor[netip.Prefix]()
+	peerType      = reflect.TypeFor[Peer]()
 	unmarshalType = reflect.TypeFor[encoding.TextUnmarshaler]()
 )
 
@@ -146,6 +147,8 @@ func (c *checker) node(n *yaml.Node, t reflect.Type, path string) *Error {
 	switch {
 	case t == durationType:
 		return checkDuration(n, path)
+	case t == peerType:
+		return c.peer(n, path)
 	case reflect.PointerTo(t).Implements(unmarshalType):
 		return checkText(n, t, path)
 	}
@@ -218,6 +221,18 @@ func (c *checker) merge(v *yaml.Node, t reflect.Type, path string) *Error {
 		return nil
 	}
 	return &Error{Line: m.Line, Path: path, Msg: "a merge (<<) takes a mapping or a list of mappings"}
+}
+
+// peer checks a peer, which is written either as its underlay address (l2)
+// or as a mapping of underlay, subnet and vtep_mac (l3).
+func (c *checker) peer(n *yaml.Node, path string) *Error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		return checkText(n, addrType, path)
+	case yaml.MappingNode:
+		return c.mapping(n, peerType, path)
+	}
+	return mismatch(n, path, "an IP address or a mapping {underlay: ADDRESS, subnet: PREFIX}")
 }
 
 // sequence checks a list decoded into the slice type t.

@@ -52,6 +52,12 @@ func (m MAC) String() string {
 	return net.HardwareAddr(m[:]).String()
 }
 
+// IsZero reports whether m is the zero MAC ("not set"); it also lets
+// yaml's omitempty leave an unset MAC out.
+func (m MAC) IsZero() bool {
+	return m == MAC{}
+}
+
 // IsUnicast reports whether m is an individual (not group) address: the
 // least significant bit of its first byte is clear.
 func (m MAC) IsUnicast() bool {

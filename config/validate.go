@@ -96,9 +96,11 @@ func (c *Config) validateNetworks() *Error {
 	// What earlier networks use, mapped to who uses it.
 	names := make(map[string]string)
 	vnis := make(map[uint32]string)
-	ports := make(map[string]string)
+	links := make(map[string]string)      // host link names: ports and devices
 	nsNames := make(map[[2]string]string) // (netns, name in it)
 	addrs := make(map[netip.Addr]string)
+	files := make(map[string]string)
+	var vxlan, udp, l3gre *Network // the first network of each kind
 	for i := range c.Networks {
 		n := &c.Networks[i]
 		p := fmt.Sprintf("networks[%d]", i)
@@ -109,29 +111,43 @@ func (c *Config) validateNetworks() *Error {
 			return errorf(p+".name", "%q is already the name of %s", n.Name, other)
 		}
 		names[n.Name] = p
-		if other, dup := vnis[n.VNI]; dup {
-			return errorf(p+".vni", "%d is already used by network %q", n.VNI, other)
+		if n.VNI != 0 {
+			if other, dup := vnis[n.VNI]; dup {
+				return errorf(p+".vni", "%d is already used by network %q", n.VNI, other)
+			}
+			vnis[n.VNI] = n.Name
 		}
-		vnis[n.VNI] = n.Name
-		if first := &c.Networks[0]; i > 0 && n.Port != first.Port {
-			return errorf(p+".port", "%d differs from %d of network %q; all vxlan networks of a node share one UDP port", n.Port, first.Port, first.Name)
+		if e := sharedTunnels(p, n, &vxlan, &udp, &l3gre); e != nil {
+			return e
 		}
 		for j := range i {
 			o := &c.Networks[j]
-			if n.Subnet.IsValid() && o.Subnet.IsValid() && n.Subnet.Overlaps(o.Subnet) {
-				return errorf(p+".subnet", "%s overlaps %s of network %q", n.Subnet, o.Subnet, o.Name)
+			if s, t := n.space(), o.space(); s.IsValid() && t.IsValid() && s.Overlaps(t) {
+				return errorf(p+"."+n.spaceKey(), "%s overlaps %s of network %q", s, t, o.Name)
 			}
 		}
 		if len(n.Peers) > 0 && !c.Node.Underlay.IsValid() {
 			return errorf("node.underlay", "required, since network %q has peers", n.Name)
 		}
+		if n.Device != "" {
+			if other, dup := links[n.Device]; dup {
+				return errorf(p+".device", "%q is already the name of %s", n.Device, other)
+			}
+			links[n.Device] = p + ".device"
+		}
+		if f := n.SubnetFile; f != "" {
+			if other, dup := files[f]; dup {
+				return errorf(p+".subnet_file", "%q is already the subnet file of network %q", f, other)
+			}
+			files[f] = n.Name
+		}
 		for j := range n.Ports {
 			pt := &n.Ports[j]
 			pp := fmt.Sprintf("%s.ports[%d]", p, j)
-			if other, dup := ports[pt.Name]; dup {
+			if other, dup := links[pt.Name]; dup {
 				return errorf(pp+".name", "%q is already the name of %s", pt.Name, other)
 			}
-			ports[pt.Name] = pp
+			links[pt.Name] = pp
 			if pt.Netns != "" {
 				inner := pt.Name
 				field := ".name"
@@ -155,6 +171,59 @@ func (c *Config) validateNetworks() *Error {
 	return nil
 }
 
+// sharedTunnels checks network n at path p against the earlier networks
+// that use the same tunnel socket, and records it in *vxlan, *udp or
+// *l3gre when it is the first of its kind. All vxlan networks share one
+// UDP socket and tell each other apart by VNI, so they share its port. A
+// flannel-UDP packet and an l3 GRE packet carry no network identifier, so
+// a node has at most one network of each, and the udp port is not the
+// vxlan one. l2 GRE networks tell each other apart by key (their VNI).
+func sharedTunnels(p string, n *Network, vxlan, udp, l3gre **Network) *Error {
+	switch {
+	case n.Encap == EncapVXLAN:
+		if f := *vxlan; f != nil && n.Port != f.Port {
+			return errorf(p+".port", "%d differs from %d of network %q; all vxlan networks of a node share one UDP port", n.Port, f.Port, f.Name)
+		}
+		if u := *udp; u != nil && n.Port == u.Port {
+			return errorf(p+".port", "%d is the udp port of network %q; vxlan and udp cannot share a UDP port", n.Port, u.Name)
+		}
+		if *vxlan == nil {
+			*vxlan = n
+		}
+	case n.Encap == EncapUDP:
+		if u := *udp; u != nil {
+			return errorf(p+".encap", "network %q already uses udp; a node has one udp network, since flannel-UDP packets carry no network identifier", u.Name)
+		}
+		if v := *vxlan; v != nil && n.Port == v.Port {
+			return errorf(p+".port", "%d is the vxlan port of network %q; vxlan and udp cannot share a UDP port", n.Port, v.Name)
+		}
+		*udp = n
+	case n.Encap == EncapGRE && n.Mode == ModeL3:
+		if g := *l3gre; g != nil {
+			return errorf(p+".encap", "network %q already uses l3 gre; a node has one, since its GRE packets carry no key", g.Name)
+		}
+		*l3gre = n
+	}
+	return nil
+}
+
+// space is the address space the network takes on this host: an l3
+// network's whole Network, an l2 network's Subnet (invalid if none).
+func (n *Network) space() netip.Prefix {
+	if n.Mode == ModeL3 {
+		return n.Network
+	}
+	return n.Subnet
+}
+
+// spaceKey is the key of the field space returns.
+func (n *Network) spaceKey() string {
+	if n.Mode == ModeL3 {
+		return "network"
+	}
+	return "subnet"
+}
+
 // validate checks one network at path p on the node.
 func (n *Network) validate(p string, node *Node) *Error {
 	if !validNetworkName(n.Name) {
@@ -162,26 +231,64 @@ func (n *Network) validate(p string, node *Node) *Error {
 	}
 	switch n.Mode {
 	case ModeL2:
-	case "l3":
-		return errorf(p+".mode", "%q is not supported yet (only %q)", n.Mode, ModeL2)
+		switch n.Encap {
+		case EncapVXLAN, EncapGRE:
+		case EncapUDP:
+			return errorf(p+".encap", "%q carries IP packets only; an l2 network uses %q or %q", n.Encap, EncapVXLAN, EncapGRE)
+		default:
+			return errorf(p+".encap", "%q is not an encapsulation (want %q or %q)", n.Encap, EncapVXLAN, EncapGRE)
+		}
+	case ModeL3:
+		switch n.Encap {
+		case EncapUDP, EncapGRE, EncapVXLAN:
+		default:
+			return errorf(p+".encap", "%q is not an encapsulation (want %q, %q or %q)", n.Encap, EncapUDP, EncapGRE, EncapVXLAN)
+		}
 	default:
-		return errorf(p+".mode", "%q is not a mode (want %q)", n.Mode, ModeL2)
+		return errorf(p+".mode", "%q is not a mode (want %q or %q)", n.Mode, ModeL2, ModeL3)
 	}
-	switch n.Encap {
-	case EncapVXLAN:
-	case "gre", "udp":
-		return errorf(p+".encap", "%q is not supported yet (only %q)", n.Encap, EncapVXLAN)
-	default:
-		return errorf(p+".encap", "%q is not an encapsulation (want %q)", n.Encap, EncapVXLAN)
+	if e := n.validateTunnel(p); e != nil {
+		return e
 	}
-	if n.VNI == 0 {
-		return errorf(p+".vni", "required for vxlan (1..%d)", maxVNI)
+	if n.Mode == ModeL3 {
+		return n.validateL3(p, node)
 	}
-	if n.VNI > maxVNI {
-		return errorf(p+".vni", "%d is out of range 1..%d", n.VNI, maxVNI)
+	return n.validateL2(p, node)
+}
+
+// validateTunnel checks the VNI and port against the encapsulation.
+func (n *Network) validateTunnel(p string) *Error {
+	if n.Encap == EncapVXLAN || n.Mode == ModeL2 {
+		if n.VNI == 0 {
+			return errorf(p+".vni", "required for %s (1..%d)", n.Encap, maxVNI)
+		}
+		if n.VNI > maxVNI {
+			return errorf(p+".vni", "%d is out of range 1..%d", n.VNI, maxVNI)
+		}
+	} else if n.VNI != 0 {
+		return errorf(p+".vni", "%d: l3 %s carries no network identifier; leave the key out", n.VNI, n.Encap)
 	}
-	if n.Port == 0 {
+	if n.Encap == EncapGRE {
+		if n.Port != 0 {
+			return errorf(p+".port", "%d: gre runs directly over IP (protocol 47) and has no port; leave the key out", n.Port)
+		}
+	} else if n.Port == 0 {
 		return errorf(p+".port", "0 is not a UDP port (want 1..65535)")
+	}
+	return nil
+}
+
+// validateL2 checks the rest of l2 network n at path p.
+func (n *Network) validateL2(p string, node *Node) *Error {
+	switch {
+	case n.Network.IsValid():
+		return errorf(p+".network", "only l3 networks have one; an l2 network has just a subnet")
+	case n.Device != "":
+		return errorf(p+".device", "only l3 networks have a device; an l2 network has ports")
+	case n.SubnetFile != "":
+		return errorf(p+".subnet_file", "only l3 networks write a subnet file")
+	case n.VTEPMAC != (MAC{}):
+		return errorf(p+".vtep_mac", "only l3 vxlan networks have a VTEP MAC; an l2 network carries its ports' frames as they are")
 	}
 	if e := n.validateAddressing(p); e != nil {
 		return e
@@ -196,18 +303,18 @@ func (n *Network) validate(p string, node *Node) *Error {
 		return errorf(p+".fdb_max", "%d is out of range %d..%d", n.FDBMax, minFDBMax, maxFDBMax)
 	}
 	peers := make(map[netip.Addr]int, len(n.Peers))
-	for i, a := range n.Peers {
+	for i := range n.Peers {
+		pe := &n.Peers[i]
 		pp := fmt.Sprintf("%s.peers[%d]", p, i)
-		if e := checkUnderlayAddr(pp, a); e != nil {
+		if e := checkPeerUnderlay(pp, pe.Underlay, node, peers, p, i); e != nil {
 			return e
 		}
-		if a == node.Underlay {
-			return errorf(pp, "%s is node.underlay, this node's own address", a)
+		if pe.Subnet.IsValid() {
+			return errorf(pp+".subnet", "only l3 networks route subnets to peers")
 		}
-		if j, dup := peers[a]; dup {
-			return errorf(pp, "%s is already %s.peers[%d]", a, p, j)
+		if pe.VTEPMAC != (MAC{}) {
+			return errorf(pp+".vtep_mac", "only l3 vxlan networks have VTEP MACs")
 		}
-		peers[a] = i
 	}
 	macs := make(map[MAC]string)
 	portNames := make(map[string]bool, len(n.Ports))
@@ -226,6 +333,133 @@ func (n *Network) validate(p string, node *Node) *Error {
 		portNames[pt.Name] = true
 	}
 	return n.validateFDB(p, peers, portNames)
+}
+
+// checkPeerUnderlay checks the underlay address a of the peer at path pp,
+// the i-th of network path p, against the node and the earlier peers,
+// and records it in peers.
+func checkPeerUnderlay(pp string, a netip.Addr, node *Node, peers map[netip.Addr]int, p string, i int) *Error {
+	if !a.IsValid() {
+		return errorf(pp, "required: the peer's underlay address")
+	}
+	if e := checkUnderlayAddr(pp, a); e != nil {
+		return e
+	}
+	if a == node.Underlay {
+		return errorf(pp, "%s is node.underlay, this node's own address", a)
+	}
+	if j, dup := peers[a]; dup {
+		return errorf(pp, "%s is already %s.peers[%d]", a, p, j)
+	}
+	peers[a] = i
+	return nil
+}
+
+// validateL3 checks the rest of l3 network n at path p.
+func (n *Network) validateL3(p string, node *Node) *Error {
+	if !node.Underlay.IsValid() {
+		return errorf("node.underlay", "required, since network %q is an l3 network", n.Name)
+	}
+	switch {
+	case n.Gateway.IsValid():
+		return errorf(p+".gateway", "an l3 network has no gateway: the host routes %s through device %q; leave the key out", n.Network, n.Device)
+	case len(n.Ports) > 0:
+		return errorf(p+".ports", "an l3 network has no ports: containers sit on a bridge that the host routes through device %q", n.Device)
+	case len(n.FDB) > 0:
+		return errorf(p+".fdb", "an l3 network has no FDB: it routes by subnet")
+	case n.MACAgeing != 0:
+		return errorf(p+".mac_ageing", "only l2 networks learn MACs; leave the key out")
+	case n.FDBMax != 0:
+		return errorf(p+".fdb_max", "only l2 networks have an FDB; leave the key out")
+	}
+	nw := n.Network
+	switch {
+	case !nw.IsValid():
+		return errorf(p+".network", "required for l3: the whole overlay's prefix, e.g. 10.244.0.0/16")
+	case !nw.Addr().Is4():
+		return errorf(p+".network", "%s is not IPv4 (IPv6 overlays are not supported yet)", nw)
+	case nw != nw.Masked():
+		return errorf(p+".network", "%s has host bits set; did you mean %s?", nw, nw.Masked())
+	}
+	if !n.Subnet.IsValid() {
+		return errorf(p+".subnet", "required for l3: this host's share of network %s, e.g. a /24", nw)
+	}
+	if e := checkHostSubnet(p+".subnet", n.Subnet, nw); e != nil {
+		return e
+	}
+	if !validIfname(n.Device) {
+		return errorf(p+".device", "%q is not an interface name: want 1..%d bytes, not . or .., without / : %% or whitespace", n.Device, maxIfname)
+	}
+	if f := n.SubnetFile; f != "" && (!filepath.IsAbs(f) || filepath.Clean(f) != f || f == "/" || strings.ContainsRune(f, 0)) {
+		return errorf(p+".subnet_file", "%q is not a clean absolute path of a file", f)
+	}
+	if e := n.validateMTU(p, node.UnderlayMTU); e != nil {
+		return e
+	}
+	vxlan := n.Encap == EncapVXLAN
+	macs := make(map[MAC]string)
+	switch {
+	case vxlan && n.VTEPMAC == (MAC{}):
+		return errorf(p+".vtep_mac", "required for l3 vxlan (Parse derives it from node.underlay)")
+	case vxlan && !n.VTEPMAC.IsUnicast():
+		return errorf(p+".vtep_mac", "%s is a multicast address; a VTEP MAC must be unicast", n.VTEPMAC)
+	case !vxlan && n.VTEPMAC != (MAC{}):
+		return errorf(p+".vtep_mac", "only l3 vxlan networks have a VTEP MAC (this one is %s)", n.Encap)
+	}
+	macs[n.VTEPMAC] = p + ".vtep_mac"
+	peers := make(map[netip.Addr]int, len(n.Peers))
+	for i := range n.Peers {
+		pe := &n.Peers[i]
+		pp := fmt.Sprintf("%s.peers[%d]", p, i)
+		if e := checkPeerUnderlay(pp+".underlay", pe.Underlay, node, peers, p, i); e != nil {
+			return e
+		}
+		if !pe.Subnet.IsValid() {
+			return errorf(pp+".subnet", "required for l3: the part of network %s that %s owns", nw, pe.Underlay)
+		}
+		if e := checkHostSubnet(pp+".subnet", pe.Subnet, nw); e != nil {
+			return e
+		}
+		if pe.Subnet.Overlaps(n.Subnet) {
+			return errorf(pp+".subnet", "%s overlaps this node's subnet %s", pe.Subnet, n.Subnet)
+		}
+		for j := range i {
+			if o := n.Peers[j].Subnet; pe.Subnet.Overlaps(o) {
+				return errorf(pp+".subnet", "%s overlaps %s of %s.peers[%d]", pe.Subnet, o, p, j)
+			}
+		}
+		switch m := pe.VTEPMAC; {
+		case vxlan && m == (MAC{}):
+			return errorf(pp+".vtep_mac", "required for l3 vxlan (Parse derives it from the peer's underlay)")
+		case vxlan && !m.IsUnicast():
+			return errorf(pp+".vtep_mac", "%s is a multicast address; a VTEP MAC must be unicast", m)
+		case !vxlan && m != (MAC{}):
+			return errorf(pp+".vtep_mac", "only l3 vxlan networks have VTEP MACs (this one is %s)", n.Encap)
+		case vxlan:
+			if other, dup := macs[m]; dup {
+				return errorf(pp+".vtep_mac", "%s is already the VTEP MAC of %s", m, other)
+			}
+			macs[m] = pp
+		}
+	}
+	return nil
+}
+
+// checkHostSubnet checks s, at path, as one host's share of l3 network
+// nw: masked IPv4, strictly inside nw, and room for the device and bridge
+// addresses.
+func checkHostSubnet(path string, s, nw netip.Prefix) *Error {
+	switch {
+	case !s.Addr().Is4():
+		return errorf(path, "%s is not IPv4 (IPv6 overlays are not supported yet)", s)
+	case s != s.Masked():
+		return errorf(path, "%s has host bits set; did you mean %s?", s, s.Masked())
+	case !nw.Contains(s.Addr()) || s.Bits() <= nw.Bits():
+		return errorf(path, "%s is not a subnet of network %s (want a longer prefix inside it)", s, nw)
+	case s.Bits() > 30:
+		return errorf(path, "%s is too small for a bridge and containers (at most /30)", s)
+	}
+	return nil
 }
 
 // validateAddressing checks the subnet, and the gateway within it.
@@ -266,13 +500,27 @@ func (n *Network) validateMTU(p string, underlayMTU int) *Error {
 	if underlayMTU == 0 {
 		return nil
 	}
-	if n.MTU != 0 && n.MTU+VXLANOverhead > underlayMTU {
-		return errorf(p+".mtu", "%d plus %d bytes of VXLAN overhead exceeds node.underlay_mtu %d", n.MTU, VXLANOverhead, underlayMTU)
+	o := n.Overhead()
+	if n.MTU != 0 && n.MTU+o > underlayMTU {
+		return errorf(p+".mtu", "%d plus %d bytes of %s overhead exceeds node.underlay_mtu %d", n.MTU, o, n.encapName(), underlayMTU)
 	}
 	if m := n.EffectiveMTU(underlayMTU); m < MinMTU {
-		return errorf(p+".mtu", "derived MTU %d (node.underlay_mtu %d minus %d bytes of VXLAN overhead) is below %d", m, underlayMTU, VXLANOverhead, MinMTU)
+		return errorf(p+".mtu", "derived MTU %d (node.underlay_mtu %d minus %d bytes of %s overhead) is below %d", m, underlayMTU, o, n.encapName(), MinMTU)
 	}
 	return nil
+}
+
+// encapName names the network's encapsulation in messages.
+func (n *Network) encapName() string {
+	switch {
+	case n.Encap == EncapVXLAN:
+		return "VXLAN"
+	case n.Encap == EncapUDP:
+		return "flannel-UDP"
+	case n.Mode == ModeL2:
+		return "GRE (with Ethernet and key)"
+	}
+	return "GRE"
 }
 
 // validate checks one port at path pp of network n.

@@ -84,6 +84,13 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 		}
 	}()
 
+	for i := range cfg.Networks {
+		nw := &cfg.Networks[i]
+		if nw.Mode != config.ModeL2 || nw.Encap != config.EncapVXLAN {
+			return fmt.Errorf("network %q: mode %s with encap %s is not supported by the dataplane yet (l2 vxlan is)", nw.Name, nw.Mode, nw.Encap)
+		}
+	}
+
 	workers := cfg.Node.Workers
 	if workers <= 0 {
 		workers = runtime.NumCPU()
@@ -173,7 +180,7 @@ func buildSpecs(cfg *config.Config, underlayMTU int) ([]dataplane.NetworkSpec, [
 			MTU:    mtu,
 			Ageing: nw.MACAgeing,
 			FDBMax: nw.FDBMax,
-			Peers:  nw.Peers,
+			Peers:  nw.PeerAddrs(),
 		}
 		for _, p := range nw.Ports {
 			s.Ports = append(s.Ports, p.Name)
