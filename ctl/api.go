@@ -18,6 +18,7 @@
 package ctl
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/ferry-overlay/ferry/dataplane"
@@ -90,8 +91,107 @@ type Cleared struct {
 }
 
 // ErrorBody is the body of every error reply: {"error": "..."}, with an HTTP
-// status of 400 (bad request), 404 (unknown path or network), 405 (wrong
-// method) or 500 (internal error).
+// status of 400 (bad request), 404 (unknown path, network, port, peer or
+// MAC), 405 (wrong method), 500 (internal error) or 501 (the backend does
+// not support the endpoint).
 type ErrorBody struct {
 	Error string `json:"error"`
+}
+
+// Operator is the engine's write and observation API: FDB and peer changes,
+// packet traces, what-if traces and captures. *dataplane.Engine implements
+// it; NewServer serves these endpoints when its Backend is also an
+// Operator, and answers 501 otherwise. Every method must be safe to call
+// from any goroutine at any time. Errors wrapping dataplane.ErrNotFound are
+// answered with 404, those wrapping dataplane.ErrInvalid with 400.
+type Operator interface {
+	// AddStaticFDB pins mac to a local port or a peer (one of them).
+	AddStaticFDB(network string, mac [6]byte, port string, peer netip.Addr) error
+	// DeleteFDB removes mac's entry, static or learned.
+	DeleteFDB(network string, mac [6]byte) error
+	// FlushFDB removes the learned entries of a network ("" for all)
+	// and returns how many.
+	FlushFDB(network string) (int, error)
+	// AddPeer adds a peer to a network while traffic flows.
+	AddPeer(network string, addr netip.Addr) error
+	// RemovePeer removes a peer and flushes its FDB entries.
+	RemovePeer(network string, addr netip.Addr) error
+	// StartTrace starts a packet trace, replacing the previous one.
+	StartTrace(spec dataplane.TraceSpec) (dataplane.TraceStatus, error)
+	// StopTrace stops selecting packets; the traced ones stay.
+	StopTrace() dataplane.TraceStatus
+	// ClearTrace discards the traced packets.
+	ClearTrace() dataplane.TraceStatus
+	// TraceStatus describes the current or last trace.
+	TraceStatus() dataplane.TraceStatus
+	// TraceShow returns the traced packets, oldest first.
+	TraceShow() []dataplane.TracePacket
+	// TracePaths groups the traced packets by path.
+	TracePaths() []dataplane.TracePath
+	// Inject returns the what-if trace of a made-up packet.
+	Inject(spec dataplane.InjectSpec) (dataplane.TracePacket, error)
+	// StartCapture starts a capture; the caller must Stop it.
+	StartCapture(spec dataplane.CaptureSpec) (*dataplane.Capture, error)
+}
+
+// The engine is the Operator the daemon serves.
+var _ Operator = (*dataplane.Engine)(nil)
+
+// FDBRequest is the body of POST /v1/fdb/add and /v1/fdb/del. MAC is
+// "02:42:0a:2a:00:02"; for add, exactly one of Port (a local port's name)
+// and Peer (a peer's underlay address) is set.
+type FDBRequest struct {
+	Network string `json:"network"`
+	MAC     string `json:"mac"`
+	Port    string `json:"port,omitempty"`
+	Peer    string `json:"peer,omitempty"`
+}
+
+// PeerRequest is the body of POST /v1/peers/add and /v1/peers/del.
+type PeerRequest struct {
+	Network string     `json:"network"`
+	Address netip.Addr `json:"address"`
+}
+
+// Done is the reply of a change that succeeded: what was done, in words.
+type Done struct {
+	Message string `json:"message"`
+}
+
+// Flushed is the reply of POST /v1/fdb/flush.
+type Flushed struct {
+	// Removed is how many learned entries were removed.
+	Removed int `json:"removed"`
+}
+
+// Capture bounds of GET /v1/pcap.
+const (
+	// DefaultPcapCount is the packet count of a capture that gives none.
+	DefaultPcapCount = 1000
+	// DefaultPcapMaxBytes is the size bound of a capture that gives none.
+	DefaultPcapMaxBytes = 64 << 20
+	// PcapPacketsTrailer and PcapDroppedTrailer are the HTTP trailers of
+	// a pcap stream: packets written, and packets the capture missed
+	// because the reader was too slow.
+	PcapPacketsTrailer = "Ferry-Capture-Packets"
+	PcapDroppedTrailer = "Ferry-Capture-Dropped"
+)
+
+// PcapRequest are the query parameters of GET /v1/pcap.
+type PcapRequest struct {
+	dataplane.CaptureSpec
+	// Count stops the capture after this many packets; 0 means
+	// DefaultPcapCount, negative means no count bound.
+	Count int
+	// MaxBytes stops the capture when the file would grow past it; 0
+	// means DefaultPcapMaxBytes.
+	MaxBytes int64
+	// Duration stops the capture after this long; 0 means no time bound.
+	Duration time.Duration
+}
+
+// PcapSummary is what a finished capture reports (from the trailers).
+type PcapSummary struct {
+	Packets uint64 `json:"packets"`
+	Dropped uint64 `json:"dropped"`
 }

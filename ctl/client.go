@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"syscall"
 
 	"github.com/ferry-overlay/ferry/dataplane"
@@ -54,6 +55,9 @@ type UnreachableError struct {
 func (e *UnreachableError) Error() string {
 	if errors.Is(e.Err, syscall.EACCES) || errors.Is(e.Err, syscall.EPERM) {
 		return fmt.Sprintf("cannot reach ferry at %s: permission denied (the socket is mode 0600; run as its owner, usually root)", e.Socket)
+	}
+	if errors.Is(e.Err, syscall.ECONNREFUSED) {
+		return fmt.Sprintf("cannot reach ferry at %s: stale socket, no daemon listens on it (is `ferry run` running?)", e.Socket)
 	}
 	return fmt.Sprintf("cannot reach ferry at %s: is `ferry run` running?", e.Socket)
 }
@@ -134,34 +138,190 @@ func (c *Client) ClearErrors(ctx context.Context) (Cleared, error) {
 	return v, err
 }
 
-// do sends one request and decodes a 2xx reply's JSON into out.
+// do sends one request without a body and decodes a 2xx reply's JSON into
+// out.
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, out any) error {
+	return c.doBody(ctx, method, path, q, nil, out)
+}
+
+// send opens one request, with in (if not nil) as its JSON body, and
+// returns the response of a 2xx reply for the caller to read and close.
+func (c *Client) send(ctx context.Context, method, path string, q url.Values, in any) (*http.Response, error) {
 	u := url.URL{Scheme: "http", Host: "ferry", Path: path, RawQuery: q.Encode()}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
+	var rd io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, fmt.Errorf("encoding request %s %s: %w", method, path, err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
 	if err != nil {
-		return fmt.Errorf("building request %s %s: %w", method, path, err)
+		return nil, fmt.Errorf("building request %s %s: %w", method, path, err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if op, ok := errors.AsType[*net.OpError](err); ok && op.Op == "dial" {
-			return &UnreachableError{Socket: c.socket, Err: err}
+			return nil, &UnreachableError{Socket: c.socket, Err: err}
 		}
-		return fmt.Errorf("%s %s: %w", method, path, err)
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxReply))
+		var eb ErrorBody
+		if json.Unmarshal(body, &eb) != nil || eb.Error == "" {
+			eb.Error = fmt.Sprintf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(body))
+		}
+		return nil, &APIError{Status: resp.StatusCode, Message: eb.Error}
+	}
+	return resp, nil
+}
+
+// doBody sends one request, with in (if not nil) as its JSON body, and
+// decodes a 2xx reply's JSON into out.
+func (c *Client) doBody(ctx context.Context, method, path string, q url.Values, in, out any) error {
+	resp, err := c.send(ctx, method, path, q, in)
+	if err != nil {
+		return err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxReply))
 	if err != nil {
 		return fmt.Errorf("%s %s: reading reply: %w", method, path, err)
 	}
-	if resp.StatusCode/100 != 2 {
-		var eb ErrorBody
-		if json.Unmarshal(body, &eb) != nil || eb.Error == "" {
-			eb.Error = fmt.Sprintf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(body))
-		}
-		return &APIError{Status: resp.StatusCode, Message: eb.Error}
-	}
 	if err := json.Unmarshal(body, out); err != nil {
 		return fmt.Errorf("%s %s: decoding reply: %w", method, path, err)
 	}
 	return nil
+}
+
+// AddFDB adds a static FDB entry (req.Port or req.Peer set).
+func (c *Client) AddFDB(ctx context.Context, req FDBRequest) (Done, error) {
+	var v Done
+	err := c.doBody(ctx, http.MethodPost, "/v1/fdb/add", nil, req, &v)
+	return v, err
+}
+
+// DeleteFDB removes an FDB entry, static or learned.
+func (c *Client) DeleteFDB(ctx context.Context, req FDBRequest) (Done, error) {
+	var v Done
+	err := c.doBody(ctx, http.MethodPost, "/v1/fdb/del", nil, req, &v)
+	return v, err
+}
+
+// FlushFDB removes the learned entries of one network, or of all for "".
+func (c *Client) FlushFDB(ctx context.Context, network string) (Flushed, error) {
+	var q url.Values
+	if network != "" {
+		q = url.Values{"network": {network}}
+	}
+	var v Flushed
+	err := c.do(ctx, http.MethodPost, "/v1/fdb/flush", q, &v)
+	return v, err
+}
+
+// AddPeer adds a peer to a network.
+func (c *Client) AddPeer(ctx context.Context, req PeerRequest) (Done, error) {
+	var v Done
+	err := c.doBody(ctx, http.MethodPost, "/v1/peers/add", nil, req, &v)
+	return v, err
+}
+
+// RemovePeer removes a peer from a network and flushes its FDB entries.
+func (c *Client) RemovePeer(ctx context.Context, req PeerRequest) (Done, error) {
+	var v Done
+	err := c.doBody(ctx, http.MethodPost, "/v1/peers/del", nil, req, &v)
+	return v, err
+}
+
+// StartTrace starts a packet trace, replacing any previous one.
+func (c *Client) StartTrace(ctx context.Context, spec dataplane.TraceSpec) (dataplane.TraceStatus, error) {
+	var v dataplane.TraceStatus
+	err := c.doBody(ctx, http.MethodPost, "/v1/trace/start", nil, spec, &v)
+	return v, err
+}
+
+// StopTrace stops the trace; its packets stay for TraceShow.
+func (c *Client) StopTrace(ctx context.Context) (dataplane.TraceStatus, error) {
+	var v dataplane.TraceStatus
+	err := c.do(ctx, http.MethodPost, "/v1/trace/stop", nil, &v)
+	return v, err
+}
+
+// ClearTrace discards the traced packets collected so far.
+func (c *Client) ClearTrace(ctx context.Context) (dataplane.TraceStatus, error) {
+	var v dataplane.TraceStatus
+	err := c.do(ctx, http.MethodPost, "/v1/trace/clear", nil, &v)
+	return v, err
+}
+
+// TraceStatus returns the state of the current or last trace.
+func (c *Client) TraceStatus(ctx context.Context) (dataplane.TraceStatus, error) {
+	var v dataplane.TraceStatus
+	err := c.do(ctx, http.MethodGet, "/v1/trace", nil, &v)
+	return v, err
+}
+
+// TraceShow returns the traced packets, oldest first.
+func (c *Client) TraceShow(ctx context.Context) ([]dataplane.TracePacket, error) {
+	var v []dataplane.TracePacket
+	err := c.do(ctx, http.MethodGet, "/v1/trace/show", nil, &v)
+	return v, err
+}
+
+// TracePaths returns the traced packets grouped by path.
+func (c *Client) TracePaths(ctx context.Context) ([]dataplane.TracePath, error) {
+	var v []dataplane.TracePath
+	err := c.do(ctx, http.MethodGet, "/v1/trace/paths", nil, &v)
+	return v, err
+}
+
+// Inject runs a made-up packet through the pipeline without sending it and
+// returns its trace.
+func (c *Client) Inject(ctx context.Context, spec dataplane.InjectSpec) (dataplane.TracePacket, error) {
+	var v dataplane.TracePacket
+	err := c.doBody(ctx, http.MethodPost, "/v1/trace/inject", nil, spec, &v)
+	return v, err
+}
+
+// Pcap runs a capture and copies the pcapng stream to out as it arrives,
+// until the daemon ends it (count, size or time bound) or ctx is done. A
+// capture ended by ctx is not an error; its summary is then unknown (zero).
+func (c *Client) Pcap(ctx context.Context, req PcapRequest, out io.Writer) (PcapSummary, error) {
+	q := url.Values{"point": {req.Point}}
+	if req.Filter != "" {
+		q.Set("filter", req.Filter)
+	}
+	if req.Snaplen != 0 {
+		q.Set("snaplen", strconv.Itoa(req.Snaplen))
+	}
+	if req.Count != 0 {
+		q.Set("count", strconv.Itoa(req.Count))
+	}
+	if req.MaxBytes != 0 {
+		q.Set("max_bytes", strconv.FormatInt(req.MaxBytes, 10))
+	}
+	if req.Duration != 0 {
+		q.Set("duration", req.Duration.String())
+	}
+	resp, err := c.send(ctx, http.MethodGet, "/v1/pcap", q, nil)
+	if err != nil {
+		return PcapSummary{}, err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(out, resp.Body); err != nil {
+		if ctx.Err() != nil {
+			return PcapSummary{}, nil
+		}
+		return PcapSummary{}, fmt.Errorf("capture: %w", err)
+	}
+	var sum PcapSummary
+	sum.Packets, _ = strconv.ParseUint(resp.Trailer.Get(PcapPacketsTrailer), 10, 64)
+	sum.Dropped, _ = strconv.ParseUint(resp.Trailer.Get(PcapDroppedTrailer), 10, 64)
+	return sum, nil
 }

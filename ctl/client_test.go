@@ -114,9 +114,10 @@ func TestClientDaemonNotRunning(t *testing.T) {
 		name   string
 		socket string
 		errno  syscall.Errno
+		why    string
 	}{
-		{"no socket file", socketPath(t), syscall.ENOENT},
-		{"socket left by a dead daemon", stale, syscall.ECONNREFUSED},
+		{"no socket file", socketPath(t), syscall.ENOENT, "is `ferry run` running?"},
+		{"socket left by a dead daemon", stale, syscall.ECONNREFUSED, "stale socket, no daemon listens on it (is `ferry run` running?)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -124,7 +125,7 @@ func TestClientDaemonNotRunning(t *testing.T) {
 			if _, ok := errors.AsType[*UnreachableError](err); !ok {
 				t.Fatalf("error %v (%T), want *UnreachableError", err, err)
 			}
-			if want := "cannot reach ferry at " + tt.socket + ": is `ferry run` running?"; err.Error() != want {
+			if want := "cannot reach ferry at " + tt.socket + ": " + tt.why; err.Error() != want {
 				t.Errorf("error %q, want %q", err, want)
 			}
 			if !errors.Is(err, tt.errno) {

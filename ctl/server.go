@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/ferry-overlay/ferry/dataplane"
 )
 
 // route is one endpoint of the API. Adding an endpoint is one line in
@@ -20,6 +22,9 @@ type route struct {
 	// a 400, so a typo (?net=blue) never silently means "everything".
 	params []string
 	handle func(r *http.Request) (any, error)
+	// stream, if set instead of handle, writes the reply itself (a
+	// pcap stream).
+	stream func(w http.ResponseWriter, r *http.Request) error
 }
 
 func (s *server) routes() []route {
@@ -32,6 +37,19 @@ func (s *server) routes() []route {
 		{method: http.MethodPost, path: "/v1/runtime/clear", handle: s.clear},
 		{method: http.MethodGet, path: "/v1/errors", handle: s.errors},
 		{method: http.MethodPost, path: "/v1/errors/clear", handle: s.clear},
+		{method: http.MethodPost, path: "/v1/fdb/add", handle: s.fdbAdd},
+		{method: http.MethodPost, path: "/v1/fdb/del", handle: s.fdbDel},
+		{method: http.MethodPost, path: "/v1/fdb/flush", params: []string{"network"}, handle: s.fdbFlush},
+		{method: http.MethodPost, path: "/v1/peers/add", handle: s.peerAdd},
+		{method: http.MethodPost, path: "/v1/peers/del", handle: s.peerDel},
+		{method: http.MethodGet, path: "/v1/trace", handle: s.traceStatus},
+		{method: http.MethodPost, path: "/v1/trace/start", handle: s.traceStart},
+		{method: http.MethodPost, path: "/v1/trace/stop", handle: s.traceStop},
+		{method: http.MethodPost, path: "/v1/trace/clear", handle: s.traceClear},
+		{method: http.MethodGet, path: "/v1/trace/show", handle: s.traceShow},
+		{method: http.MethodGet, path: "/v1/trace/paths", handle: s.tracePaths},
+		{method: http.MethodPost, path: "/v1/trace/inject", handle: s.traceInject},
+		{method: http.MethodGet, path: "/v1/pcap", params: pcapParams, stream: s.pcap},
 	}
 }
 
@@ -86,6 +104,12 @@ func endpoint(rts []route) http.Handler {
 			writeError(w, r, err)
 			return
 		}
+		if rt.stream != nil {
+			if err := rt.stream(w, r); err != nil {
+				writeError(w, r, err)
+			}
+			return
+		}
 		v, err := rt.handle(r)
 		if err != nil {
 			writeError(w, r, err)
@@ -128,6 +152,10 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status := http.StatusInternalServerError
 	if he, ok := errors.AsType[*httpError](err); ok {
 		status = he.status
+	} else if errors.Is(err, dataplane.ErrNotFound) {
+		status = http.StatusNotFound
+	} else if errors.Is(err, dataplane.ErrInvalid) {
+		status = http.StatusBadRequest
 	} else {
 		slog.Error("control request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}

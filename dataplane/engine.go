@@ -3,6 +3,7 @@ package dataplane
 import (
 	"fmt"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,6 +43,19 @@ type Engine struct {
 	tables   atomic.Pointer[tables]
 	counters []*Counters
 	start    time.Time
+
+	// obs is the observer (trace, captures) workers load once per batch;
+	// nil when nothing observes, the common case.
+	obs atomic.Pointer[observer]
+
+	// ctlMu serialises control operations (table swaps, FDB changes,
+	// trace and capture sessions).
+	ctlMu sync.Mutex
+	// trace is the latest trace session, running or stopped, kept so
+	// its records can be shown after it stops; guarded by ctlMu.
+	trace *traceSession
+	// captures are the running capture sessions; guarded by ctlMu.
+	captures []*captureSession
 }
 
 type tables struct {
@@ -72,6 +86,10 @@ type peer struct {
 	id   uint16
 	addr netip.Addr
 	net  *network
+	// removed marks a peer taken out by RemovePeer: its id stays in
+	// tables.peers (ids are never reused) so old FDB entries and traces
+	// can still name it.
+	removed bool
 }
 
 // NewEngine builds an engine for the given networks with counters for the

@@ -73,6 +73,8 @@ func (t *TAPQueue) WriteBatch(pkts []*Packet) (int, error) {
 type UDPTunnel struct {
 	rx      *udpsock.Conn
 	tx      []*udpsock.Conn
+	local   netip.AddrPort
+	srcPort []uint16
 	port    uint16
 	bufs    [][]byte
 	sizes   []int
@@ -102,7 +104,9 @@ func NewUDPTunnel(local netip.Addr, port uint16, spread int) (*UDPTunnel, error)
 			return nil, fmt.Errorf("tunnel send socket on %s: %w", local, err)
 		}
 		u.tx = append(u.tx, c)
+		u.srcPort = append(u.srcPort, c.LocalAddr().Port())
 	}
+	u.local = netip.AddrPortFrom(local, port)
 	return u, nil
 }
 
@@ -110,14 +114,17 @@ func NewUDPTunnel(local netip.Addr, port uint16, spread int) (*UDPTunnel, error)
 // set.
 func (u *UDPTunnel) Fd() int { return u.rx.Fd() }
 
-// SourcePorts returns the outer source ports the tunnel sends from.
-func (u *UDPTunnel) SourcePorts() []uint16 {
-	out := make([]uint16, len(u.tx))
-	for i, c := range u.tx {
-		out[i] = c.LocalAddr().Port()
-	}
-	return out
-}
+// SourcePorts returns the outer source ports the tunnel sends from, by
+// source index (TunnelAddrs). The slice is the tunnel's; do not modify it.
+func (u *UDPTunnel) SourcePorts() []uint16 { return u.srcPort }
+
+// LocalAddr returns the local underlay address and VXLAN port
+// (TunnelAddrs).
+func (u *UDPTunnel) LocalAddr() netip.AddrPort { return u.local }
+
+// RxSourcePort returns the UDP source port of the i-th datagram of the last
+// ReadBatch (TunnelAddrs).
+func (u *UDPTunnel) RxSourcePort(i int) uint16 { return u.addrs[i].Port() }
 
 // ReadBatch implements TunnelIO.
 func (u *UDPTunnel) ReadBatch(pkts []*Packet) (int, error) {

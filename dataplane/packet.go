@@ -50,8 +50,12 @@ type Packet struct {
 	// Hash is the inner flow hash (RFC 7348 §5 source port, worker
 	// spreading); valid after ethernet-input.
 	Hash uint32
-	// Trace marks the packet for the packet tracer.
+	// Trace marks the packet for the packet tracer: set at ingress when a
+	// trace session selects it; stages then record their decisions in
+	// its trace record.
 	Trace bool
+	// tr is the packet's trace record; valid iff Trace.
+	tr *traceRec
 
 	truncated    bool   // set by tunnel rx: the datagram did not fit
 	encapPending bool   // queued for vxlan-encap in this batch

@@ -108,6 +108,9 @@ func (e *Engine) Peers() []PeerInfo {
 	now := e.now()
 	out := make([]PeerInfo, 0, len(t.peers))
 	for _, p := range t.peers {
+		if p.removed {
+			continue
+		}
 		s := sumEndpoint(e.counters, func(c *Counters) *endpointCounters { return &c.peers[p.id] })
 		pi := PeerInfo{Network: p.net.name, Address: p.addr, EndpointStats: s}
 		if s.LastRxNanos > 0 {

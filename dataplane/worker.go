@@ -3,6 +3,7 @@ package dataplane
 import (
 	"errors"
 	"net/netip"
+	"sync/atomic"
 
 	"github.com/ferry-overlay/ferry/encap"
 	"github.com/ferry-overlay/ferry/header"
@@ -85,6 +86,20 @@ type Worker struct {
 	rx Batch
 	t  int64 // clock at the end of the last timed stage
 
+	// Observation (trace, capture), see trace.go and capture.go. obs is
+	// loaded from obsSrc once per batch; everything else is only touched
+	// when obs is not nil.
+	obsSrc  *atomic.Pointer[observer]
+	obs     *observer
+	tbl     *tables // the batch's tables, for observers
+	tracing bool    // some packet of this batch is traced
+	trRing  *traceRing
+	trNext  uint64
+	parsed  header.Parsed
+	// dry marks a what-if worker (trace inject): it looks the FDB up
+	// without learning, and its ports and tunnel are in-memory fakes.
+	dry bool
+
 	// Scratch for one batch, allocated once.
 	keep       [MaxBatch]*Packet
 	srcs, dsts [MaxBatch][6]byte
@@ -113,6 +128,7 @@ func (e *Engine) NewWorker(id, poolSize, frameRoom int) *Worker {
 		id:        id,
 		eng:       e,
 		c:         e.counters[id],
+		obsSrc:    &e.obs,
 		pool:      NewPool(poolSize, frameRoom),
 		flood:     make([]*Packet, 0, MaxBatch),
 		portDirty: make([]uint16, 0, 16),
@@ -175,7 +191,16 @@ func (w *Worker) PollPort(id uint16) (int, error) {
 	pc.packets.Add(uint64(n))
 	pc.bytes.Add(uint64(bytes))
 	w.mark(StagePortRx, n)
-	w.fromPort(w.eng.tables.Load(), id, b.Slice())
+	t := w.eng.tables.Load()
+	w.tbl = t
+	w.obs = w.obsSrc.Load()
+	if w.obs != nil {
+		w.observePortRx(t, id, b.Slice())
+	}
+	w.fromPort(t, id, b.Slice())
+	if w.obs != nil {
+		w.endObserve()
+	}
 	b.Free()
 	return n, err
 }
@@ -198,7 +223,16 @@ func (w *Worker) PollTunnel() (int, error) {
 		return 0, err
 	}
 	w.mark(StageTunnelRx, n)
-	w.fromTunnel(w.eng.tables.Load(), b.Slice())
+	t := w.eng.tables.Load()
+	w.tbl = t
+	w.obs = w.obsSrc.Load()
+	if w.obs != nil {
+		w.observeTunnelRx(b.Slice())
+	}
+	w.fromTunnel(t, b.Slice())
+	if w.obs != nil {
+		w.endObserve()
+	}
 	b.Free()
 	return n, err
 }
@@ -214,11 +248,11 @@ func (w *Worker) fromPort(t *tables, id uint16, pkts []*Packet) {
 	for _, p := range pkts {
 		b := p.Bytes()
 		if len(b) < header.EthernetLen {
-			w.c.drop(StageEthernetInput, ReasonRunt, 1)
+			w.dropPkt(p, StageEthernetInput, ReasonRunt)
 			continue
 		}
 		if b[6]&1 != 0 {
-			w.c.drop(StageEthernetInput, ReasonMulticastSource, 1)
+			w.dropPkt(p, StageEthernetInput, ReasonMulticastSource)
 			continue
 		}
 		p.InPort, p.Network, p.From = id, n.id, from
@@ -229,6 +263,9 @@ func (w *Worker) fromPort(t *tables, id uint16, pkts []*Packet) {
 		k++
 	}
 	w.mark(StageEthernetInput, len(pkts))
+	if w.tracing {
+		w.traceEthInput(n, k)
+	}
 	w.forward(t, n, k)
 }
 
@@ -247,29 +284,29 @@ func (w *Worker) fromTunnel(t *tables, pkts []*Packet) {
 	)
 	for _, p := range pkts {
 		if p.truncated {
-			w.c.drop(StageVXLANDecap, ReasonRxTruncated, 1)
+			w.dropPkt(p, StageVXLANDecap, ReasonRxTruncated)
 			continue
 		}
 		vni, st := encap.DecodeVXLAN(p.Bytes())
 		switch st {
 		case encap.VXLANOK:
 		case encap.VXLANBadFlags:
-			w.c.drop(StageVXLANDecap, ReasonVXLANBadFlags, 1)
+			w.dropPkt(p, StageVXLANDecap, ReasonVXLANBadFlags)
 			continue
 		default:
-			w.c.drop(StageVXLANDecap, ReasonVXLANShort, 1)
+			w.dropPkt(p, StageVXLANDecap, ReasonVXLANShort)
 			continue
 		}
 		n, pid := lastNet, lastPID
 		if vni != lastVNI || p.Peer != lastPeer {
 			n = t.byVNI[vni]
 			if n == nil {
-				w.c.drop(StageVXLANDecap, ReasonUnknownVNI, 1)
+				w.dropPkt(p, StageVXLANDecap, ReasonUnknownVNI)
 				continue
 			}
 			var ok bool
 			if pid, ok = n.peerIdx[p.Peer]; !ok {
-				w.c.drop(StageVXLANDecap, ReasonUnknownPeer, 1)
+				w.dropPkt(p, StageVXLANDecap, ReasonUnknownPeer)
 				continue
 			}
 			lastVNI, lastPeer, lastNet, lastPID = vni, p.Peer, n, pid
@@ -281,6 +318,9 @@ func (w *Worker) fromTunnel(t *tables, pkts []*Packet) {
 	}
 	w.countPeerRx(pkts[:valid])
 	w.mark(StageVXLANDecap, len(pkts))
+	if w.tracing {
+		w.traceDecap(t, pkts[:valid])
+	}
 
 	// ethernet-input, one network at a time (a batch nearly always holds
 	// one). Packets of other networks are compacted to the front of rest.
@@ -296,7 +336,7 @@ func (w *Worker) fromTunnel(t *tables, pkts []*Packet) {
 			}
 			b := p.Bytes()
 			if b[6]&1 != 0 {
-				w.c.drop(StageEthernetInput, ReasonMulticastSource, 1)
+				w.dropPkt(p, StageEthernetInput, ReasonMulticastSource)
 				continue
 			}
 			w.keep[k] = p
@@ -306,6 +346,9 @@ func (w *Worker) fromTunnel(t *tables, pkts []*Packet) {
 			k++
 		}
 		w.mark(StageEthernetInput, len(rest)-other)
+		if w.tracing {
+			w.traceEthInput(n, k)
+		}
 		w.forward(t, n, k)
 		rest = rest[:other]
 	}
@@ -336,7 +379,14 @@ func (w *Worker) forward(t *tables, n *network, k int) {
 	if k == 0 {
 		return
 	}
-	n.fdb.LearnLookup(w.t, w.srcs[:k], w.dsts[:k], w.from[:k], w.out[:k])
+	if w.dry {
+		w.lookupOnly(n, k)
+	} else {
+		n.fdb.LearnLookup(w.t, w.srcs[:k], w.dsts[:k], w.from[:k], w.out[:k])
+	}
+	if w.tracing {
+		w.traceBridge(t, k)
+	}
 	for i := range k {
 		p := w.keep[i]
 		if w.dsts[i][0]&1 != 0 || !w.out[i].IsValid() {
@@ -346,9 +396,9 @@ func (w *Worker) forward(t *tables, n *network, k int) {
 		loc, from := w.out[i], w.from[i]
 		switch {
 		case loc == from:
-			w.c.drop(StageBridge, ReasonSameSegment, 1)
+			w.dropPkt(p, StageBridge, ReasonSameSegment)
 		case loc.IsPeer() && from.IsPeer():
-			w.c.drop(StageBridge, ReasonSplitHorizon, 1)
+			w.dropPkt(p, StageBridge, ReasonSplitHorizon)
 		case loc.IsPeer():
 			w.toPeer(t, p, loc.Index())
 		default:
@@ -359,21 +409,24 @@ func (w *Worker) forward(t *tables, n *network, k int) {
 
 	if len(w.flood) > 0 {
 		for _, p := range w.flood {
-			targets := 0
+			ports, peers := 0, 0
 			for _, id := range n.ports {
 				if bridge.PortLocation(id) != p.From {
 					w.toPort(id, p)
-					targets++
+					ports++
 				}
 			}
 			if !p.From.IsPeer() {
 				for _, id := range n.peers {
 					w.toPeer(t, p, id)
-					targets++
+					peers++
 				}
 			}
-			if targets == 0 {
-				w.c.drop(StageFlood, ReasonNoFloodTarget, 1)
+			if w.tracing && p.Trace {
+				w.traceEvent(p, traceEvent{stage: StageFlood, kind: evFlood, n1: uint16(ports), n2: uint16(peers)})
+			}
+			if ports+peers == 0 {
+				w.dropPkt(p, StageFlood, ReasonNoFloodTarget)
 			}
 		}
 		w.mark(StageFlood, len(w.flood))
@@ -415,13 +468,19 @@ func (w *Worker) flushPorts() {
 		sent, bytes := 0, 0
 		for rest := pkts; len(rest) > 0; {
 			if io == nil {
-				w.dropTx(StagePortTx, errNoQueue, len(rest))
+				r := w.dropTx(StagePortTx, errNoQueue, len(rest))
 				w.c.ports[id].drops.Add(uint64(len(rest)))
+				if w.obs != nil {
+					w.observeDrops(rest, StagePortTx, r, id, netip.Addr{})
+				}
 				break
 			}
 			n, err := io.WriteBatch(rest)
 			for _, p := range rest[:n] {
 				bytes += p.Len()
+			}
+			if w.obs != nil && n > 0 {
+				w.observePortTx(id, rest[:n])
 			}
 			sent += n
 			rest = rest[n:]
@@ -432,8 +491,11 @@ func (w *Worker) flushPorts() {
 			if errors.Is(err, ErrTxFull) {
 				lost = len(rest)
 			}
-			w.dropTx(StagePortTx, err, lost)
+			r := w.dropTx(StagePortTx, err, lost)
 			w.c.ports[id].drops.Add(uint64(lost))
+			if w.obs != nil {
+				w.observeDrops(rest[:lost], StagePortTx, r, id, netip.Addr{})
+			}
 			rest = rest[lost:]
 		}
 		pc := &w.c.ports[id].tx
@@ -450,8 +512,9 @@ func (w *Worker) flushPorts() {
 // (an unplugged container); the frame is counted as a port-down drop.
 var ErrPortDown = errors.New("port link is down")
 
-// dropTx counts n packets a device or socket did not take.
-func (w *Worker) dropTx(s Stage, err error, n int) {
+// dropTx counts n packets a device or socket did not take, and returns the
+// reason it counted them under.
+func (w *Worker) dropTx(s Stage, err error, n int) Reason {
 	r := ReasonTxError
 	switch {
 	case errors.Is(err, ErrTxFull):
@@ -460,6 +523,16 @@ func (w *Worker) dropTx(s Stage, err error, n int) {
 		r = ReasonPortDown
 	}
 	w.c.drop(s, r, n)
+	return r
+}
+
+// dropPkt counts p as dropped at stage s for reason r, and shows it to the
+// observers, if any.
+func (w *Worker) dropPkt(p *Packet, s Stage, r Reason) {
+	w.c.drop(s, r, 1)
+	if w.obs != nil {
+		w.observeDrop(p, s, r, 0, netip.Addr{})
+	}
 }
 
 var (
@@ -490,6 +563,9 @@ func (w *Worker) encapsulate(n *network) {
 		p.Hash = header.FlowHash(p.Bytes()[encap.VXLANHeaderLen:])
 	}
 	w.mark(StageVXLANEncap, len(w.encap))
+	if w.tracing {
+		w.traceEncap(n)
+	}
 	clear(w.encap)
 	w.encap = w.encap[:0]
 }
@@ -512,6 +588,9 @@ func (w *Worker) flushTunnel() {
 	for i, p := range w.tunPkts {
 		if p.encapDrop != ReasonNone {
 			w.c.drop(StageVXLANEncap, p.encapDrop, 1)
+			if w.obs != nil {
+				w.observeDrop(p, StageVXLANEncap, p.encapDrop, 0, w.tunDst[i])
+			}
 			continue
 		}
 		b := bucket(p.Hash, spread)
@@ -568,16 +647,25 @@ const maxSpread = 64
 func (w *Worker) sendGroup(src, start, end int) {
 	for start < end {
 		if w.tunnel == nil {
-			w.dropTx(StageTunnelTx, errNoQueue, end-start)
+			r := w.dropTx(StageTunnelTx, errNoQueue, end-start)
 			w.countPeerDrops(start, end)
+			if w.obs != nil {
+				w.observeTunnelDrops(start, end, r)
+			}
 			return
 		}
 		n, err := w.tunnel.WriteBatch(src, w.sortPkts[start:end], w.sortDst[start:end])
+		if w.obs != nil {
+			w.observeTunnelTx(src, start, start+n, w.tunnel.Refused())
+		}
 		i := start
 		for _, r := range w.tunnel.Refused() {
 			w.countPeerTx(i, start+r)
-			w.dropTx(StageTunnelTx, errRefused, 1)
+			reason := w.dropTx(StageTunnelTx, errRefused, 1)
 			w.countPeerDrops(start+r, start+r+1)
+			if w.obs != nil {
+				w.observeTunnelDrops(start+r, start+r+1, reason)
+			}
 			i = start + r + 1
 		}
 		w.countPeerTx(i, start+n)
@@ -589,8 +677,11 @@ func (w *Worker) sendGroup(src, start, end int) {
 		if errors.Is(err, ErrTxFull) {
 			lost = end - start
 		}
-		w.dropTx(StageTunnelTx, err, lost)
+		r := w.dropTx(StageTunnelTx, err, lost)
 		w.countPeerDrops(start, start+lost)
+		if w.obs != nil {
+			w.observeTunnelDrops(start, start+lost, r)
+		}
 		start += lost
 	}
 }

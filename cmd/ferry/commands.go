@@ -144,9 +144,9 @@ func newPeersCmd(c *cli) *cobra.Command {
 }
 
 func newFDBCmd(c *cli) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "fdb [NETWORK]",
-		Short: "Show the MAC table of one network, or of all",
+		Short: "Show the MAC table of one network, or of all; add, delete or flush entries",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			network := ""
@@ -175,6 +175,8 @@ func newFDBCmd(c *cli) *cobra.Command {
 			})
 		},
 	}
+	cmd.AddCommand(newFDBChangeCmds(c)...)
+	return cmd
 }
 
 // printCleared reports a counter clear.

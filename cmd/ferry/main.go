@@ -1,8 +1,8 @@
 // Command ferry is the ferry daemon and its command-line client in one
 // binary: `ferry run` runs the userspace overlay dataplane, and the other
-// subcommands (status, ports, peers, fdb, runtime, errors, version) talk to
-// a running daemon over its control socket and print tables, or with
-// -o json the very structs the control API returns.
+// subcommands (status, ports, peers, fdb, peer, runtime, errors, trace,
+// pcap, version) talk to a running daemon over its control socket and print
+// tables, or with -o json the very structs the control API returns.
 package main
 
 import (
@@ -81,6 +81,10 @@ running daemon over its control socket.`,
 		newFDBCmd(c),
 		newRuntimeCmd(c),
 		newErrorsCmd(c),
+		newPeerCmd(c),
+		newTraceCmd(c),
+		newPcapCmd(c),
+		newBenchCmd(),
 	)
 	return root
 }

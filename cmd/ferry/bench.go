@@ -1,0 +1,149 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ferry-overlay/ferry/bench"
+)
+
+// newBenchCmd is `ferry bench`: the benchmark scenarios of package bench.
+func newBenchCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure ferry's dataplane: in-process pipeline, or ferry against the kernel's overlay",
+		Long: `Benchmarks a person can rerun. Every figure is repeated (--reps) and
+reported as the median with its spread (±half the range, in percent).
+
+  pipeline  synthetic frames through ferry's real stages on in-memory ports,
+            no syscalls, one core: Mpps, ns per frame and per stage, allocations
+  overlay   two hosts with one container each, in network namespaces, over
+            ferry's path and the kernel's Docker-style VXLAN path, alternating:
+            one TCP stream, small-packet UDP rate, request/response latency
+            (needs root and iperf3)`,
+		Args: cobra.NoArgs,
+	}
+	cmd.AddCommand(newBenchPipelineCmd(), newBenchOverlayCmd())
+	return cmd
+}
+
+// jsonOutput reports whether the global -o flag asks for JSON.
+func jsonOutput(cmd *cobra.Command) bool {
+	f := cmd.Flag("output")
+	return f != nil && f.Value.String() == outputJSON
+}
+
+func newBenchPipelineCmd() *cobra.Command {
+	opts := bench.PipelineOptions{Duration: time.Second, Size: 64, Flows: 64, Reps: 5}
+	cmd := &cobra.Command{
+		Use:   "pipeline",
+		Short: "Run synthetic frames through the real pipeline stages on fake ports (no syscalls, one core)",
+		Long: `Runs three scenarios on one worker goroutine locked to one core, with
+in-memory ports and tunnel that make no syscalls, so only the pipeline's own
+cost is measured:
+
+  port-to-peer  port-rx, ethernet-input, bridge, vxlan-encap, tunnel-tx
+  peer-to-port  tunnel-rx, vxlan-decap, ethernet-input, bridge, port-tx
+  flood         a broadcast from a port to one other port and two peers
+
+It prints Mpps, ns per frame, ns per packet of each stage (the engine's own
+runtime counters) and heap allocations per frame (runtime.MemStats).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			rep, err := bench.Pipeline(cmd.Context(), opts)
+			if err != nil {
+				return err
+			}
+			if jsonOutput(cmd) {
+				return bench.WriteJSON(cmd.OutOrStdout(), rep)
+			}
+			return rep.WriteTable(cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&opts.Frames, "frames", opts.Frames, "input frames per repetition of each scenario (0: run for --duration)")
+	f.DurationVar(&opts.Duration, "duration", opts.Duration, "time per repetition of each scenario when --frames is 0")
+	f.IntVar(&opts.Size, "size", opts.Size, fmt.Sprintf("inner Ethernet frame size in bytes, 42..%d", bench.MaxPipelineFrame))
+	f.IntVar(&opts.Flows, "flows", opts.Flows, "distinct flows (UDP source ports) cycled through")
+	f.IntVar(&opts.Reps, "reps", opts.Reps, "repetitions of each scenario")
+	return cmd
+}
+
+func newBenchOverlayCmd() *cobra.Command {
+	opts := bench.OverlayOptions{Duration: 10 * time.Second, Reps: 3, Size: 64}
+	var jsonFile, svgFile string
+	cmd := &cobra.Command{
+		Use:   "overlay",
+		Short: "Compare ferry's overlay path with the kernel's VXLAN path in network namespaces (root, iperf3)",
+		Long: `Builds, in network namespaces of its own, two hosts with one container each
+over a veth underlay, twice: joined by ferry daemons (this binary, "ferry run",
+TAP ports moved into the containers), and joined by the kernel's Docker-style
+path (container veth, Linux bridge, kernel VXLAN). Each repetition runs every
+workload on both paths, alternating which goes first:
+
+  tcp       one iperf3 TCP stream, receiver's Gbit/s
+  udp-rate  UDP datagrams of --size bytes from 4 sendmmsg sockets, counted
+            at the receiver with recvmmsg (delivered and offered kpps)
+  latency   UDP request/response of --size bytes, one in flight: p50, p99
+
+It prints the medians and spreads of both paths and their ratio, and with
+--json and --svg writes the report and a bar chart. Everything it creates is
+removed when it ends, also on SIGINT/SIGTERM. It needs root and iperf3 and
+installs nothing: a missing tool is named with the command that installs it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			bin, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("bench overlay: find the ferry binary: %w", err)
+			}
+			opts.FerryBin = bin
+			opts.Log = cmd.ErrOrStderr()
+			rep, err := bench.Overlay(cmd.Context(), opts)
+			if err != nil {
+				return err
+			}
+			if jsonFile != "" {
+				if err := writeFile(jsonFile, func(w io.Writer) error { return bench.WriteJSON(w, rep) }); err != nil {
+					return err
+				}
+			}
+			if svgFile != "" {
+				if err := writeFile(svgFile, rep.WriteSVG); err != nil {
+					return err
+				}
+			}
+			if jsonOutput(cmd) {
+				return bench.WriteJSON(cmd.OutOrStdout(), rep)
+			}
+			return rep.WriteTable(cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.DurationVar(&opts.Duration, "duration", opts.Duration, "time of each workload on each path in each repetition (at least 1s)")
+	f.IntVar(&opts.Reps, "reps", opts.Reps, "repetitions; figures are the median over them")
+	f.IntVar(&opts.Size, "size", opts.Size, fmt.Sprintf("UDP payload bytes of the packet-rate and latency workloads, %d..%d", bench.MinOverlaySize, bench.MaxOverlaySize))
+	f.BoolVar(&opts.KeepGoing, "keep-going", false, "record a failed workload in the report and go on")
+	f.StringVar(&jsonFile, "json", "", "also write the report as JSON to this file")
+	f.StringVar(&svgFile, "svg", "", "also draw the report as an SVG bar chart into this file")
+	return cmd
+}
+
+// writeFile creates path and fills it with write.
+func writeFile(path string, write func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return fmt.Errorf("bench: write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("bench: write %s: %w", path, err)
+	}
+	return nil
+}
