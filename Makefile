@@ -81,8 +81,8 @@ fuzz:
 	for pkg in $$($(GO) list ./...); do \
 		list=$$($(GO) test -list '^Fuzz' $$pkg); \
 		for f in $$(printf '%s\n' "$$list" | grep '^Fuzz' || true); do \
-			echo "$(GO) test -run=NONE -fuzz=^$$f\$$ -fuzztime=$(FUZZTIME) $$pkg"; \
-			$(GO) test -run=NONE -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+			echo "$(GO) test -run=NONE -fuzz=^$$f\$$ -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x $$pkg"; \
+			$(GO) test -run=NONE -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=50x $$pkg; \
 		done; \
 	done
 

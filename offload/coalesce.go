@@ -1,0 +1,400 @@
+package offload
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net/netip"
+
+	"github.com/ferry-overlay/ferry/header"
+)
+
+// maxSuperpacket bounds a coalesced superpacket's IP packet (header
+// included) to what an IPv4 total length field can state, 64 KiB - 1, which
+// is also within the 64 KiB GSO limit of the kernel's TAP/TUN.
+const maxSuperpacket = 65535
+
+// EtherTypes checked on the link-layer header's last two bytes.
+const (
+	etherTypeIPv4 = 0x0800
+	etherTypeIPv6 = 0x86dd
+)
+
+// Coalescer merges consecutive in-order TCP segments of a flow, found in one
+// batch of received packets, into superpackets with a virtio-net header, so
+// one write to a TAP/TUN device opened with IFF_VNET_HDR delivers many
+// segments (receive-side GRO, done in userspace).
+//
+// A segment is appended to the superpacket its flow has open in the batch
+// when everything the kernel's GRO requires holds: same link-layer header,
+// addresses and ports; IPv4 without options or fragmentation, with the same
+// TOS, TTL and DF bit and the next IP ID; IPv6 with the same version,
+// traffic class, flow label and hop limit and TCP as the next header; the
+// next expected sequence number; the same ACK number, header length and
+// reserved bits, window, urgent pointer and option bytes; the same flags
+// apart from PSH; no SYN, FIN, RST, URG or (past the first) CWR; a payload
+// no larger than the first segment's; no earlier segment shorter than the
+// first or carrying PSH; valid TCP (and IPv4 header) checksums on both; and
+// room, both within 64 KiB of IP packet and within the head packet's buffer
+// capacity. Anything else passes through unchanged, in its place; a TCP
+// packet of the flow that cannot be merged (a pure ACK, a FIN...) ends the
+// flow's superpacket. A flow's segments are only ever appended to the
+// flow's most recent packet, so the order of a flow's bytes never changes,
+// and Segment cuts a superpacket back into exactly the segments it was
+// made of.
+//
+// A Coalescer is owned by one worker: it is not safe for concurrent use.
+// It keeps no reference to packets between calls.
+type Coalescer struct {
+	linkLen int
+	flows   []flow // flows opened in this batch, at most maxBatch
+	slots   []slot // open-addressing table: flow key -> latest flow
+	mask    uint32
+	gen     uint32 // slots with another generation are empty
+}
+
+// slot maps a flow key (by hash, then by comparing the head packet's
+// bytes) to the flow's latest entry in Coalescer.flows.
+type slot struct {
+	gen  uint32
+	hash uint32
+	flow int32
+}
+
+// flow is one superpacket being built: the head packet and what the next
+// segment must look like.
+type flow struct {
+	head     int // index of the head packet in the batch
+	l4       int // offset of the TCP header in the packet
+	payload  int // offset of the payload: all headers' length
+	gsoSize  int // payload size of the first segment
+	count    int // segments merged, head included
+	nextSeq  uint32
+	nextID   uint16 // IPv4 only
+	v6       bool
+	psh      bool // the last segment merged carried PSH
+	closed   bool // nothing more may be appended
+	verified bool // the head's TCP checksum was checked and is valid
+}
+
+// segment is what Coalesce reads from a packet that may take part.
+type segment struct {
+	l4, payload int
+	v6          bool
+	flags       uint8
+}
+
+// NewCoalescer returns a Coalescer for packets that begin with a
+// link-layer header of linkLen bytes (14 for Ethernet frames from a TAP
+// device, 0 for IP packets from a TUN device; when linkLen >= 2 its last two
+// bytes must be the EtherType) and batches of up to maxBatch packets. All
+// state is allocated here; Coalesce allocates nothing.
+func NewCoalescer(linkLen, maxBatch int) *Coalescer {
+	linkLen = max(linkLen, 0)
+	maxBatch = max(maxBatch, 1)
+	size := 1
+	for size < 2*maxBatch {
+		size <<= 1
+	}
+	return &Coalescer{
+		linkLen: linkLen,
+		flows:   make([]flow, 0, maxBatch),
+		slots:   make([]slot, size),
+		mask:    uint32(size - 1),
+	}
+}
+
+// Coalesce merges the TCP segments in pkts, in place, and returns the
+// number of packets left to write.
+//
+// On return, for every i: if len(pkts[i]) == 0 the packet was merged into
+// an earlier one and its buffer is free (a packet that was empty on entry
+// stays empty and is not counted); otherwise pkts[i] is a packet to
+// write, preceded on the device by hdrs[i] — a zero header for a packet
+// that passes through unchanged, or, for a superpacket of two or more
+// segments, NEEDS_CSUM with csum_start/csum_offset at the TCP checksum
+// (which holds the pseudo-header sum over the superpacket's length),
+// GSOType GSOTCPv4/GSOTCPv6 (with GSOECN when the first segment has CWR),
+// GSOSize the first segment's payload size and HdrLen the exact header
+// length. Packets to write keep the order of their first segment.
+//
+// A superpacket grows in its head packet's buffer: pkts[i][len:cap] must be
+// free for Coalesce to write and must belong to packet i alone (cap slices
+// of a shared buffer with a full slice expression, b[lo:hi:hi], which
+// leaves no room and so disables merging into them). len(hdrs) must be at
+// least len(pkts); packets beyond the maxBatch given to NewCoalescer pass
+// through unchanged.
+func (c *Coalescer) Coalesce(pkts [][]byte, hdrs []VirtioNetHdr) int {
+	hdrs = hdrs[:len(pkts)]
+	c.gen++
+	if c.gen == 0 { // wrapped: every old stamp could look current
+		clear(c.slots)
+		c.gen = 1
+	}
+	c.flows = c.flows[:0]
+	n := 0
+	for i, p := range pkts {
+		hdrs[i] = VirtioNetHdr{}
+		if len(p) == 0 {
+			continue
+		}
+		n++
+		if i >= cap(c.flows) {
+			continue
+		}
+		seg, kind := c.candidate(p)
+		if kind == kindOther {
+			continue
+		}
+		s := c.lookup(pkts, p, &seg)
+		if s.gen == c.gen {
+			f := &c.flows[s.flow]
+			if kind == kindSegment && c.merge(pkts, i, f, &seg) {
+				pkts[i] = p[:0]
+				n--
+				continue
+			}
+			f.closed = true
+		}
+		if kind == kindTCP || seg.flags&header.TCPFlagPSH != 0 {
+			// Nothing may be appended to it; the closed flow (if
+			// any) stays in the slot so no later segment of the flow
+			// jumps over this packet.
+			continue
+		}
+		s.gen = c.gen
+		s.flow = int32(len(c.flows))
+		tcp := header.TCP(p[seg.l4:])
+		c.flows = append(c.flows, flow{
+			head:    i,
+			l4:      seg.l4,
+			payload: seg.payload,
+			gsoSize: len(p) - seg.payload,
+			count:   1,
+			nextSeq: tcp.Seq() + uint32(len(p)-seg.payload),
+			nextID:  binary.BigEndian.Uint16(p[c.linkLen+4:]) + 1,
+			v6:      seg.v6,
+		})
+	}
+	for fi := range c.flows {
+		if c.flows[fi].count > 1 {
+			c.finish(pkts, hdrs, &c.flows[fi])
+		}
+	}
+	return n
+}
+
+// Kinds of packet, as candidate sees them.
+const (
+	kindOther   = iota // not TCP over IPv4/IPv6 as Coalesce understands it
+	kindTCP            // TCP that may not be merged (no payload, SYN, IP options...)
+	kindSegment        // TCP data segment that may be merged or start a superpacket
+)
+
+// candidate classifies p and, for kindTCP and kindSegment, says where its
+// headers are.
+func (c *Coalescer) candidate(p []byte) (segment, int) {
+	var seg segment
+	if len(p) < c.linkLen+header.IPv4MinLen+header.TCPMinLen {
+		return seg, kindOther
+	}
+	etherType := -1
+	if c.linkLen >= 2 {
+		etherType = int(binary.BigEndian.Uint16(p[c.linkLen-2:]))
+	}
+	ip := p[c.linkLen:]
+	kind := kindSegment
+	switch ip[0] >> 4 {
+	case 4:
+		v4 := header.IPv4(ip)
+		hl := v4.HeaderLength()
+		if (etherType >= 0 && etherType != etherTypeIPv4) || hl < header.IPv4MinLen ||
+			len(ip) < hl+header.TCPMinLen || v4.IsFragment() || v4.Protocol() != header.ProtoTCP {
+			return seg, kindOther
+		}
+		if hl != header.IPv4MinLen || int(v4.TotalLength()) != len(ip) {
+			kind = kindTCP // IP options, or trailing bytes
+		}
+		seg.l4 = c.linkLen + hl
+	case 6:
+		v6 := header.IPv6(ip)
+		if len(ip) < header.IPv6Len+header.TCPMinLen || (etherType >= 0 && etherType != etherTypeIPv6) ||
+			v6.NextHeader() != header.ProtoTCP {
+			return seg, kindOther
+		}
+		if int(v6.PayloadLength()) != len(ip)-header.IPv6Len {
+			kind = kindTCP
+		}
+		seg.l4 = c.linkLen + header.IPv6Len
+		seg.v6 = true
+	default:
+		return seg, kindOther
+	}
+	tcp := header.TCP(p[seg.l4:])
+	doff := tcp.DataOffset()
+	seg.payload = seg.l4 + doff
+	seg.flags = tcp.Flags()
+	if doff < header.TCPMinLen || seg.payload >= len(p) ||
+		seg.flags&(header.TCPFlagSYN|header.TCPFlagFIN|header.TCPFlagRST|header.TCPFlagURG) != 0 {
+		kind = kindTCP
+	}
+	return seg, kind
+}
+
+// lookup returns the slot of p's flow key: the current generation if the
+// flow has a superpacket in this batch, an empty slot to fill otherwise.
+// The key is the IP version, addresses and ports; a hash match is
+// confirmed against the flow's head packet.
+func (c *Coalescer) lookup(pkts [][]byte, p []byte, seg *segment) *slot {
+	ip := p[c.linkLen:]
+	addrs := ip[12:20]
+	if seg.v6 {
+		addrs = ip[8:40]
+	}
+	ports := p[seg.l4 : seg.l4+4]
+	h := keyHash(addrs, ports)
+	for i := h & c.mask; ; i = (i + 1) & c.mask {
+		s := &c.slots[i]
+		if s.gen != c.gen {
+			s.hash = h
+			return s
+		}
+		if s.hash != h {
+			continue
+		}
+		f := &c.flows[s.flow]
+		hp := pkts[f.head]
+		hip := hp[c.linkLen:]
+		hAddrs := hip[12:20]
+		if f.v6 {
+			hAddrs = hip[8:40]
+		}
+		if f.v6 == seg.v6 && bytes.Equal(hAddrs, addrs) && bytes.Equal(hp[f.l4:f.l4+4], ports) {
+			return s
+		}
+	}
+}
+
+// keyHash mixes a flow key's address and port bytes.
+func keyHash(addrs, ports []byte) uint32 {
+	var h uint64
+	for len(addrs) >= 8 {
+		h = (h ^ binary.LittleEndian.Uint64(addrs)) * 0x9e3779b97f4a7c15
+		addrs = addrs[8:]
+	}
+	h = (h ^ uint64(binary.LittleEndian.Uint32(ports))) * 0x9e3779b97f4a7c15
+	return uint32(h >> 32)
+}
+
+// merge appends packet i to flow f's superpacket if every rule in the
+// Coalescer comment holds, and reports whether it did.
+func (c *Coalescer) merge(pkts [][]byte, i int, f *flow, seg *segment) bool {
+	if f.closed || seg.l4 != f.l4 || seg.payload != f.payload || seg.flags&header.TCPFlagCWR != 0 {
+		return false
+	}
+	h, p := pkts[f.head], pkts[i]
+	if !bytes.Equal(h[:c.linkLen], p[:c.linkLen]) {
+		return false
+	}
+	hip, pip := h[c.linkLen:], p[c.linkLen:]
+	if f.v6 {
+		// Version, traffic class, flow label; hop limit.
+		if !bytes.Equal(hip[:4], pip[:4]) || hip[7] != pip[7] {
+			return false
+		}
+	} else if hip[1] != pip[1] || hip[6]>>5 != pip[6]>>5 || hip[8] != pip[8] ||
+		binary.BigEndian.Uint16(pip[4:]) != f.nextID {
+		// TOS, flags (DF), TTL; IP ID.
+		return false
+	}
+	ht, pt := h[f.l4:f.payload], p[f.l4:f.payload]
+	if header.TCP(pt).Seq() != f.nextSeq ||
+		!bytes.Equal(ht[8:13], pt[8:13]) || // ACK number, data offset and reserved bits
+		ht[13]&^(header.TCPFlagPSH|header.TCPFlagCWR) != seg.flags&^header.TCPFlagPSH ||
+		!bytes.Equal(ht[14:16], pt[14:16]) || // window
+		!bytes.Equal(ht[18:], pt[18:]) { // urgent pointer, options
+		return false
+	}
+	plen := len(p) - f.payload
+	newLen := len(h) + plen
+	if plen > f.gsoSize || newLen-c.linkLen > maxSuperpacket || newLen > cap(h) {
+		return false
+	}
+	if !f.verified {
+		if !checksumsValid(h, c.linkLen, f.l4, f.v6) {
+			f.closed = true
+			return false
+		}
+		f.verified = true
+	}
+	if !checksumsValid(p, c.linkLen, f.l4, f.v6) {
+		return false
+	}
+	h = h[:newLen]
+	copy(h[newLen-plen:], p[f.payload:])
+	pkts[f.head] = h
+	f.count++
+	f.nextSeq += uint32(plen)
+	f.nextID++
+	if seg.flags&header.TCPFlagPSH != 0 {
+		f.psh, f.closed = true, true
+	}
+	if plen < f.gsoSize {
+		f.closed = true
+	}
+	return true
+}
+
+// addrs returns the source and destination of the IP packet ip.
+func addrs(ip []byte, v6 bool) (src, dst netip.Addr) {
+	if v6 {
+		return header.IPv6(ip).Src(), header.IPv6(ip).Dst()
+	}
+	return header.IPv4(ip).Src(), header.IPv4(ip).Dst()
+}
+
+// checksumsValid reports whether the TCP checksum of packet p (IP header
+// at linkLen, TCP header at l4, nothing past the segment) verifies, and for
+// IPv4 the header checksum too, as the kernel's GRO requires.
+func checksumsValid(p []byte, linkLen, l4 int, v6 bool) bool {
+	ip := p[linkLen:]
+	if !v6 && header.FoldChecksum(header.Checksum(ip[:header.IPv4MinLen], 0)) != 0xffff {
+		return false
+	}
+	src, dst := addrs(ip, v6)
+	sum := header.PseudoHeaderChecksum(header.ProtoTCP, src, dst, uint16(len(p)-l4))
+	return header.FoldChecksum(header.Checksum(p[l4:], sum)) == 0xffff
+}
+
+// finish turns flow f's head packet into a superpacket: IP length (and
+// IPv4 header checksum), PSH if the last segment had it, the TCP checksum
+// field set to the pseudo-header sum, and the virtio-net header.
+func (c *Coalescer) finish(pkts [][]byte, hdrs []VirtioNetHdr, f *flow) {
+	h := pkts[f.head]
+	ip := h[c.linkLen:]
+	gsoType := GSOTCPv4
+	if f.v6 {
+		binary.BigEndian.PutUint16(ip[4:], uint16(len(ip)-header.IPv6Len))
+		gsoType = GSOTCPv6
+	} else {
+		binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)))
+		v4 := header.IPv4(ip)
+		v4.SetChecksum(v4.CalculateChecksum())
+	}
+	tcp := header.TCP(h[f.l4:])
+	if f.psh {
+		tcp[13] |= header.TCPFlagPSH
+	}
+	if tcp.Flags()&header.TCPFlagCWR != 0 {
+		gsoType |= GSOECN
+	}
+	src, dst := addrs(ip, f.v6)
+	tcp.SetChecksum(header.FoldChecksum(header.PseudoHeaderChecksum(header.ProtoTCP, src, dst, uint16(len(h)-f.l4))))
+	hdrs[f.head] = VirtioNetHdr{
+		Flags:      FlagNeedsCsum,
+		GSOType:    gsoType,
+		HdrLen:     uint16(f.payload),
+		GSOSize:    uint16(f.gsoSize),
+		CsumStart:  uint16(f.l4),
+		CsumOffset: tcpCsumOffset,
+	}
+}
