@@ -66,8 +66,8 @@ type Engine struct {
 
 type tables struct {
 	nets  []*network
-	ports []*port // by global port id
-	peers []*peer // by global peer id
+	ports []*port             // by global port id
+	peers []*peer             // by global peer id
 	byVNI map[uint32]*network // VXLAN networks, l2 and l3
 	// greKey, l3GRE and l3UDP find the network of a GRE or flannel-UDP
 	// packet (see l3.go, index).

@@ -592,7 +592,7 @@ func (w *Worker) encapsulate(n *network) {
 		return
 	}
 	maxFrame := n.mtu + header.EthernetLen + 4 // one 802.1Q tag
-	gre := n.encap == TunnelGRE                 // l2 GRE: TEB keyed by VNI
+	gre := n.encap == TunnelGRE                // l2 GRE: TEB keyed by VNI
 	for _, p := range w.encap {
 		p.encapPending = false
 		if p.Len() > maxFrame && n.mtu > 0 {
