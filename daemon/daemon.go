@@ -84,13 +84,6 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 		}
 	}()
 
-	for i := range cfg.Networks {
-		nw := &cfg.Networks[i]
-		if nw.Mode != config.ModeL2 || nw.Encap != config.EncapVXLAN {
-			return fmt.Errorf("network %q: mode %s with encap %s is not supported by the dataplane yet (l2 vxlan is)", nw.Name, nw.Mode, nw.Encap)
-		}
-	}
-
 	workers := cfg.Node.Workers
 	if workers <= 0 {
 		workers = runtime.NumCPU()
@@ -128,6 +121,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 		return err
 	}
 	if err := n.createPorts(cfg, eng, ws, mtus, workers); err != nil {
+		return err
+	}
+	if err := n.createL3Devices(cfg, eng, ws, mtus, workers); err != nil { // l3.go
 		return err
 	}
 	if err := n.openTunnels(cfg, ws); err != nil {
@@ -181,6 +177,10 @@ func buildSpecs(cfg *config.Config, underlayMTU int) ([]dataplane.NetworkSpec, [
 			Ageing: nw.MACAgeing,
 			FDBMax: nw.FDBMax,
 			Peers:  nw.PeerAddrs(),
+			Encap:  tunnelKind(nw.Encap), // l3.go
+		}
+		if nw.Mode == config.ModeL3 {
+			l3Spec(nw, &s)
 		}
 		for _, p := range nw.Ports {
 			s.Ports = append(s.Ports, p.Name)
@@ -235,27 +235,6 @@ func (n *node) createPorts(cfg *config.Config, eng *dataplane.Engine, ws []*data
 				ws[i].SetPort(id, dataplane.NewTAPQueue(q))
 			}
 			slog.Info("port ready", "port", p.Name, "network", nw.Name, "netns", p.Netns, "ifname", p.Ifname, "mtu", mtus[ni], "queues", len(dev.Queues()))
-		}
-	}
-	return nil
-}
-
-// openTunnels opens each worker's VXLAN sockets, when any network has
-// peers or could learn of them.
-func (n *node) openTunnels(cfg *config.Config, ws []*dataplane.Worker) error {
-	if len(cfg.Networks) == 0 || !cfg.Node.Underlay.IsValid() {
-		return nil
-	}
-	port := cfg.Networks[0].Port
-	for i, w := range ws {
-		t, err := dataplane.NewUDPTunnel(cfg.Node.Underlay, port, sourcePorts)
-		if err != nil {
-			return fmt.Errorf("worker %d: %w", i, err)
-		}
-		n.onClose(t.Close)
-		w.SetTunnel(t)
-		if i == 0 {
-			slog.Info("vxlan tunnel ready", "local", netip.AddrPortFrom(cfg.Node.Underlay, port), "source_ports", t.SourcePorts())
 		}
 	}
 	return nil

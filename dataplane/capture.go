@@ -351,7 +351,7 @@ func (w *Worker) captureTunnelRx(o *observer, pkts []*Packet) {
 // captureTunnelTx captures the datagrams w.sort*[start:end] sent from
 // source index src, except the refused ones (indices relative to start).
 func (w *Worker) captureTunnelTx(o *observer, src, start, end int, refused []int) {
-	local, srcPorts := tunnelAddrs(w.tunnel)
+	local, srcPorts := tunnelAddrs(w.txTun)
 	from := netip.AddrPortFrom(local.Addr(), 0)
 	if src < len(srcPorts) {
 		from = netip.AddrPortFrom(local.Addr(), srcPorts[src])

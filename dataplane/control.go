@@ -104,7 +104,6 @@ func (t *tables) clone() *tables {
 		nets:  make([]*network, len(t.nets)),
 		ports: make([]*port, len(t.ports)),
 		peers: make([]*peer, len(t.peers)),
-		byVNI: make(map[uint32]*network, len(t.byVNI)),
 	}
 	for i, n := range t.nets {
 		nn := *n
@@ -115,7 +114,6 @@ func (t *tables) clone() *tables {
 			nn.peerIdx[a] = id
 		}
 		c.nets[i] = &nn
-		c.byVNI[nn.vni] = &nn
 	}
 	for i, p := range t.ports {
 		pp := *p
@@ -127,6 +125,7 @@ func (t *tables) clone() *tables {
 		pp.net = c.nets[p.net.id]
 		c.peers[i] = &pp
 	}
+	c.index()
 	return c
 }
 
@@ -146,6 +145,9 @@ func (e *Engine) AddPeer(networkName string, addr netip.Addr) error {
 	n, err := t.network(networkName)
 	if err != nil {
 		return err
+	}
+	if n.l3 != nil { // an l3 peer needs a subnet: config only
+		return fmt.Errorf("network %q is l3: its peers and their subnets come from the config file: %w", networkName, ErrInvalid)
 	}
 	if _, dup := n.peerIdx[addr]; dup {
 		return fmt.Errorf("peer %s is already in network %q: %w", addr, networkName, ErrInvalid)
@@ -182,6 +184,9 @@ func (e *Engine) removePeer(networkName string, addr netip.Addr, wait time.Durat
 	n, err := t.network(networkName)
 	if err != nil {
 		return err
+	}
+	if n.l3 != nil { // its routes would still name the peer
+		return fmt.Errorf("network %q is l3: its peers and their subnets come from the config file: %w", networkName, ErrInvalid)
 	}
 	id, ok := n.peerIdx[addr]
 	if !ok {

@@ -21,6 +21,12 @@ type NetworkSpec struct {
 	Ports  []string     // names of the local ports, in order
 	Peers  []netip.Addr // underlay addresses of the remote VTEPs
 	Static []StaticEntry
+	// Encap is the network's tunnel kind; the zero value is VXLAN. An l2
+	// GRE network is found on receive by its GRE key, which is VNI.
+	Encap TunnelKind
+	// L3 makes the network an l3 (routed, flannel-style) one when set;
+	// Ports then names exactly one port, its TUN device. See l3.go.
+	L3 *L3Spec
 }
 
 // StaticEntry is an FDB entry that never ages: a MAC pinned to a local port
@@ -60,9 +66,14 @@ type Engine struct {
 
 type tables struct {
 	nets  []*network
-	ports []*port // by global port id
-	peers []*peer // by global peer id
-	byVNI map[uint32]*network
+	ports []*port             // by global port id
+	peers []*peer             // by global peer id
+	byVNI map[uint32]*network // VXLAN networks, l2 and l3
+	// greKey, l3GRE and l3UDP find the network of a GRE or flannel-UDP
+	// packet (see l3.go, index).
+	greKey map[uint32]*network
+	l3GRE  []*network
+	l3UDP  []*network
 }
 
 type network struct {
@@ -74,6 +85,10 @@ type network struct {
 	ports   []uint16 // global ids of local ports
 	peers   []uint16 // global ids of peers
 	peerIdx map[netip.Addr]uint16
+	// encap is the network's tunnel kind, l3 its routing state (nil on an
+	// l2 network); see l3.go.
+	encap TunnelKind
+	l3    *l3net
 }
 
 type port struct {
@@ -86,6 +101,9 @@ type peer struct {
 	id   uint16
 	addr netip.Addr
 	net  *network
+	// subnet and mac are an l3 peer's subnet and VTEP MAC (l3.go).
+	subnet netip.Prefix
+	mac    [6]byte
 	// removed marks a peer taken out by RemovePeer: its id stays in
 	// tables.peers (ids are never reused) so old FDB entries and traces
 	// can still name it.
@@ -102,7 +120,8 @@ func NewEngine(specs []NetworkSpec, workers int) (*Engine, error) {
 	for range workers {
 		e.counters = append(e.counters, new(Counters))
 	}
-	t := &tables{byVNI: make(map[uint32]*network)}
+	t := &tables{}
+	vnis := make(map[uint32]bool)
 	for i, s := range specs {
 		fdb, err := bridge.New(bridge.Options{Ageing: s.Ageing, Max: s.FDBMax})
 		if err != nil {
@@ -115,11 +134,12 @@ func NewEngine(specs []NetworkSpec, workers int) (*Engine, error) {
 			mtu:     s.MTU,
 			fdb:     fdb,
 			peerIdx: make(map[netip.Addr]uint16),
+			encap:   s.Encap,
 		}
-		if _, dup := t.byVNI[s.VNI]; dup {
+		if vnis[s.VNI] {
 			return nil, fmt.Errorf("engine: network %q: VNI %d used twice", s.Name, s.VNI)
 		}
-		t.byVNI[s.VNI] = n
+		vnis[s.VNI] = true
 		t.nets = append(t.nets, n)
 		for _, name := range s.Ports {
 			if len(t.ports) == MaxPorts {
@@ -141,6 +161,11 @@ func NewEngine(specs []NetworkSpec, workers int) (*Engine, error) {
 			n.peers = append(n.peers, p.id)
 			n.peerIdx[p.addr] = p.id
 		}
+		if s.L3 != nil { // l3 network: routes to the peers' subnets (l3.go)
+			if err := t.setupL3(n, s); err != nil {
+				return nil, fmt.Errorf("engine: network %q: %w", s.Name, err)
+			}
+		}
 		for _, st := range s.Static {
 			loc, err := t.locate(n, st.Port, st.Peer)
 			if err != nil {
@@ -151,6 +176,7 @@ func NewEngine(specs []NetworkSpec, workers int) (*Engine, error) {
 			}
 		}
 	}
+	t.index()
 	e.tables.Store(t)
 	return e, nil
 }

@@ -143,7 +143,7 @@ func (w *Worker) observeTunnelTx(src, start, end int, refused []int) {
 	if !w.tracing {
 		return
 	}
-	_, srcPorts := tunnelAddrs(w.tunnel)
+	_, srcPorts := tunnelAddrs(w.txTun)
 	var sport uint16
 	if src < len(srcPorts) {
 		sport = srcPorts[src]

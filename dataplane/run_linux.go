@@ -17,7 +17,8 @@ type Poller interface {
 }
 
 const (
-	tagStop   = 0xFFFF_FFFF
+	tagStop = 0xFFFF_FFFF
+	// tagTunnel - k tags the tunnel of kind k.
 	tagTunnel = 0xFFFF_FFFE
 )
 
@@ -68,15 +69,18 @@ func NewRunner(w *Worker) (*Runner, error) {
 			return nil, fmt.Errorf("worker %d: epoll add port %d: %w", w.id, id, err)
 		}
 	}
-	if w.tunnel != nil {
-		p, ok := w.tunnel.(Poller)
+	for k, t := range w.tunnels { // one epoll tag per tunnel kind
+		if t == nil {
+			continue
+		}
+		p, ok := t.(Poller)
 		if !ok {
 			r.close()
-			return nil, fmt.Errorf("worker %d: tunnel has no file descriptor to poll", w.id)
+			return nil, fmt.Errorf("worker %d: %s tunnel has no file descriptor to poll", w.id, TunnelKind(k))
 		}
-		if err := add(p.Fd(), tagTunnel); err != nil {
+		if err := add(p.Fd(), tagTunnel-uint32(k)); err != nil {
 			r.close()
-			return nil, fmt.Errorf("worker %d: epoll add tunnel: %w", w.id, err)
+			return nil, fmt.Errorf("worker %d: epoll add %s tunnel: %w", w.id, TunnelKind(k), err)
 		}
 	}
 	return r, nil
@@ -102,9 +106,10 @@ func (r *Runner) Run() error {
 			switch tag := uint32(ev.Fd); tag {
 			case tagStop:
 				return nil
-			case tagTunnel:
-				_, err = r.w.PollTunnel()
-				fd = r.w.tunnel.(Poller).Fd()
+			case tagTunnel - uint32(TunnelVXLAN), tagTunnel - uint32(TunnelFlannelUDP), tagTunnel - uint32(TunnelGRE):
+				k := TunnelKind(tagTunnel - tag)
+				_, err = r.w.PollTunnelKind(k)
+				fd = r.w.tunnels[k].(Poller).Fd()
 			default:
 				_, err = r.w.PollPort(uint16(tag))
 				fd = r.w.ports[tag].(Poller).Fd()

@@ -19,6 +19,16 @@ const (
 	StageTunnelTx
 	StageTunnelRx
 	StageVXLANDecap
+	// Stages of l3 networks and of GRE and flannel-UDP tunnels (l3.go,
+	// gre.go).
+	StageIPInput
+	StageRoute
+	StageGREEncap
+	StageGREDecap
+	StageUDPEncap
+	StageUDPDecap
+	StageL3VXLANEncap
+	StageL3VXLANDecap
 	NumStages
 )
 
@@ -32,6 +42,14 @@ var stageNames = [NumStages]string{
 	StageTunnelTx:      "tunnel-tx",
 	StageTunnelRx:      "tunnel-rx",
 	StageVXLANDecap:    "vxlan-decap",
+	StageIPInput:       "ip-input",
+	StageRoute:         "route",
+	StageGREEncap:      "gre-encap",
+	StageGREDecap:      "gre-decap",
+	StageUDPEncap:      "udp-encap",
+	StageUDPDecap:      "udp-decap",
+	StageL3VXLANEncap:  "l3-vxlan-encap",
+	StageL3VXLANDecap:  "l3-vxlan-decap",
 }
 
 // String returns the stage's name as shown by `ferry runtime` and in the
@@ -66,6 +84,27 @@ const (
 	ReasonPortDown
 	ReasonNoHeadroom
 	ReasonPoolEmpty
+	// Reasons of l3 networks and of GRE and flannel-UDP tunnels.
+	ReasonBadIPv4
+	ReasonNotIPv4
+	ReasonNotInNetwork
+	ReasonLocalSubnet
+	ReasonNotLocalSubnet
+	ReasonNoRoute
+	ReasonTTLExpired
+	ReasonGREShort
+	ReasonGREBadVersion
+	ReasonGRERouting
+	ReasonGREUnsupportedFlags
+	ReasonGREUnknownProtocol
+	ReasonGREBadChecksum
+	ReasonGRENoKey
+	ReasonUnknownGREKey
+	ReasonFlannelUDPShort
+	ReasonFlannelUDPNotIPv4
+	ReasonFlannelUDPBadLength
+	ReasonVTEPMACMismatch
+	ReasonL3VXLANShort
 	NumReasons
 )
 
@@ -87,6 +126,27 @@ var reasonInfo = [NumReasons]struct{ name, help string }{
 	ReasonPortDown:        {"port-down", "the port's link is down (its container unplugged it)"},
 	ReasonNoHeadroom:      {"no-headroom", "no room in front of the packet for the outer header"},
 	ReasonPoolEmpty:       {"pool-empty", "no free packet buffer"},
+
+	ReasonBadIPv4:             {"bad-ipv4", "IPv4 header invalid (version, header length, or total length beyond the packet)"},
+	ReasonNotIPv4:             {"not-ipv4", "packet on an l3 network is not IPv4 (IPv6 is not carried)"},
+	ReasonNotInNetwork:        {"not-in-network", "destination outside the l3 network's prefix"},
+	ReasonLocalSubnet:         {"local-subnet", "packet from the TUN device to this host's own subnet (a routing loop)"},
+	ReasonNotLocalSubnet:      {"not-local-subnet", "packet from a peer to a destination outside this host's subnet"},
+	ReasonNoRoute:             {"no-route", "no peer owns the destination's subnet"},
+	ReasonTTLExpired:          {"ttl-expired", "TTL would reach 0 when decremented (flannel-UDP decrements it)"},
+	ReasonGREShort:            {"gre-short", "GRE packet too short for its header and inner packet"},
+	ReasonGREBadVersion:       {"gre-bad-version", "GRE version is not 0"},
+	ReasonGRERouting:          {"gre-routing", "GRE routing present (RFC 1701 source routing, not supported)"},
+	ReasonGREUnsupportedFlags: {"gre-unsupported-flags", "GRE sequence number or recursion control set"},
+	ReasonGREUnknownProtocol:  {"gre-unknown-protocol", "GRE protocol is neither IPv4 nor transparent Ethernet bridging"},
+	ReasonGREBadChecksum:      {"gre-bad-checksum", "GRE checksum present and wrong"},
+	ReasonGRENoKey:            {"gre-no-key", "GRE Ethernet packet without the key that names its network"},
+	ReasonUnknownGREKey:       {"unknown-gre-key", "GRE key matches no l2 gre network on this node"},
+	ReasonFlannelUDPShort:     {"flannel-udp-short", "flannel-UDP payload shorter than an IPv4 header"},
+	ReasonFlannelUDPNotIPv4:   {"flannel-udp-not-ipv4", "flannel-UDP payload is not an IPv4 packet"},
+	ReasonFlannelUDPBadLength: {"flannel-udp-bad-length", "flannel-UDP payload length differs from the inner IPv4 total length"},
+	ReasonVTEPMACMismatch:     {"vtep-mac-mismatch", "l3 VXLAN frame not addressed to this host's VTEP MAC"},
+	ReasonL3VXLANShort:        {"l3-vxlan-short", "l3 VXLAN frame too short for an Ethernet header"},
 }
 
 // String returns the reason's kebab-case name, as shown by `ferry errors`

@@ -81,7 +81,13 @@ type Worker struct {
 	c      *Counters
 	pool   *Pool
 	ports  []PortIO // by global port id; nil where this worker has no queue
-	tunnel TunnelIO
+	tunnel TunnelIO // the VXLAN tunnel, tunnels[TunnelVXLAN]
+	// tunnels are the worker's tunnel sockets by kind; txTun and txStage
+	// are the tunnel and encap stage of the batch being sent (one batch
+	// is one network, so one kind).
+	tunnels [NumTunnelKinds]TunnelIO
+	txTun   TunnelIO
+	txStage Stage
 
 	rx Batch
 	t  int64 // clock at the end of the last timed stage
@@ -150,8 +156,19 @@ func (w *Worker) SetPort(id uint16, io PortIO) {
 	w.ports[id] = io
 }
 
-// SetTunnel attaches this worker's tunnel socket.
-func (w *Worker) SetTunnel(io TunnelIO) { w.tunnel = io }
+// SetTunnel attaches this worker's VXLAN tunnel socket.
+func (w *Worker) SetTunnel(io TunnelIO) { w.SetTunnelKind(TunnelVXLAN, io) }
+
+// SetTunnelKind attaches this worker's tunnel socket of kind k.
+func (w *Worker) SetTunnelKind(k TunnelKind, io TunnelIO) {
+	w.tunnels[k] = io
+	if k == TunnelVXLAN {
+		w.tunnel = io
+	}
+}
+
+// Tunnel returns this worker's tunnel socket of kind k, or nil.
+func (w *Worker) Tunnel(k TunnelKind) TunnelIO { return w.tunnels[k] }
 
 // Pool returns the worker's packet pool.
 func (w *Worker) Pool() *Pool { return w.pool }
@@ -205,15 +222,19 @@ func (w *Worker) PollPort(id uint16) (int, error) {
 	return n, err
 }
 
-// PollTunnel reads one batch from this worker's tunnel socket and runs it to
-// completion. It returns the number of datagrams read.
-func (w *Worker) PollTunnel() (int, error) {
+// PollTunnel reads one batch from this worker's VXLAN tunnel socket and
+// runs it to completion. It returns the number of datagrams read.
+func (w *Worker) PollTunnel() (int, error) { return w.PollTunnelKind(TunnelVXLAN) }
+
+// PollTunnelKind reads one batch from this worker's tunnel socket of kind k
+// and runs it to completion. It returns the number of datagrams read.
+func (w *Worker) PollTunnelKind(k TunnelKind) (int, error) {
 	b := &w.rx
 	w.t = w.eng.now()
 	if w.pool.GetBatch(b) == 0 {
 		return 0, nil
 	}
-	n, err := w.tunnel.ReadBatch(b.Slice())
+	n, err := w.tunnels[k].ReadBatch(b.Slice())
 	for _, p := range b.Pkts[n:b.Len] {
 		p.pool.Put(p)
 	}
@@ -226,10 +247,17 @@ func (w *Worker) PollTunnel() (int, error) {
 	t := w.eng.tables.Load()
 	w.tbl = t
 	w.obs = w.obsSrc.Load()
-	if w.obs != nil {
+	if w.obs != nil && k == TunnelVXLAN { // GRE and flannel-UDP: not yet observed at rx
 		w.observeTunnelRx(b.Slice())
 	}
-	w.fromTunnel(t, b.Slice())
+	switch k { // gre.go
+	case TunnelGRE:
+		w.fromGRE(t, b.Slice())
+	case TunnelFlannelUDP:
+		w.fromFlannelUDP(t, b.Slice())
+	default:
+		w.fromTunnel(t, b.Slice())
+	}
 	if w.obs != nil {
 		w.endObserve()
 	}
@@ -243,6 +271,10 @@ func (w *Worker) fromPort(t *tables, id uint16, pkts []*Packet) {
 		return
 	}
 	n := t.ports[id].net
+	if n.l3 != nil { // an l3 network's TUN: l3.go
+		w.fromTUN(t, n, id, pkts)
+		return
+	}
 	from := bridge.PortLocation(id)
 	k := 0
 	for _, p := range pkts {
@@ -316,17 +348,25 @@ func (w *Worker) fromTunnel(t *tables, pkts []*Packet) {
 		pkts[valid] = p
 		valid++
 	}
-	w.countPeerRx(pkts[:valid])
+	w.countPeerRx(pkts[:valid], encap.VXLANHeaderLen)
 	w.mark(StageVXLANDecap, len(pkts))
 	if w.tracing {
 		w.traceDecap(t, pkts[:valid])
 	}
+	w.decapped(t, pkts[:valid])
+}
 
-	// ethernet-input, one network at a time (a batch nearly always holds
-	// one). Packets of other networks are compacted to the front of rest.
-	rest := pkts[:valid]
+// decapped takes decapsulated packets (Network and From set) one network at
+// a time (a batch nearly always holds one) to ethernet-input and the bridge,
+// or on l3 networks into the TUN. Packets of other networks are compacted to
+// the front of rest.
+func (w *Worker) decapped(t *tables, rest []*Packet) {
 	for len(rest) > 0 {
 		n := t.nets[rest[0].Network]
+		if n.l3 != nil {
+			rest = w.l3FromTunnel(n, rest)
+			continue
+		}
 		k, other := 0, 0
 		for _, p := range rest {
 			if p.Network != n.id {
@@ -356,13 +396,13 @@ func (w *Worker) fromTunnel(t *tables, pkts []*Packet) {
 
 // countPeerRx adds the packets to their peers' rx counters, one atomic add
 // per run of packets from the same peer.
-func (w *Worker) countPeerRx(pkts []*Packet) {
+func (w *Worker) countPeerRx(pkts []*Packet, hdrLen int) {
 	now := w.eng.now()
 	for i := 0; i < len(pkts); {
 		loc := pkts[i].From
 		j, bytes := i, 0
 		for ; j < len(pkts) && pkts[j].From == loc; j++ {
-			bytes += pkts[j].Len() + encap.VXLANHeaderLen
+			bytes += pkts[j].Len() + hdrLen
 		}
 		pc := &w.c.peers[loc.Index()]
 		pc.rx.packets.Add(uint64(j - i))
@@ -435,6 +475,10 @@ func (w *Worker) forward(t *tables, n *network, k int) {
 	}
 	w.flushPorts()
 	w.encapsulate(n)
+	w.txTun, w.txStage = w.tunnels[n.encap], StageVXLANEncap
+	if n.encap == TunnelGRE {
+		w.txStage = StageGREEncap
+	}
 	w.flushTunnel()
 }
 
@@ -548,10 +592,20 @@ func (w *Worker) encapsulate(n *network) {
 		return
 	}
 	maxFrame := n.mtu + header.EthernetLen + 4 // one 802.1Q tag
+	gre := n.encap == TunnelGRE                // l2 GRE: TEB keyed by VNI
 	for _, p := range w.encap {
 		p.encapPending = false
 		if p.Len() > maxFrame && n.mtu > 0 {
 			p.encapDrop = ReasonTooBig
+			continue
+		}
+		if gre {
+			h := p.Prepend(encap.GREKeyHeaderLen)
+			if h == nil {
+				p.encapDrop = ReasonNoHeadroom
+				continue
+			}
+			encap.PutGRE(h, encap.GREProtoTEB, n.vni, true)
 			continue
 		}
 		h := p.Prepend(encap.VXLANHeaderLen)
@@ -562,7 +616,11 @@ func (w *Worker) encapsulate(n *network) {
 		encap.PutVXLAN(h, n.vni)
 		p.Hash = header.FlowHash(p.Bytes()[encap.VXLANHeaderLen:])
 	}
-	w.mark(StageVXLANEncap, len(w.encap))
+	if gre {
+		w.mark(StageGREEncap, len(w.encap))
+	} else {
+		w.mark(StageVXLANEncap, len(w.encap))
+	}
 	if w.tracing {
 		w.traceEncap(n)
 	}
@@ -580,16 +638,16 @@ func (w *Worker) flushTunnel() {
 		return
 	}
 	spread := 1
-	if w.tunnel != nil {
-		spread = min(max(w.tunnel.Spread(), 1), maxSpread)
+	if w.txTun != nil {
+		spread = min(max(w.txTun.Spread(), 1), maxSpread)
 	}
 	var count [maxSpread + 1]int
 	k := 0
 	for i, p := range w.tunPkts {
 		if p.encapDrop != ReasonNone {
-			w.c.drop(StageVXLANEncap, p.encapDrop, 1)
+			w.c.drop(w.txStage, p.encapDrop, 1)
 			if w.obs != nil {
-				w.observeDrop(p, StageVXLANEncap, p.encapDrop, 0, w.tunDst[i])
+				w.observeDrop(p, w.txStage, p.encapDrop, 0, w.tunDst[i])
 			}
 			continue
 		}
@@ -646,7 +704,7 @@ const maxSpread = 64
 // each datagram sent or dropped against its peer.
 func (w *Worker) sendGroup(src, start, end int) {
 	for start < end {
-		if w.tunnel == nil {
+		if w.txTun == nil {
 			r := w.dropTx(StageTunnelTx, errNoQueue, end-start)
 			w.countPeerDrops(start, end)
 			if w.obs != nil {
@@ -654,12 +712,12 @@ func (w *Worker) sendGroup(src, start, end int) {
 			}
 			return
 		}
-		n, err := w.tunnel.WriteBatch(src, w.sortPkts[start:end], w.sortDst[start:end])
+		n, err := w.txTun.WriteBatch(src, w.sortPkts[start:end], w.sortDst[start:end])
 		if w.obs != nil {
-			w.observeTunnelTx(src, start, start+n, w.tunnel.Refused())
+			w.observeTunnelTx(src, start, start+n, w.txTun.Refused())
 		}
 		i := start
-		for _, r := range w.tunnel.Refused() {
+		for _, r := range w.txTun.Refused() {
 			w.countPeerTx(i, start+r)
 			reason := w.dropTx(StageTunnelTx, errRefused, 1)
 			w.countPeerDrops(start+r, start+r+1)

@@ -117,3 +117,14 @@ func finish(h uint64) uint32 {
 	h ^= h >> 31
 	return uint32(h ^ h>>32)
 }
+
+// FlowHashIPv4 is FlowHash for a bare IPv4 packet (an l3 network's packet,
+// with no Ethernet header): the same symmetric 5-tuple or address hash, so
+// a flow keeps one outer source port. A packet too short for an IPv4 header
+// or not version 4 hashes by its length. It never panics or allocates.
+func FlowHashIPv4(pkt []byte) uint32 {
+	if len(pkt) < IPv4MinLen || pkt[0]>>4 != IPv4Version {
+		return finish(mix(hashSeed, uint64(len(pkt))))
+	}
+	return hashIPv4(pkt)
+}
