@@ -8,6 +8,7 @@ import (
 
 	"github.com/ferry-overlay/ferry/encap"
 	"github.com/ferry-overlay/ferry/header"
+	"github.com/ferry-overlay/ferry/router"
 	bridge "github.com/ferry-overlay/ferry/switch"
 )
 
@@ -249,6 +250,7 @@ func (w *Worker) fromTUN(t *tables, n *network, id uint16, pkts []*Packet) {
 		pid, ok := l.lookup(dst)
 		if !ok {
 			w.dropPkt(p, StageRoute, ReasonNoRoute)
+			w.netUnreachable(l, id, p)
 			continue
 		}
 		w.tunPkts = append(w.tunPkts, p)
@@ -256,9 +258,36 @@ func (w *Worker) fromTUN(t *tables, n *network, id uint16, pkts []*Packet) {
 		w.tunPeer = append(w.tunPeer, pid)
 	}
 	w.mark(StageRoute, k)
+	if len(w.portDirty) > 0 {
+		w.flushPorts() // ICMP errors back into the TUN
+	}
 	w.l3Encapsulate(t, n)
 	w.txTun, w.txStage = w.tunnels[n.encap], l3EncapStage[n.encap]
 	w.flushTunnel()
+}
+
+// netUnreachable answers a packet whose destination lies in the overlay
+// but in no peer's subnet with an ICMP net-unreachable (RFC 792) from this
+// host's overlay address, written back into the TUN port id, so the sender
+// learns at once instead of timing out. router.NetUnreachable applies RFC
+// 1812's rules (never about an ICMP error, a fragment or a group address);
+// when it declines, nothing is sent.
+func (w *Worker) netUnreachable(l *l3net, id uint16, orig *Packet) {
+	q := w.pool.Get()
+	if q == nil {
+		w.c.drop(StageRoute, ReasonPoolEmpty, 1)
+		return
+	}
+	var src [4]byte
+	binary.BigEndian.PutUint32(src[:], l.subnet.addr)
+	m, st := router.NetUnreachable(q.RxBuffer(), orig.Bytes(), netip.AddrFrom4(src))
+	if st != router.OK {
+		w.pool.Put(q)
+		return
+	}
+	q.SetLen(m)
+	w.made = append(w.made, q)
+	w.toPort(id, q)
 }
 
 var l3EncapStage = [NumTunnelKinds]Stage{

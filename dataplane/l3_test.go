@@ -3,6 +3,8 @@ package dataplane
 import (
 	"bytes"
 	"encoding/binary"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 	"net/netip"
 	"testing"
 	"time"
@@ -275,7 +277,11 @@ func TestL3BadInputIsCounted(t *testing.T) {
 			if n := totalDrops(r.eng); n != 1 {
 				t.Errorf("%d drops in all, want 1: %+v", n, r.eng.Errors())
 			}
-			if len(r.out)+len(r.toTUN)+len(r.toL2) != 0 {
+			answered := 0
+			if c.reason == ReasonNoRoute {
+				answered = 1 // the ICMP net-unreachable, see TestL3NoRouteAnswersNetUnreachable
+			}
+			if len(r.out)+len(r.toTUN)+len(r.toL2) != answered {
 				t.Errorf("forwarded: tunnel %d, TUN %d, l2 %d", len(r.out), len(r.toTUN), len(r.toL2))
 			}
 		})
@@ -404,4 +410,37 @@ func FuzzL3TunnelRx(f *testing.F) {
 			t.Fatalf("datagram %x: delivered %d times and dropped %d times; want exactly one outcome (%+v)", data, delivered, drops, r.eng.Errors())
 		}
 	})
+}
+
+// TestL3NoRouteAnswersNetUnreachable: a packet to an overlay address that no
+// peer owns is dropped as no-route and answered, back into the TUN, with an
+// ICMP net-unreachable from this host's overlay address quoting it.
+func TestL3NoRouteAnswersNetUnreachable(t *testing.T) {
+	r := newL3Rig(t, TunnelGRE)
+	orig := ipPacket("10.244.1.2", "10.244.9.1", 64, 60, 1)
+	r.fromPort(t, 0, orig)
+	if got := r.eng.Drops(StageRoute, ReasonNoRoute); got != 1 {
+		t.Fatalf("no-route drops = %d, want 1", got)
+	}
+	if len(r.toTUN) != 1 || len(r.out) != 0 {
+		t.Fatalf("TUN got %d packets and the tunnel %d, want one ICMP error back into the TUN", len(r.toTUN), len(r.out))
+	}
+	pkt := gopacket.NewPacket(r.toTUN[0], layers.LayerTypeIPv4, gopacket.Default)
+	ip, _ := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	icmp, _ := pkt.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+	if ip == nil || icmp == nil {
+		t.Fatalf("answer does not decode as IPv4/ICMP: %v", pkt)
+	}
+	if ip.SrcIP.String() != "10.244.1.0" || ip.DstIP.String() != "10.244.1.2" {
+		t.Errorf("ICMP error %s -> %s, want 10.244.1.0 -> 10.244.1.2", ip.SrcIP, ip.DstIP)
+	}
+	if icmp.TypeCode != layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodeNet) {
+		t.Errorf("ICMP %v, want destination unreachable / net", icmp.TypeCode)
+	}
+	if !bytes.Equal(icmp.Payload, orig[:min(len(orig), len(icmp.Payload))]) || len(icmp.Payload) < 28 {
+		t.Errorf("ICMP error does not quote the original packet's header and first 8 bytes")
+	}
+	if a := testing.AllocsPerRun(100, func() { r.tunDev.Sink = nil; r.fromPort(t, 0, orig) }); a != 0 {
+		t.Errorf("answering no-route allocates %v times per packet", a)
+	}
 }

@@ -113,10 +113,13 @@ type Worker struct {
 	flood      []*Packet
 	portTx     [MaxPorts][]*Packet
 	portDirty  []uint16
-	encap      []*Packet
-	tunPkts    []*Packet
-	tunDst     []netip.Addr
-	tunPeer    []uint16
+	// made holds packets the worker built during the batch (ICMP errors);
+	// they are freed with the batch.
+	made    []*Packet
+	encap   []*Packet
+	tunPkts []*Packet
+	tunDst  []netip.Addr
+	tunPeer []uint16
 	// sort* is the list being sent: tun* itself, or grp* when the
 	// datagrams had to be grouped by source port.
 	sortPkts []*Packet
@@ -219,6 +222,11 @@ func (w *Worker) PollPort(id uint16) (int, error) {
 		w.endObserve()
 	}
 	b.Free()
+	for _, p := range w.made {
+		p.pool.Put(p)
+	}
+	clear(w.made)
+	w.made = w.made[:0]
 	return n, err
 }
 

@@ -326,6 +326,29 @@ func (t *Neighbours) store(s *nslot, mac uint64, now int64) (learned, changed ui
 	return learned, changed
 }
 
+// oldestAfter returns the least recently seen entry of the first bucket
+// after key's (wrapping around) that holds any, or nil if the table is
+// empty. It is only called when the table is at Max, when about half the
+// slots are in use, so the scan stops after a bucket or two. Call under the
+// write lock.
+func (t *Neighbours) oldestAfter(key uint32) *nslot {
+	nb := len(t.slots) / ways
+	start := int((key * t.seed) >> t.shift) // as in bucket
+	for i := 1; i <= nb; i++ {
+		b := t.slots[((start+i)%nb)*ways : ((start+i)%nb+1)*ways]
+		var oldest *nslot
+		for j := range b {
+			if b[j].key != 0 && (oldest == nil || b[j].seen.Load() < oldest.seen.Load()) {
+				oldest = &b[j]
+			}
+		}
+		if oldest != nil {
+			return oldest
+		}
+	}
+	return nil
+}
+
 // insert claims a slot for key, which is not in the table, and returns it
 // with key set, mac 0 and seen now; the caller stores the rest. It takes,
 // in order: an empty slot (unless the table is at Max), a stale slot (an
@@ -359,6 +382,18 @@ func (t *Neighbours) insert(key uint32, now int64, mayEvict bool) (s *nslot, evi
 		s = stale
 	case mayEvict && oldest != nil:
 		s, evicted = oldest, true
+	case mayEvict && empty != nil:
+		// The table is at Max but key's bucket holds no entry to evict:
+		// make room in the nearest bucket that has one, and take the
+		// empty slot here, so the newest binding is always kept.
+		victim := t.oldestAfter(key)
+		if victim == nil {
+			return nil, false
+		}
+		victim.key = 0
+		victim.mac.Store(0)
+		victim.seen.Store(0)
+		s, evicted = empty, true
 	default:
 		return nil, mayEvict
 	}
