@@ -75,7 +75,7 @@ func (w *Worker) fromGRE(t *tables, pkts []*Packet) {
 		pkts[valid] = p
 		valid++
 	}
-	w.countPeerRx(pkts[:valid], encap.GREHeaderLen)
+	w.countPeerRx(pkts[:valid])
 	w.mark(StageGREDecap, len(pkts))
 	w.decapped(t, pkts[:valid])
 }
@@ -111,7 +111,7 @@ func (w *Worker) fromFlannelUDP(t *tables, pkts []*Packet) {
 		pkts[valid] = p
 		valid++
 	}
-	w.countPeerRx(pkts[:valid], 0)
+	w.countPeerRx(pkts[:valid])
 	w.mark(StageUDPDecap, len(pkts))
 	w.decapped(t, pkts[:valid])
 }

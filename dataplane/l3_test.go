@@ -203,6 +203,11 @@ func TestL2GRE(t *testing.T) {
 	if len(r.toL2) != 1 || !bytes.Equal(r.toL2[0], inner) {
 		t.Fatalf("l2 port got %x, want [%x] (drops %+v)", r.toL2, inner, r.eng.Errors())
 	}
+	for _, p := range r.eng.Peers() {
+		if p.Network == "blue" && (p.RxPackets != 1 || p.RxBytes != uint64(len(keyed))) {
+			t.Fatalf("blue's peer counted %d packets / %d bytes, want 1 / %d (the whole GRE packet, key included)", p.RxPackets, p.RxBytes, len(keyed))
+		}
+	}
 	reply := frame(macR, macA, 60, 1)
 	r.fromPort(t, 1, reply)
 	if len(r.out) != 1 || r.out[0].dst != peer1 || !bytes.Equal(r.out[0].data, cat([]byte{0x20, 0, 0x65, 0x58, 0, 0, 0, 42}, reply)) {

@@ -356,7 +356,7 @@ func (w *Worker) fromTunnel(t *tables, pkts []*Packet) {
 		pkts[valid] = p
 		valid++
 	}
-	w.countPeerRx(pkts[:valid], encap.VXLANHeaderLen)
+	w.countPeerRx(pkts[:valid])
 	w.mark(StageVXLANDecap, len(pkts))
 	if w.tracing {
 		w.traceDecap(t, pkts[:valid])
@@ -403,14 +403,16 @@ func (w *Worker) decapped(t *tables, rest []*Packet) {
 }
 
 // countPeerRx adds the packets to their peers' rx counters, one atomic add
-// per run of packets from the same peer.
-func (w *Worker) countPeerRx(pkts []*Packet, hdrLen int) {
+// per run of packets from the same peer. A packet's received size is what
+// lies between its receive offset (Headroom) and its end, whatever headers
+// decap has stripped since.
+func (w *Worker) countPeerRx(pkts []*Packet) {
 	now := w.eng.now()
 	for i := 0; i < len(pkts); {
 		loc := pkts[i].From
 		j, bytes := i, 0
 		for ; j < len(pkts) && pkts[j].From == loc; j++ {
-			bytes += pkts[j].Len() + hdrLen
+			bytes += pkts[j].end - Headroom
 		}
 		pc := &w.c.peers[loc.Index()]
 		pc.rx.packets.Add(uint64(j - i))
