@@ -115,6 +115,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 	ws := make([]*dataplane.Worker, workers)
 	for i := range ws {
 		ws[i] = eng.NewWorker(i, poolPerWorker, 0)
+		if cfg.Node.Offload {
+			ws[i].EnableOffload() // GSO/GRO path (node.offload)
+		}
 	}
 
 	// Claim the control socket and the metrics port first: if another
@@ -205,7 +208,7 @@ func (n *node) createPorts(cfg *config.Config, eng *dataplane.Engine, ws []*data
 			} else if exists {
 				return fmt.Errorf("port %q: a link with this name already exists (another ferry's port, or not ferry's)", p.Name)
 			}
-			dev, err := tuntap.Create(tuntap.Options{Name: p.Name, Kind: tuntap.TAP, Queues: workers})
+			dev, err := tuntap.Create(tuntap.Options{Name: p.Name, Kind: tuntap.TAP, Queues: workers, VnetHdr: cfg.Node.Offload})
 			if err != nil {
 				return fmt.Errorf("port %q: %w", p.Name, err)
 			}
@@ -215,6 +218,13 @@ func (n *node) createPorts(cfg *config.Config, eng *dataplane.Engine, ws []*data
 				slog.Debug("removing port", "port", p.Name)
 				return dev.Close()
 			})
+			// node.offload: the container hands ferry superpackets and
+			// partial checksums, and takes them from it.
+			if cfg.Node.Offload {
+				if err := dataplane.EnableTAPOffload(dev); err != nil {
+					return fmt.Errorf("port %q: %w", p.Name, err)
+				}
+			}
 			if err := netconf.SetupLink(p.Name, mtus[ni], [6]byte(p.MAC), true); err != nil {
 				return fmt.Errorf("port %q: %w", p.Name, err)
 			}
@@ -232,7 +242,11 @@ func (n *node) createPorts(cfg *config.Config, eng *dataplane.Engine, ws []*data
 				return fmt.Errorf("port %q: not in the engine", p.Name)
 			}
 			for i, q := range dev.Queues() {
-				ws[i].SetPort(id, dataplane.NewTAPQueue(q))
+				if cfg.Node.Offload {
+					ws[i].SetPort(id, dataplane.NewTAPVnetQueue(q))
+				} else {
+					ws[i].SetPort(id, dataplane.NewTAPQueue(q))
+				}
 			}
 			slog.Info("port ready", "port", p.Name, "network", nw.Name, "netns", p.Netns, "ifname", p.Ifname, "mtu", mtus[ni], "queues", len(dev.Queues()))
 		}
@@ -253,6 +267,11 @@ func (n *node) openTunnels(cfg *config.Config, ws []*dataplane.Worker) error {
 			return fmt.Errorf("worker %d: %w", i, err)
 		}
 		n.onClose(t.Close)
+		if cfg.Node.Offload {
+			if err := t.EnableOffload(); err != nil {
+				slog.Warn("UDP_GRO unavailable; receiving one datagram per buffer", "worker", i, "err", err)
+			}
+		}
 		w.SetTunnel(t)
 		if i == 0 {
 			slog.Info("vxlan tunnel ready", "local", netip.AddrPortFrom(cfg.Node.Underlay, port), "source_ports", t.SourcePorts())

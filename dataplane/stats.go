@@ -2,6 +2,8 @@ package dataplane
 
 import (
 	"sync/atomic"
+
+	"github.com/ferry-overlay/ferry/offload"
 )
 
 // Stage names one step of the pipeline. Every packet and batch is counted
@@ -19,6 +21,10 @@ const (
 	StageTunnelTx
 	StageTunnelRx
 	StageVXLANDecap
+	// Offload stages (offload.go): superpackets cut for peers, tunnel
+	// datagrams coalesced for ports.
+	StageGSOSegment
+	StageGROCoalesce
 	NumStages
 )
 
@@ -32,6 +38,8 @@ var stageNames = [NumStages]string{
 	StageTunnelTx:      "tunnel-tx",
 	StageTunnelRx:      "tunnel-rx",
 	StageVXLANDecap:    "vxlan-decap",
+	StageGSOSegment:    "gso-segment",
+	StageGROCoalesce:   "gro-coalesce",
 }
 
 // String returns the stage's name as shown by `ferry runtime` and in the
@@ -66,6 +74,22 @@ const (
 	ReasonPortDown
 	ReasonNoHeadroom
 	ReasonPoolEmpty
+	// Offload reasons (offload.go): one per offload.Status, named by it,
+	// and a UDP_GRO buffer whose segment size cannot be right.
+	ReasonVnetShort
+	ReasonVnetBadFlags
+	ReasonVnetBadGSOType
+	ReasonVnetBadGSOSize
+	ReasonVnetBadHdrLen
+	ReasonVnetBadCsumStart
+	ReasonVnetBadCsumOffset
+	ReasonSuperpacketBadLength
+	ReasonSuperpacketBadIP
+	ReasonSuperpacketBadL4
+	ReasonSegmentMTUTooSmall
+	ReasonSegmentTooMany
+	ReasonSegmentBufferTooSmall
+	ReasonGROBadSize
 	NumReasons
 )
 
@@ -87,6 +111,21 @@ var reasonInfo = [NumReasons]struct{ name, help string }{
 	ReasonPortDown:        {"port-down", "the port's link is down (its container unplugged it)"},
 	ReasonNoHeadroom:      {"no-headroom", "no room in front of the packet for the outer header"},
 	ReasonPoolEmpty:       {"pool-empty", "no free packet buffer"},
+
+	ReasonVnetShort:             offloadReason(offload.StatusVnetShort),
+	ReasonVnetBadFlags:          offloadReason(offload.StatusVnetBadFlags),
+	ReasonVnetBadGSOType:        offloadReason(offload.StatusVnetBadGSOType),
+	ReasonVnetBadGSOSize:        offloadReason(offload.StatusVnetBadGSOSize),
+	ReasonVnetBadHdrLen:         offloadReason(offload.StatusVnetBadHdrLen),
+	ReasonVnetBadCsumStart:      offloadReason(offload.StatusVnetBadCsumStart),
+	ReasonVnetBadCsumOffset:     offloadReason(offload.StatusVnetBadCsumOffset),
+	ReasonSuperpacketBadLength:  offloadReason(offload.StatusBadLength),
+	ReasonSuperpacketBadIP:      offloadReason(offload.StatusBadIP),
+	ReasonSuperpacketBadL4:      offloadReason(offload.StatusBadL4),
+	ReasonSegmentMTUTooSmall:    offloadReason(offload.StatusMTUTooSmall),
+	ReasonSegmentTooMany:        offloadReason(offload.StatusTooManySegments),
+	ReasonSegmentBufferTooSmall: offloadReason(offload.StatusBufferTooSmall),
+	ReasonGROBadSize:            {"gro-bad-size", "UDP_GRO buffer with a segment size too small for a VXLAN datagram"},
 }
 
 // String returns the reason's kebab-case name, as shown by `ferry errors`
