@@ -3,7 +3,8 @@
 #   make build   build bin/ferry
 #   make lint    gofmt (must list nothing), go vet, staticcheck (pinned, installed into bin/)
 #   make unit    every package except ./e2e, with the race detector
-#   make e2e     end-to-end tests: TestE2E* in ./e2e/..., real namespaces, needs root
+#   make e2e     end-to-end tests: TestE2E* in ./e2e/..., real namespaces, needs root,
+#                once with node.offload true and once false (E2EOFFLOAD='true false')
 #   make test    lint + unit + e2e, in that order (the CI entry point)
 #   make fuzz    every FuzzXxx target for FUZZTIME each (default 30s)
 #   make bench   all benchmarks with allocation counts
@@ -21,6 +22,8 @@ FERRY     := $(BIN)/ferry
 FUZZTIME  ?= 30s
 UNITFLAGS ?= -race
 E2EFLAGS  ?=
+# The e2e tests run once per value: node.offload on and off (FERRY_E2E_OFFLOAD).
+E2EOFFLOAD ?= true false
 BENCHFLAGS ?=
 
 # staticcheck 2026.2.2 (module version v0.8.2) is built with and supports Go 1.26.
@@ -68,9 +71,11 @@ e2e:
 	if [ -z "$$pkgs" ]; then \
 		echo "e2e: no packages under ./e2e, nothing to run" >&2; exit 0; \
 	fi; \
-	$(MAKE) --no-print-directory build && \
-	echo "FERRY_BIN=$(FERRY) $(GO) test -count=1 -run '^TestE2E' -timeout 15m $(E2EFLAGS) ./e2e/..." && \
-	FERRY_BIN=$(FERRY) $(GO) test -count=1 -run '^TestE2E' -timeout 15m $(E2EFLAGS) ./e2e/...
+	$(MAKE) --no-print-directory build || exit 1; \
+	for off in $(E2EOFFLOAD); do \
+		echo "FERRY_E2E_OFFLOAD=$$off FERRY_BIN=$(FERRY) $(GO) test -count=1 -run '^TestE2E' -timeout 15m $(E2EFLAGS) ./e2e/..." && \
+		FERRY_E2E_OFFLOAD=$$off FERRY_BIN=$(FERRY) $(GO) test -count=1 -run '^TestE2E' -timeout 15m $(E2EFLAGS) ./e2e/... || exit 1; \
+	done
 
 test: lint unit e2e
 

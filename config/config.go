@@ -58,6 +58,8 @@ const (
 	// MaxWorkers is the largest node.workers; it also caps the default of
 	// one worker per CPU.
 	MaxWorkers = 64
+	// DefaultOffload is node.offload when the key is absent.
+	DefaultOffload = true
 	// MinMTU and MaxMTU bound a network's MTU, set or derived. 576 is the
 	// smallest datagram every IPv4 host must accept (RFC 791).
 	MinMTU = 576
@@ -139,6 +141,11 @@ type Node struct {
 	Workers int `yaml:"workers"`
 	// LogLevel is debug, info, warn or error. Default: info.
 	LogLevel string `yaml:"log_level"`
+	// Offload turns on TAP offloads (IFF_VNET_HDR with TSO/USO and
+	// checksum offload: ferry reads and writes 64 KiB superpackets,
+	// segments them itself for peers and coalesces what peers send) and
+	// UDP_SEGMENT/UDP_GRO on the tunnel sockets. Default: DefaultOffload.
+	Offload bool `yaml:"offload"`
 }
 
 // Control configures the control socket.
@@ -463,6 +470,9 @@ func (c *Config) setDefaults(doc *yaml.Node) error {
 	}
 	if absent("node.log_level") {
 		c.Node.LogLevel = "info"
+	}
+	if absent("node.offload") {
+		c.Node.Offload = DefaultOffload
 	}
 	if absent("control.socket") {
 		c.Control.Socket = DefaultSocket

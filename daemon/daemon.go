@@ -108,6 +108,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 	ws := make([]*dataplane.Worker, workers)
 	for i := range ws {
 		ws[i] = eng.NewWorker(i, poolPerWorker, 0)
+		if cfg.Node.Offload {
+			ws[i].EnableOffload() // GSO/GRO path (node.offload)
+		}
 	}
 
 	// Claim the control socket and the metrics port first: if another
@@ -199,13 +202,17 @@ func buildSpecs(cfg *config.Config, underlayMTU int) ([]dataplane.NetworkSpec, [
 func (n *node) createPorts(cfg *config.Config, eng *dataplane.Engine, ws []*dataplane.Worker, mtus []int, workers int) error {
 	for ni := range cfg.Networks {
 		nw := &cfg.Networks[ni]
+		// Superpackets from a container are cut and sent by the VXLAN
+		// path only (offload.go): ports of GRE networks stay without
+		// the virtio-net header.
+		off := cfg.Node.Offload && nw.Encap == config.EncapVXLAN
 		for _, p := range nw.Ports {
 			if exists, err := netconf.LinkExists(p.Name); err != nil {
 				return fmt.Errorf("port %q: %w", p.Name, err)
 			} else if exists {
 				return fmt.Errorf("port %q: a link with this name already exists (another ferry's port, or not ferry's)", p.Name)
 			}
-			dev, err := tuntap.Create(tuntap.Options{Name: p.Name, Kind: tuntap.TAP, Queues: workers})
+			dev, err := tuntap.Create(tuntap.Options{Name: p.Name, Kind: tuntap.TAP, Queues: workers, VnetHdr: off})
 			if err != nil {
 				return fmt.Errorf("port %q: %w", p.Name, err)
 			}
@@ -215,6 +222,13 @@ func (n *node) createPorts(cfg *config.Config, eng *dataplane.Engine, ws []*data
 				slog.Debug("removing port", "port", p.Name)
 				return dev.Close()
 			})
+			// node.offload: the container hands ferry superpackets and
+			// partial checksums, and takes them from it.
+			if off {
+				if err := dataplane.EnableTAPOffload(dev); err != nil {
+					return fmt.Errorf("port %q: %w", p.Name, err)
+				}
+			}
 			if err := netconf.SetupLink(p.Name, mtus[ni], [6]byte(p.MAC), true); err != nil {
 				return fmt.Errorf("port %q: %w", p.Name, err)
 			}
@@ -232,7 +246,11 @@ func (n *node) createPorts(cfg *config.Config, eng *dataplane.Engine, ws []*data
 				return fmt.Errorf("port %q: not in the engine", p.Name)
 			}
 			for i, q := range dev.Queues() {
-				ws[i].SetPort(id, dataplane.NewTAPQueue(q))
+				if off {
+					ws[i].SetPort(id, dataplane.NewTAPVnetQueue(q))
+				} else {
+					ws[i].SetPort(id, dataplane.NewTAPQueue(q))
+				}
 			}
 			slog.Info("port ready", "port", p.Name, "network", nw.Name, "netns", p.Netns, "ifname", p.Ifname, "mtu", mtus[ni], "queues", len(dev.Queues()))
 		}

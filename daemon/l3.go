@@ -120,6 +120,11 @@ func (n *node) openTunnels(cfg *config.Config, ws []*dataplane.Worker) error {
 				return fmt.Errorf("worker %d: %s: %w", i, k, err)
 			}
 			n.onClose(t.Close)
+			if k == dataplane.TunnelVXLAN && cfg.Node.Offload {
+				if err := t.EnableOffload(); err != nil {
+					slog.Warn("UDP_GRO unavailable; receiving one datagram per buffer", "worker", i, "err", err)
+				}
+			}
 			w.SetTunnelKind(k, t)
 			if i == 0 {
 				slog.Info("tunnel ready", "encap", k, "local", netip.AddrPortFrom(local, port[k]), "source_ports", t.SourcePorts())

@@ -80,6 +80,7 @@ type UDPTunnel struct {
 	sizes   []int
 	addrs   []netip.AddrPort
 	refused []int
+	seg     segState // UDP_SEGMENT sends, see offload_linux.go
 }
 
 // NewUDPTunnel opens the receive socket on local:port and spread send
@@ -141,6 +142,7 @@ func (u *UDPTunnel) ReadBatch(pkts []*Packet) (int, error) {
 		if u.rx.Truncated(i) {
 			p.MarkTruncated()
 		}
+		p.groSize = u.rx.GROSize(i) // 0 unless UDP_GRO (offload_linux.go)
 	}
 	clear(u.bufs[:len(pkts)])
 	return n, err

@@ -3,6 +3,8 @@ package dataplane
 import (
 	"net/netip"
 
+	"github.com/ferry-overlay/ferry/offload"
+
 	bridge "github.com/ferry-overlay/ferry/switch"
 )
 
@@ -60,6 +62,16 @@ type Packet struct {
 	truncated    bool   // set by tunnel rx: the datagram did not fit
 	encapPending bool   // queued for vxlan-encap in this batch
 	encapDrop    Reason // why encap refused it, if it did
+
+	// Offload state (offload.go). vnet is the virtio-net header read with
+	// the frame from a port with offloads, or the one to write with it;
+	// rxDrop is why port rx refused the frame (dropped at port-rx);
+	// groSize is the UDP_GRO segment size of a tunnel read (0: one
+	// datagram); portRefs counts the port-tx lists holding the packet.
+	vnet     offload.VirtioNetHdr
+	rxDrop   Reason
+	groSize  int
+	portRefs uint8
 }
 
 // MarkTruncated records that the datagram read into p did not fit its
@@ -136,6 +148,7 @@ func (p *Packet) reset() {
 	p.Peer = netip.Addr{}
 	p.Trace = false
 	p.truncated, p.encapPending, p.encapDrop = false, false, ReasonNone
+	p.vnet, p.rxDrop, p.groSize, p.portRefs = offload.VirtioNetHdr{}, ReasonNone, 0, 0
 }
 
 // Pool is a fixed set of packet buffers carved from one slab.

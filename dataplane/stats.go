@@ -2,6 +2,8 @@ package dataplane
 
 import (
 	"sync/atomic"
+
+	"github.com/ferry-overlay/ferry/offload"
 )
 
 // Stage names one step of the pipeline. Every packet and batch is counted
@@ -29,6 +31,10 @@ const (
 	StageUDPDecap
 	StageL3VXLANEncap
 	StageL3VXLANDecap
+	// Offload stages (offload.go): superpackets cut for peers, tunnel
+	// datagrams coalesced for ports.
+	StageGSOSegment
+	StageGROCoalesce
 	NumStages
 )
 
@@ -50,6 +56,8 @@ var stageNames = [NumStages]string{
 	StageUDPDecap:      "udp-decap",
 	StageL3VXLANEncap:  "l3-vxlan-encap",
 	StageL3VXLANDecap:  "l3-vxlan-decap",
+	StageGSOSegment:    "gso-segment",
+	StageGROCoalesce:   "gro-coalesce",
 }
 
 // String returns the stage's name as shown by `ferry runtime` and in the
@@ -105,6 +113,22 @@ const (
 	ReasonFlannelUDPBadLength
 	ReasonVTEPMACMismatch
 	ReasonL3VXLANShort
+	// Offload reasons (offload.go): one per offload.Status, named by it,
+	// and a UDP_GRO buffer whose segment size cannot be right.
+	ReasonVnetShort
+	ReasonVnetBadFlags
+	ReasonVnetBadGSOType
+	ReasonVnetBadGSOSize
+	ReasonVnetBadHdrLen
+	ReasonVnetBadCsumStart
+	ReasonVnetBadCsumOffset
+	ReasonSuperpacketBadLength
+	ReasonSuperpacketBadIP
+	ReasonSuperpacketBadL4
+	ReasonSegmentMTUTooSmall
+	ReasonSegmentTooMany
+	ReasonSegmentBufferTooSmall
+	ReasonGROBadSize
 	NumReasons
 )
 
@@ -127,26 +151,40 @@ var reasonInfo = [NumReasons]struct{ name, help string }{
 	ReasonNoHeadroom:      {"no-headroom", "no room in front of the packet for the outer header"},
 	ReasonPoolEmpty:       {"pool-empty", "no free packet buffer"},
 
-	ReasonBadIPv4:             {"bad-ipv4", "IPv4 header invalid (version, header length, or total length beyond the packet)"},
-	ReasonNotIPv4:             {"not-ipv4", "packet on an l3 network is not IPv4 (IPv6 is not carried)"},
-	ReasonNotInNetwork:        {"not-in-network", "destination outside the l3 network's prefix"},
-	ReasonLocalSubnet:         {"local-subnet", "packet from the TUN device to this host's own subnet (a routing loop)"},
-	ReasonNotLocalSubnet:      {"not-local-subnet", "packet from a peer to a destination outside this host's subnet"},
-	ReasonNoRoute:             {"no-route", "no peer owns the destination's subnet"},
-	ReasonTTLExpired:          {"ttl-expired", "TTL would reach 0 when decremented (flannel-UDP decrements it)"},
-	ReasonGREShort:            {"gre-short", "GRE packet too short for its header and inner packet"},
-	ReasonGREBadVersion:       {"gre-bad-version", "GRE version is not 0"},
-	ReasonGRERouting:          {"gre-routing", "GRE routing present (RFC 1701 source routing, not supported)"},
-	ReasonGREUnsupportedFlags: {"gre-unsupported-flags", "GRE sequence number or recursion control set"},
-	ReasonGREUnknownProtocol:  {"gre-unknown-protocol", "GRE protocol is neither IPv4 nor transparent Ethernet bridging"},
-	ReasonGREBadChecksum:      {"gre-bad-checksum", "GRE checksum present and wrong"},
-	ReasonGRENoKey:            {"gre-no-key", "GRE Ethernet packet without the key that names its network"},
-	ReasonUnknownGREKey:       {"unknown-gre-key", "GRE key matches no l2 gre network on this node"},
-	ReasonFlannelUDPShort:     {"flannel-udp-short", "flannel-UDP payload shorter than an IPv4 header"},
-	ReasonFlannelUDPNotIPv4:   {"flannel-udp-not-ipv4", "flannel-UDP payload is not an IPv4 packet"},
-	ReasonFlannelUDPBadLength: {"flannel-udp-bad-length", "flannel-UDP payload length differs from the inner IPv4 total length"},
-	ReasonVTEPMACMismatch:     {"vtep-mac-mismatch", "l3 VXLAN frame not addressed to this host's VTEP MAC"},
-	ReasonL3VXLANShort:        {"l3-vxlan-short", "l3 VXLAN frame too short for an Ethernet header"},
+	ReasonBadIPv4:               {"bad-ipv4", "IPv4 header invalid (version, header length, or total length beyond the packet)"},
+	ReasonNotIPv4:               {"not-ipv4", "packet on an l3 network is not IPv4 (IPv6 is not carried)"},
+	ReasonNotInNetwork:          {"not-in-network", "destination outside the l3 network's prefix"},
+	ReasonLocalSubnet:           {"local-subnet", "packet from the TUN device to this host's own subnet (a routing loop)"},
+	ReasonNotLocalSubnet:        {"not-local-subnet", "packet from a peer to a destination outside this host's subnet"},
+	ReasonNoRoute:               {"no-route", "no peer owns the destination's subnet"},
+	ReasonTTLExpired:            {"ttl-expired", "TTL would reach 0 when decremented (flannel-UDP decrements it)"},
+	ReasonGREShort:              {"gre-short", "GRE packet too short for its header and inner packet"},
+	ReasonGREBadVersion:         {"gre-bad-version", "GRE version is not 0"},
+	ReasonGRERouting:            {"gre-routing", "GRE routing present (RFC 1701 source routing, not supported)"},
+	ReasonGREUnsupportedFlags:   {"gre-unsupported-flags", "GRE sequence number or recursion control set"},
+	ReasonGREUnknownProtocol:    {"gre-unknown-protocol", "GRE protocol is neither IPv4 nor transparent Ethernet bridging"},
+	ReasonGREBadChecksum:        {"gre-bad-checksum", "GRE checksum present and wrong"},
+	ReasonGRENoKey:              {"gre-no-key", "GRE Ethernet packet without the key that names its network"},
+	ReasonUnknownGREKey:         {"unknown-gre-key", "GRE key matches no l2 gre network on this node"},
+	ReasonFlannelUDPShort:       {"flannel-udp-short", "flannel-UDP payload shorter than an IPv4 header"},
+	ReasonFlannelUDPNotIPv4:     {"flannel-udp-not-ipv4", "flannel-UDP payload is not an IPv4 packet"},
+	ReasonFlannelUDPBadLength:   {"flannel-udp-bad-length", "flannel-UDP payload length differs from the inner IPv4 total length"},
+	ReasonVTEPMACMismatch:       {"vtep-mac-mismatch", "l3 VXLAN frame not addressed to this host's VTEP MAC"},
+	ReasonL3VXLANShort:          {"l3-vxlan-short", "l3 VXLAN frame too short for an Ethernet header"},
+	ReasonVnetShort:             offloadReason(offload.StatusVnetShort),
+	ReasonVnetBadFlags:          offloadReason(offload.StatusVnetBadFlags),
+	ReasonVnetBadGSOType:        offloadReason(offload.StatusVnetBadGSOType),
+	ReasonVnetBadGSOSize:        offloadReason(offload.StatusVnetBadGSOSize),
+	ReasonVnetBadHdrLen:         offloadReason(offload.StatusVnetBadHdrLen),
+	ReasonVnetBadCsumStart:      offloadReason(offload.StatusVnetBadCsumStart),
+	ReasonVnetBadCsumOffset:     offloadReason(offload.StatusVnetBadCsumOffset),
+	ReasonSuperpacketBadLength:  offloadReason(offload.StatusBadLength),
+	ReasonSuperpacketBadIP:      offloadReason(offload.StatusBadIP),
+	ReasonSuperpacketBadL4:      offloadReason(offload.StatusBadL4),
+	ReasonSegmentMTUTooSmall:    offloadReason(offload.StatusMTUTooSmall),
+	ReasonSegmentTooMany:        offloadReason(offload.StatusTooManySegments),
+	ReasonSegmentBufferTooSmall: offloadReason(offload.StatusBufferTooSmall),
+	ReasonGROBadSize:            {"gro-bad-size", "UDP_GRO buffer with a segment size too small for a VXLAN datagram"},
 }
 
 // String returns the reason's kebab-case name, as shown by `ferry errors`

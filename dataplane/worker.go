@@ -128,6 +128,8 @@ type Worker struct {
 	grpPkts  []*Packet
 	grpDst   []netip.Addr
 	grpPeer  []uint16
+
+	off offloadState // GSO/GRO scratch, see offload.go
 }
 
 // NewWorker returns worker id (0 <= id < eng.Workers()) with its own pool of
@@ -237,6 +239,9 @@ func (w *Worker) PollTunnel() (int, error) { return w.PollTunnelKind(TunnelVXLAN
 // PollTunnelKind reads one batch from this worker's tunnel socket of kind k
 // and runs it to completion. It returns the number of datagrams read.
 func (w *Worker) PollTunnelKind(k TunnelKind) (int, error) {
+	if k == TunnelVXLAN && w.off.on {
+		return w.pollTunnelGRO() // datagrams may be UDP_GRO buffers (offload.go)
+	}
 	b := &w.rx
 	w.t = w.eng.now()
 	if w.pool.GetBatch(b) == 0 {
@@ -286,6 +291,10 @@ func (w *Worker) fromPort(t *tables, id uint16, pkts []*Packet) {
 	from := bridge.PortLocation(id)
 	k := 0
 	for _, p := range pkts {
+		if p.rxDrop != ReasonNone { // bad virtio-net header (offload.go)
+			w.dropPkt(p, StagePortRx, p.rxDrop)
+			continue
+		}
 		b := p.Bytes()
 		if len(b) < header.EthernetLen {
 			w.dropPkt(p, StageEthernetInput, ReasonRunt)
@@ -497,6 +506,7 @@ func (w *Worker) toPort(id uint16, p *Packet) {
 		w.portDirty = append(w.portDirty, id)
 	}
 	w.portTx[id] = append(w.portTx[id], p)
+	p.portRefs++ // GRO coalesces only packets bound for one port (offload.go)
 }
 
 func (w *Worker) toPeer(t *tables, p *Packet, id uint16) {
@@ -515,12 +525,13 @@ func (w *Worker) flushPorts() {
 	for _, id := range w.portDirty {
 		pkts := w.portTx[id]
 		total += len(pkts)
+		out := w.coalesce(id, pkts) // TCP GRO into superpackets (offload.go)
 		var io PortIO
 		if int(id) < len(w.ports) {
 			io = w.ports[id]
 		}
 		sent, bytes := 0, 0
-		for rest := pkts; len(rest) > 0; {
+		for rest := out; len(rest) > 0; {
 			if io == nil {
 				r := w.dropTx(StagePortTx, errNoQueue, len(rest))
 				w.c.ports[id].drops.Add(uint64(len(rest)))
@@ -605,7 +616,11 @@ func (w *Worker) encapsulate(n *network) {
 	gre := n.encap == TunnelGRE                // l2 GRE: TEB keyed by VNI
 	for _, p := range w.encap {
 		p.encapPending = false
-		if p.Len() > maxFrame && n.mtu > 0 {
+		if r := finishChecksum(p); r != ReasonNone { // partial checksum from a port (offload.go)
+			p.encapDrop = r
+			continue
+		}
+		if p.Len() > maxFrame && n.mtu > 0 && !p.isGSO() {
 			p.encapDrop = ReasonTooBig
 			continue
 		}
@@ -647,6 +662,7 @@ func (w *Worker) flushTunnel() {
 	if len(w.tunPkts) == 0 {
 		return
 	}
+	defer w.off.endBatch() // forget the segmented superpacket (offload.go)
 	spread := 1
 	if w.txTun != nil {
 		spread = min(max(w.txTun.Spread(), 1), maxSpread)
@@ -659,6 +675,10 @@ func (w *Worker) flushTunnel() {
 			if w.obs != nil {
 				w.observeDrop(p, w.txStage, p.encapDrop, 0, w.tunDst[i])
 			}
+			continue
+		}
+		if p.isGSO() { // a superpacket: segmented and sent on its own (offload.go)
+			w.sendSuper(p, w.tunDst[i], w.tunPeer[i], spread)
 			continue
 		}
 		b := bucket(p.Hash, spread)

@@ -178,7 +178,7 @@ type portSpec struct {
 // l2Config renders a one-network config for a host.
 func l2Config(host *nstest.Host, vni uint32, peers []netip.Addr, ports []portSpec) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "node:\n  name: %s\n  underlay: %s\n  workers: 2\ncontrol:\n  socket: SOCKET\nmetrics:\n  listen: \"\"\n", host.Name, host.Addr)
+	fmt.Fprintf(&b, "node:\n  name: %s\n  underlay: %s\n  workers: 2\n%scontrol:\n  socket: SOCKET\nmetrics:\n  listen: \"\"\n", host.Name, host.Addr, offloadKey())
 	fmt.Fprintf(&b, "networks:\n  - name: blue\n    vni: %d\n    subnet: 10.42.0.0/24\n    peers: [", vni)
 	for i, p := range peers {
 		if i > 0 {
@@ -191,6 +191,19 @@ func l2Config(host *nstest.Host, vni uint32, peers []netip.Addr, ports []portSpe
 		fmt.Fprintf(&b, "      - {name: %s, netns: %s, ifname: eth0, address: %s, mac: \"%s\"}\n", p.name, p.netns, p.addr, p.mac)
 	}
 	return b.String()
+}
+
+// offloadKey returns the node.offload line chosen by the environment
+// variable FERRY_E2E_OFFLOAD ("true" or "false"; the Makefile runs the e2e
+// tests once with each), or nothing, leaving the config default, when it is
+// unset.
+func offloadKey() string {
+	switch v := os.Getenv("FERRY_E2E_OFFLOAD"); v {
+	case "true", "false":
+		return "  offload: " + v + "\n"
+	default:
+		return ""
+	}
 }
 
 // mustPing pings and fails the test on loss of every reply.

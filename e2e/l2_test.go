@@ -151,6 +151,13 @@ func TestE2EThreeHostMesh(t *testing.T) {
 			t.Errorf("broadcast listener %d received %d copies, want exactly 1 (all: %v)", i, n, counts)
 		}
 	}
+	if t.Failed() {
+		for _, d := range ds {
+			errs, _ := d.ctl("errors")
+			peers, _ := d.ctl("peers")
+			t.Logf("%s: ferry errors:\n%s\nferry peers:\n%s", d.host.Name, errs, peers)
+		}
+	}
 
 	// The mobile container speaks from m1: m2 learns it behind m1.
 	mustPing(t, cs[1], "10.42.0.99")

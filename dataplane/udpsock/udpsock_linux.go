@@ -117,9 +117,17 @@ type Conn struct {
 
 	rx    msgs
 	trunc []bool
+	// groSize[i] is datagram i's UDP_GRO segment size; nil until
+	// EnableGRO (offload_linux.go).
+	groSize []int
+	rxCtrl  []byte
 
 	tx    msgs
 	skips []Skip
+	// gtx is the segmented-send state (UDP_SEGMENT); empty until
+	// EnableGSO (offload_linux.go).
+	gtx    msgs
+	txCtrl []byte
 }
 
 // Listen opens an IPv4 UDP socket bound to opts.Addr. The error names the
@@ -236,6 +244,9 @@ func (c *Conn) ReadBatch(bufs [][]byte, sizes []int, from []netip.AddrPort, offs
 		m.hdrs[i].hdr.Namelen = unix.SizeofSockaddrInet4
 		m.hdrs[i].hdr.Flags = 0
 		m.hdrs[i].len = 0
+		if c.groSize != nil {
+			m.hdrs[i].hdr.SetControllen(groCmsgSpace) // UDP_GRO (offload_linux.go)
+		}
 	}
 	var r uintptr
 	for {
@@ -262,6 +273,9 @@ func (c *Conn) ReadBatch(bufs [][]byte, sizes []int, from []netip.AddrPort, offs
 		h := &m.hdrs[i]
 		sizes[i] = int(h.len)
 		c.trunc[i] = h.hdr.Flags&unix.MSG_TRUNC != 0
+		if c.groSize != nil {
+			c.groSize[i] = c.parseGRO(i) // UDP_GRO (offload_linux.go)
+		}
 		if from != nil {
 			sa := &m.names[i]
 			port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:])
@@ -329,7 +343,7 @@ func (c *Conn) WriteBatch(bufs [][]byte, to []netip.AddrPort, offset int) (n int
 			n++
 			continue
 		}
-		sent, err := c.sendRun(n, k)
+		sent, err := c.sendRun(&c.tx, n, k)
 		n += sent
 		if err != nil {
 			return n, err
@@ -338,11 +352,11 @@ func (c *Conn) WriteBatch(bufs [][]byte, to []netip.AddrPort, offset int) (n int
 	return n, nil
 }
 
-// sendRun sends the k filled entries of c.tx, whose first is bufs[base],
-// looping over partial sends and skipping entries that fail on their own. It
-// returns how many entries were handled.
-func (c *Conn) sendRun(base, k int) (int, error) {
-	m := &c.tx
+// sendRun sends the k filled entries of m (c.tx, or c.gtx for segmented
+// sends), whose first is bufs[base], looping over partial sends and
+// skipping entries that fail on their own. It returns how many entries were
+// handled.
+func (c *Conn) sendRun(m *msgs, base, k int) (int, error) {
 	s := 0
 	retried := -1 // the entry already retried after ECONNREFUSED
 	for s < k {

@@ -1,0 +1,407 @@
+package dataplane
+
+import (
+	"net/netip"
+
+	"github.com/ferry-overlay/ferry/encap"
+	"github.com/ferry-overlay/ferry/header"
+	"github.com/ferry-overlay/ferry/offload"
+)
+
+// Offloads in the pipeline (node.offload), in the order a packet meets them:
+//
+//	port rx (TAP with IFF_VNET_HDR) ──► a frame or a TCP/UDP superpacket of up
+//	    to 64 KiB, its virtio-net header in Packet.vnet (a bad header is a
+//	    port-rx drop named after its offload.Status)
+//	bridge ──► port-tx: written with its virtio-net header as it is; the
+//	    kernel finishes the checksum or segments it if the container needs it
+//	       ──► vxlan-encap: a partial checksum is completed in place; a
+//	    superpacket skips the MTU check and gets one VXLAN header
+//	       ──► gso-segment: cut at the network MTU into equal-size frames with
+//	    full checksums, each behind a copy of the VXLAN header, back to back in
+//	    the worker's scratch ──► tunnel-tx: one UDP_SEGMENT send per
+//	    superpacket (SegmentWriter), so peers — ferry or the kernel's VXLAN —
+//	    see ordinary MTU-sized datagrams
+//	tunnel rx (UDP_GRO) ──► each buffer split into its datagrams by the
+//	    segment size the kernel reported ──► vxlan-decap ──► bridge
+//	    ──► gro-coalesce: consecutive TCP segments of a flow bound for one port
+//	    merged into a superpacket with a virtio-net header ──► port-tx
+//
+// A superpacket replicated to several peers (flood) is segmented once and
+// sent to each. Coalescing only touches packets from peers that go to a
+// single port, so a flooded frame is never changed under another output.
+
+// SegmentWriter is implemented by a TunnelIO that can send many datagrams
+// of one size to one destination at once (UDP_SEGMENT).
+type SegmentWriter interface {
+	// WriteSegmented sends buf, datagrams of segSize bytes laid out back
+	// to back (the last may be shorter), to dst from source port index
+	// src. It returns how many datagrams were sent; when fewer than all,
+	// err says why the rest were not (ErrTxFull, or another error: they
+	// were refused). buf is not retained.
+	WriteSegmented(src int, buf []byte, segSize int, dst netip.Addr) (int, error)
+}
+
+// vnetPort is implemented by a PortIO whose writes carry Packet.vnet (a
+// TAP with IFF_VNET_HDR), and which may therefore be given superpackets.
+type vnetPort interface {
+	writesVnet()
+}
+
+const (
+	// gsoScratch is the size of a worker's segmentation scratch: the
+	// datagrams of one superpacket. At a 1450-byte MTU it holds about 178
+	// segments, four times what a 64 KiB superpacket needs.
+	gsoScratch = 256 << 10
+	// maxGSOSegments bounds the segments of one superpacket.
+	maxGSOSegments = 256
+	// defaultSegmentMTU is the MTU superpackets are cut at when the
+	// network has none configured (a 1500-byte underlay minus VXLAN).
+	defaultSegmentMTU = 1450
+)
+
+// offloadState is a worker's offload scratch; all of it is allocated by
+// EnableOffload, so the fast path allocates nothing.
+type offloadState struct {
+	on bool
+
+	// Segmentation: scratch for the datagrams of one superpacket, the
+	// per-segment windows given to offload.Segment, and the last
+	// superpacket segmented (reused when it is replicated to more peers),
+	// valid until endBatch.
+	buf      []byte
+	out      [][]byte
+	sizes    []int
+	last     *Packet
+	lastLen  int
+	lastSeg  int
+	lastNSeg int
+
+	// Receive: the batch of UDP_GRO buffers read at once.
+	gro Batch
+
+	// Coalescing: the coalescer and its per-batch arguments, and the list
+	// of packets left to write.
+	coal  *offload.Coalescer
+	bufs  [][]byte
+	hdrs  []offload.VirtioNetHdr
+	wrOut []*Packet
+}
+
+// EnableOffload turns on the offload path for this worker: superpackets
+// from ports are segmented for peers, tunnel reads may be UDP_GRO buffers,
+// and TCP segments from peers are coalesced before port-tx. Call it before
+// the worker runs; ports given superpackets should implement writesVnet
+// (TAPVnetQueue), and the tunnel SegmentWriter.
+func (w *Worker) EnableOffload() {
+	o := &w.off
+	o.on = true
+	o.buf = make([]byte, gsoScratch)
+	o.out = make([][]byte, maxGSOSegments)
+	o.sizes = make([]int, maxGSOSegments)
+	o.coal = offload.NewCoalescer(header.EthernetLen, MaxBatch)
+	o.bufs = make([][]byte, MaxBatch)
+	o.hdrs = make([]offload.VirtioNetHdr, MaxBatch)
+	o.wrOut = make([]*Packet, 0, MaxBatch)
+}
+
+// reasonOf maps an offload status to its drop reason.
+func reasonOf(st offload.Status) Reason {
+	switch st {
+	case offload.StatusVnetShort:
+		return ReasonVnetShort
+	case offload.StatusVnetBadFlags:
+		return ReasonVnetBadFlags
+	case offload.StatusVnetBadGSOType:
+		return ReasonVnetBadGSOType
+	case offload.StatusVnetBadGSOSize:
+		return ReasonVnetBadGSOSize
+	case offload.StatusVnetBadHdrLen:
+		return ReasonVnetBadHdrLen
+	case offload.StatusVnetBadCsumStart:
+		return ReasonVnetBadCsumStart
+	case offload.StatusVnetBadCsumOffset:
+		return ReasonVnetBadCsumOffset
+	case offload.StatusBadLength:
+		return ReasonSuperpacketBadLength
+	case offload.StatusBadIP:
+		return ReasonSuperpacketBadIP
+	case offload.StatusBadL4:
+		return ReasonSuperpacketBadL4
+	case offload.StatusMTUTooSmall:
+		return ReasonSegmentMTUTooSmall
+	case offload.StatusTooManySegments:
+		return ReasonSegmentTooMany
+	case offload.StatusBufferTooSmall:
+		return ReasonSegmentBufferTooSmall
+	}
+	return ReasonNone
+}
+
+// offloadReason is the reason table entry of an offload status.
+func offloadReason(st offload.Status) struct{ name, help string } {
+	return struct{ name, help string }{st.String(), st.Help()}
+}
+
+// takeVnet consumes the virtio-net header at the start of a frame read
+// from a port with offloads: decoded into p.vnet, or, if it is nonsense, a
+// reason in p.rxDrop.
+func (p *Packet) takeVnet() {
+	if st := p.vnet.Decode(p.Bytes()); st != offload.StatusOK {
+		p.rxDrop = reasonOf(st)
+		return
+	}
+	p.Advance(offload.VirtioNetHdrLen)
+	if p.vnet.GSOType != offload.GSONone && p.vnet.GSOSize == 0 {
+		p.rxDrop = ReasonVnetBadGSOSize
+	}
+}
+
+// isGSO reports whether p is a superpacket that must be segmented before
+// it goes on a wire.
+func (p *Packet) isGSO() bool { return p.vnet.GSOType != offload.GSONone }
+
+// finishChecksum completes, in place, the partial checksum of a frame that
+// is not a superpacket and is bound for a peer (a wire wants the real
+// checksum), and returns the drop reason if the header's offsets are bad.
+// Port-tx has already written the frame as it was.
+func finishChecksum(p *Packet) Reason {
+	if p.isGSO() || p.vnet.Flags&offload.FlagNeedsCsum == 0 {
+		return ReasonNone
+	}
+	if st := offload.FinishChecksum(p.Bytes(), p.vnet); st != offload.StatusOK {
+		return reasonOf(st)
+	}
+	p.vnet.Flags &^= offload.FlagNeedsCsum
+	return ReasonNone
+}
+
+// endBatch forgets the segmented superpacket at the end of tunnel-tx: the
+// packet goes back to its pool with the batch.
+func (o *offloadState) endBatch() { o.last = nil }
+
+// sendSuper is gso-segment and tunnel-tx for superpacket p (its VXLAN
+// header already prepended) to the peer with id peer at dst: it cuts the
+// inner frame at the network's MTU into o.buf as [VXLAN header + segment]
+// datagrams of equal size (but the last) and sends them with one
+// SegmentWriter call, or drops p with a counted reason.
+func (w *Worker) sendSuper(p *Packet, dst netip.Addr, peer uint16, spread int) {
+	o := &w.off
+	if o.last != p {
+		w.mark(StageTunnelTx, 0)
+		mtu := defaultSegmentMTU
+		if n := w.tbl.nets[p.Network]; n.mtu > 0 {
+			mtu = n.mtu
+		}
+		total, seg, nseg, st := o.segment(p.Bytes(), p.vnet, mtu)
+		w.mark(StageGSOSegment, nseg)
+		if st != offload.StatusOK {
+			r := reasonOf(st)
+			w.c.drop(StageGSOSegment, r, 1)
+			w.c.peers[peer].drops.Add(1)
+			if w.obs != nil {
+				w.observeDrop(p, StageGSOSegment, r, 0, dst)
+			}
+			return
+		}
+		o.last, o.lastLen, o.lastSeg, o.lastNSeg = p, total, seg, nseg
+	}
+	sw, ok := w.tunnel.(SegmentWriter)
+	if !ok {
+		w.dropTx(StageTunnelTx, errNoQueue, o.lastNSeg)
+		w.c.peers[peer].drops.Add(uint64(o.lastNSeg))
+		return
+	}
+	sent, err := sw.WriteSegmented(bucket(p.Hash, spread), o.buf[:o.lastLen], o.lastSeg, dst)
+	pc := &w.c.peers[peer]
+	if sent > 0 {
+		pc.tx.packets.Add(uint64(sent))
+		pc.tx.bytes.Add(uint64(min(sent*o.lastSeg, o.lastLen)))
+	}
+	if lost := o.lastNSeg - sent; lost > 0 {
+		if err == nil {
+			err = errRefused
+		}
+		w.dropTx(StageTunnelTx, err, lost)
+		pc.drops.Add(uint64(lost))
+	}
+	w.mark(StageTunnelTx, sent)
+}
+
+// segment cuts the VXLAN datagram d (VXLAN header, then a superpacket
+// frame that hdr describes) at mtu into o.buf: datagram i is the VXLAN
+// header and segment i, at i*seg. It returns the bytes used, the datagram
+// size of every segment but the last (seg), and the number of segments.
+func (o *offloadState) segment(d []byte, hdr offload.VirtioNetHdr, mtu int) (total, seg, nseg int, st offload.Status) {
+	const vx = encap.VXLANHeaderLen
+	if len(d) < vx {
+		return 0, 0, 0, offload.StatusBadLength
+	}
+	// Segment writes each segment in a slot big enough for any, then the
+	// slots are packed back to back if the segments came out smaller.
+	slot := vx + header.EthernetLen + mtu
+	slots := min(len(o.buf)/slot, len(o.out))
+	for i := range slots {
+		o.out[i] = o.buf[i*slot+vx : (i+1)*slot]
+	}
+	nseg, st = offload.Segment(d[vx:], header.EthernetLen, hdr, mtu, o.out[:slots], o.sizes[:slots])
+	clear(o.out[:slots])
+	if st != offload.StatusOK {
+		return 0, 0, 0, st
+	}
+	seg = vx + o.sizes[0]
+	if seg != slot {
+		for i := 1; i < nseg; i++ {
+			copy(o.buf[i*seg+vx:], o.buf[i*slot+vx:i*slot+vx+o.sizes[i]])
+		}
+	}
+	for i := range nseg {
+		copy(o.buf[i*seg:], d[:vx])
+	}
+	total = (nseg-1)*seg + vx + o.sizes[nseg-1]
+	return total, seg, nseg, offload.StatusOK
+}
+
+// pollTunnelGRO is PollTunnel with offloads: it reads a batch of buffers,
+// each one datagram or a UDP_GRO train of them, splits the trains into
+// packets and runs them through the pipeline in batches of up to MaxBatch.
+// It returns the number of datagrams.
+func (w *Worker) pollTunnelGRO() (int, error) {
+	g := &w.off.gro
+	w.t = w.eng.now()
+	if w.pool.GetBatch(g) == 0 {
+		return 0, nil
+	}
+	n, err := w.tunnel.ReadBatch(g.Slice())
+	for _, p := range g.Pkts[n:g.Len] {
+		p.pool.Put(p)
+	}
+	clear(g.Pkts[n:g.Len])
+	g.Len = n
+	if n == 0 {
+		return 0, err
+	}
+	t := w.eng.tables.Load()
+	w.tbl = t
+	b := &w.rx
+	total := 0
+	for _, gp := range g.Slice() {
+		total += w.splitGRO(t, gp)
+	}
+	g.Clear()
+	if b.Len > 0 {
+		w.runTunnelBatch(t)
+	}
+	return total, err
+}
+
+// splitGRO moves the datagrams of buffer gp into w.rx, running the batch
+// whenever it fills, and returns how many datagrams gp held. The first
+// datagram stays in gp's buffer when every datagram fits in the batch at
+// once (they are all copied out before the batch runs and coalescing
+// reuses that buffer); otherwise each is copied into a packet of its own.
+func (w *Worker) splitGRO(t *tables, gp *Packet) int {
+	b := &w.rx
+	seg, size := gp.groSize, gp.Len()
+	if seg == 0 || seg >= size || gp.truncated {
+		if b.Full() {
+			w.runTunnelBatch(t)
+		}
+		b.Push(gp)
+		return 1
+	}
+	m := (size + seg - 1) / seg
+	if seg < encap.VXLANHeaderLen+header.EthernetLen {
+		w.c.drop(StageTunnelRx, ReasonGROBadSize, m)
+		gp.pool.Put(gp)
+		return m
+	}
+	d := gp.Bytes()
+	first := 0
+	if m <= MaxBatch {
+		if b.Len+m > MaxBatch {
+			w.runTunnelBatch(t)
+		}
+		gp.SetLen(seg)
+		b.Push(gp)
+		first = 1
+	}
+	for i := first; i < m; i++ {
+		if b.Full() {
+			w.runTunnelBatch(t)
+		}
+		p := w.pool.Get()
+		if p == nil {
+			w.c.drop(StageTunnelRx, ReasonPoolEmpty, m-i)
+			break
+		}
+		p.SetBytes(d[i*seg : min((i+1)*seg, size)])
+		p.Peer = gp.Peer
+		b.Push(p)
+	}
+	if first == 0 {
+		gp.pool.Put(gp)
+	}
+	return m
+}
+
+// runTunnelBatch runs the datagrams in w.rx through the pipeline from
+// tunnel-rx on and frees them.
+func (w *Worker) runTunnelBatch(t *tables) {
+	b := &w.rx
+	w.mark(StageTunnelRx, b.Len)
+	w.obs = w.obsSrc.Load()
+	if w.obs != nil {
+		w.observeTunnelRx(b.Slice())
+	}
+	w.fromTunnel(t, b.Slice())
+	if w.obs != nil {
+		w.endObserve()
+	}
+	b.Free()
+}
+
+// coalesce is gro-coalesce for the frames bound for port id: when the port
+// takes superpackets and every frame came from a peer and goes to this
+// port alone, consecutive TCP segments of a flow are merged into
+// superpackets with their virtio-net header. It returns the packets to
+// write: pkts itself when nothing was merged, else the worker's list of
+// the survivors (the merged packets stay in the batch and are freed with
+// it).
+func (w *Worker) coalesce(id uint16, pkts []*Packet) []*Packet {
+	o := &w.off
+	if !o.on || len(pkts) < 2 || int(id) >= len(w.ports) {
+		return pkts
+	}
+	if _, ok := w.ports[id].(vnetPort); !ok {
+		return pkts
+	}
+	for _, p := range pkts {
+		if !p.From.IsPeer() || p.portRefs != 1 || p.vnet != (offload.VirtioNetHdr{}) {
+			return pkts
+		}
+	}
+	bufs, hdrs := o.bufs[:len(pkts)], o.hdrs[:len(pkts)]
+	for i, p := range pkts {
+		bufs[i] = p.buf[p.off:p.end] // capacity to the end of p's own buffer
+	}
+	left := o.coal.Coalesce(bufs, hdrs)
+	if left == len(pkts) {
+		clear(bufs)
+		w.mark(StageGROCoalesce, len(pkts))
+		return pkts
+	}
+	out := o.wrOut[:0]
+	for i, p := range pkts {
+		if len(bufs[i]) == 0 {
+			continue
+		}
+		p.SetLen(len(bufs[i]))
+		p.vnet = hdrs[i]
+		out = append(out, p)
+	}
+	clear(bufs)
+	o.wrOut = out
+	w.mark(StageGROCoalesce, len(pkts))
+	return out
+}

@@ -1,0 +1,152 @@
+package udpsock
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// UDP offloads: UDP_SEGMENT (GSO) sends many equal-size datagrams to one
+// destination with one message, and UDP_GRO receives many datagrams of one
+// flow in one buffer. The control-message buffers both need are allocated
+// once, by EnableGSO and EnableGRO, so the batched calls stay free of
+// allocation.
+
+// MaxGSOSegments is the most datagrams one segmented message may carry
+// (the kernel's UDP_MAX_SEGMENTS).
+const MaxGSOSegments = 64
+
+// MaxGSOBytes is the most payload one segmented message may carry: what
+// fits in one IPv4 packet's length field after the IPv4 and UDP headers.
+const MaxGSOBytes = 65535 - 20 - 8
+
+var (
+	groCmsgSpace = unix.CmsgSpace(4) // UDP_GRO: an int
+	gsoCmsgSpace = unix.CmsgSpace(2) // UDP_SEGMENT: a uint16
+)
+
+// EnableGRO turns on UDP_GRO: the kernel may then deliver several
+// datagrams of one flow, all of one size but the last (which may be
+// shorter), concatenated in one buffer, and GROSize reports that size.
+// Buffers given to ReadBatch should then hold 64 KiB after the offset. Call
+// it before the first ReadBatch; not concurrently with one.
+func (c *Conn) EnableGRO() error {
+	if err := unix.SetsockoptInt(c.fd, unix.SOL_UDP, unix.UDP_GRO, 1); err != nil {
+		return fmt.Errorf("udpsock: UDP_GRO on %s: %w", c.local, err)
+	}
+	c.rxCtrl = make([]byte, c.batch*groCmsgSpace)
+	for i := range c.rx.hdrs {
+		c.rx.hdrs[i].hdr.Control = &c.rxCtrl[i*groCmsgSpace]
+	}
+	c.groSize = make([]int, c.batch)
+	return nil
+}
+
+// GROSize returns the segment size of datagram i of the last ReadBatch when
+// the kernel coalesced several datagrams into it (UDP_GRO): every segment
+// but the last has exactly that size. It returns 0 for a plain datagram, or
+// when GRO is not enabled. Valid for i < n of that call, until the next
+// ReadBatch.
+func (c *Conn) GROSize(i int) int {
+	if c.groSize == nil {
+		return 0
+	}
+	return c.groSize[i]
+}
+
+// parseGRO returns the UDP_GRO segment size carried by the control message
+// of received entry i, or 0 when there is none.
+func (c *Conn) parseGRO(i int) int {
+	h := &c.rx.hdrs[i].hdr
+	ctl := c.rxCtrl[i*groCmsgSpace : i*groCmsgSpace+int(h.Controllen)]
+	for len(ctl) >= unix.SizeofCmsghdr {
+		cm := (*unix.Cmsghdr)(unsafe.Pointer(&ctl[0]))
+		l := int(cm.Len)
+		if l < unix.SizeofCmsghdr || l > len(ctl) {
+			return 0
+		}
+		if cm.Level == unix.SOL_UDP && cm.Type == unix.UDP_GRO && l >= unix.CmsgLen(4) {
+			return int(binary.NativeEndian.Uint32(ctl[unix.CmsgLen(0):]))
+		}
+		ctl = ctl[min(unix.CmsgSpace(l-unix.CmsgLen(0)), len(ctl)):]
+	}
+	return 0
+}
+
+// EnableGSO checks that the kernel supports UDP_SEGMENT on this socket and
+// prepares the state WriteSegmented needs. It returns an error naming the
+// socket when segmentation is not available; WriteBatch still works then.
+func (c *Conn) EnableGSO() error {
+	if _, err := unix.GetsockoptInt(c.fd, unix.SOL_UDP, unix.UDP_SEGMENT); err != nil {
+		return fmt.Errorf("udpsock: UDP_SEGMENT on %s: %w", c.local, err)
+	}
+	c.gtx = newMsgs(c.batch)
+	c.txCtrl = make([]byte, c.batch*gsoCmsgSpace)
+	for i := range c.gtx.hdrs {
+		b := c.txCtrl[i*gsoCmsgSpace:]
+		cm := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+		cm.Level, cm.Type = unix.SOL_UDP, unix.UDP_SEGMENT
+		cm.SetLen(unix.CmsgLen(2))
+		c.gtx.hdrs[i].hdr.Control = &b[0]
+		c.gtx.hdrs[i].hdr.SetControllen(gsoCmsgSpace)
+	}
+	return nil
+}
+
+// WriteSegmented sends bufs[i] to to[i] as datagrams of segSize[i] bytes
+// each (the last may be shorter), one UDP_SEGMENT message per buffer, with
+// as few sendmmsg(2) calls as the kernel allows. A buffer no longer than
+// its segment size is sent as one plain datagram. Each buffer must hold at
+// most MaxGSOSegments segments and MaxGSOBytes bytes. EnableGSO must have
+// succeeded.
+//
+// Results are as for WriteBatch, counted in buffers (messages): n buffers
+// were handled, Skipped lists those refused on their own, and ErrTxFull
+// means bufs[n:] were not sent. It allocates nothing, unless more than
+// Batch messages of one call are skipped.
+func (c *Conn) WriteSegmented(bufs [][]byte, segSize []int, to []netip.AddrPort) (n int, err error) {
+	c.skips = c.skips[:0]
+	m := &c.gtx
+	defer clearIovs(m.iovs)
+	for n < len(bufs) {
+		k := 0
+		for k < c.batch && n+k < len(bufs) {
+			dst := to[n+k]
+			a := dst.Addr()
+			if !a.Is4() && !a.Is4In6() {
+				break
+			}
+			b := bufs[n+k]
+			if len(b) > 0 {
+				m.iovs[k].Base = &b[0]
+			} else {
+				m.iovs[k].Base = nil
+			}
+			m.iovs[k].SetLen(len(b))
+			seg := segSize[n+k]
+			if seg >= len(b) {
+				seg = 0 // one datagram: no segmentation
+			}
+			ctl := c.txCtrl[k*gsoCmsgSpace:]
+			binary.NativeEndian.PutUint16(ctl[unix.CmsgLen(0):], uint16(seg))
+			sa := &m.names[k]
+			sa.Addr = a.As4()
+			binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], dst.Port())
+			k++
+		}
+		if k == 0 {
+			c.skips = append(c.skips, Skip{Index: n, Err: ErrNotIPv4})
+			n++
+			continue
+		}
+		sent, err := c.sendRun(m, n, k)
+		n += sent
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
