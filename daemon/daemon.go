@@ -181,6 +181,9 @@ func buildSpecs(cfg *config.Config, underlayMTU int) ([]dataplane.NetworkSpec, [
 			Ageing: nw.MACAgeing,
 			FDBMax: nw.FDBMax,
 			Peers:  nw.PeerAddrs(),
+			// The network's router (dataplane/router.go).
+			Gateway: nw.Gateway,
+			Subnet:  nw.Subnet,
 		}
 		for _, p := range nw.Ports {
 			s.Ports = append(s.Ports, p.Name)

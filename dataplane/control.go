@@ -105,6 +105,8 @@ func (t *tables) clone() *tables {
 		ports: make([]*port, len(t.ports)),
 		peers: make([]*peer, len(t.peers)),
 		byVNI: make(map[uint32]*network, len(t.byVNI)),
+		// routes index networks by id, which clone keeps.
+		routes: t.routes,
 	}
 	for i, n := range t.nets {
 		nn := *n

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ferry-overlay/ferry/router"
 	bridge "github.com/ferry-overlay/ferry/switch"
 )
 
@@ -21,6 +22,11 @@ type NetworkSpec struct {
 	Ports  []string     // names of the local ports, in order
 	Peers  []netip.Addr // underlay addresses of the remote VTEPs
 	Static []StaticEntry
+	// Gateway and Subnet give the network a router (dataplane/router.go):
+	// ferry answers ARP and ping for Gateway and routes frames sent to
+	// its MAC. Zero Gateway: no router.
+	Gateway netip.Addr
+	Subnet  netip.Prefix
 }
 
 // StaticEntry is an FDB entry that never ages: a MAC pinned to a local port
@@ -63,6 +69,8 @@ type tables struct {
 	ports []*port // by global port id
 	peers []*peer // by global peer id
 	byVNI map[uint32]*network
+	// routes maps destinations to networks with a gateway (router.go).
+	routes *router.Routes
 }
 
 type network struct {
@@ -74,6 +82,7 @@ type network struct {
 	ports   []uint16 // global ids of local ports
 	peers   []uint16 // global ids of peers
 	peerIdx map[netip.Addr]uint16
+	gw      *gateway // nil: the network has no router (router.go)
 }
 
 type port struct {
@@ -103,6 +112,7 @@ func NewEngine(specs []NetworkSpec, workers int) (*Engine, error) {
 		e.counters = append(e.counters, new(Counters))
 	}
 	t := &tables{byVNI: make(map[uint32]*network)}
+	var err error
 	for i, s := range specs {
 		fdb, err := bridge.New(bridge.Options{Ageing: s.Ageing, Max: s.FDBMax})
 		if err != nil {
@@ -121,6 +131,9 @@ func NewEngine(specs []NetworkSpec, workers int) (*Engine, error) {
 		}
 		t.byVNI[s.VNI] = n
 		t.nets = append(t.nets, n)
+		if n.gw, err = newGateway(s); err != nil { // router.go
+			return nil, fmt.Errorf("engine: network %q: %w", s.Name, err)
+		}
 		for _, name := range s.Ports {
 			if len(t.ports) == MaxPorts {
 				return nil, fmt.Errorf("engine: network %q: more than %d ports", s.Name, MaxPorts)
@@ -150,6 +163,9 @@ func NewEngine(specs []NetworkSpec, workers int) (*Engine, error) {
 				return nil, fmt.Errorf("engine: network %q: %w", s.Name, err)
 			}
 		}
+	}
+	if t.routes, err = buildRoutes(t.nets); err != nil { // router.go
+		return nil, fmt.Errorf("engine: %w", err)
 	}
 	e.tables.Store(t)
 	return e, nil

@@ -19,6 +19,10 @@ const (
 	StageTunnelTx
 	StageTunnelRx
 	StageVXLANDecap
+	// Router stages (dataplane/router.go).
+	StageGateway
+	StageRouter
+	StageNeighbour
 	NumStages
 )
 
@@ -32,6 +36,10 @@ var stageNames = [NumStages]string{
 	StageTunnelTx:      "tunnel-tx",
 	StageTunnelRx:      "tunnel-rx",
 	StageVXLANDecap:    "vxlan-decap",
+	// Router stages (dataplane/router.go).
+	StageGateway:   "gateway",
+	StageRouter:    "router",
+	StageNeighbour: "neighbour",
 }
 
 // String returns the stage's name as shown by `ferry runtime` and in the
@@ -66,6 +74,17 @@ const (
 	ReasonPortDown
 	ReasonNoHeadroom
 	ReasonPoolEmpty
+	// Router reasons (dataplane/router.go).
+	ReasonIPMalformed
+	ReasonIPBadChecksum
+	ReasonTTLExpired
+	ReasonMartianSource
+	ReasonMartianDestination
+	ReasonFragNeeded
+	ReasonNoRoute
+	ReasonNeighbourUnresolved
+	ReasonGatewayConsumed
+	ReasonGatewayUnhandled
 	NumReasons
 )
 
@@ -87,6 +106,17 @@ var reasonInfo = [NumReasons]struct{ name, help string }{
 	ReasonPortDown:        {"port-down", "the port's link is down (its container unplugged it)"},
 	ReasonNoHeadroom:      {"no-headroom", "no room in front of the packet for the outer header"},
 	ReasonPoolEmpty:       {"pool-empty", "no free packet buffer"},
+	// Router reasons (dataplane/router.go).
+	ReasonIPMalformed:         {"ip-malformed", "IPv4 packet to the gateway with a bad header or lengths"},
+	ReasonIPBadChecksum:       {"ip-bad-checksum", "IPv4 header checksum does not verify (RFC 1812 5.2.2)"},
+	ReasonTTLExpired:          {"ttl-expired", "TTL 0 or 1 at the gateway; ICMP time exceeded sent back"},
+	ReasonMartianSource:       {"martian-source", "source address may not be routed (0/8, 127/8, 169.254/16, multicast, 240/4)"},
+	ReasonMartianDestination:  {"martian-destination", "destination address may not be routed (0/8, 127/8, 169.254/16, multicast, 240/4)"},
+	ReasonFragNeeded:          {"frag-needed", "DF packet larger than the egress MTU; ICMP fragmentation needed sent back"},
+	ReasonNoRoute:             {"no-route", "no local network or uplink for the destination; ICMP net unreachable sent back"},
+	ReasonNeighbourUnresolved: {"neighbour-unresolved", "destination MAC not known yet; ARP request sent"},
+	ReasonGatewayConsumed:     {"gateway-consumed", "ARP frame for the gateway, consumed after learning its sender"},
+	ReasonGatewayUnhandled:    {"gateway-unhandled", "packet to a gateway address that is not an echo request"},
 }
 
 // String returns the reason's kebab-case name, as shown by `ferry errors`

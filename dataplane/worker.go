@@ -119,12 +119,13 @@ type Worker struct {
 	grpPkts  []*Packet
 	grpDst   []netip.Addr
 	grpPeer  []uint16
+	rt       routerScratch // router stages (router.go)
 }
 
 // NewWorker returns worker id (0 <= id < eng.Workers()) with its own pool of
 // poolSize packets of frameRoom bytes (0: DefaultFrameRoom).
 func (e *Engine) NewWorker(id, poolSize, frameRoom int) *Worker {
-	return &Worker{
+	w := &Worker{
 		id:        id,
 		eng:       e,
 		c:         e.counters[id],
@@ -140,6 +141,8 @@ func (e *Engine) NewWorker(id, poolSize, frameRoom int) *Worker {
 		grpDst:    make([]netip.Addr, 0, 4*MaxBatch),
 		grpPeer:   make([]uint16, 0, 4*MaxBatch),
 	}
+	w.rt.init() // router stages (router.go)
+	return w
 }
 
 // SetPort attaches this worker's queue of the port with the given global id.
@@ -387,8 +390,12 @@ func (w *Worker) forward(t *tables, n *network, k int) {
 	if w.tracing {
 		w.traceBridge(t, k)
 	}
+	gw := n.gw // router.go: frames for the gateway leave the bridge here
 	for i := range k {
 		p := w.keep[i]
+		if gw != nil && w.toGateway(t, gw, i) {
+			continue
+		}
 		if w.dsts[i][0]&1 != 0 || !w.out[i].IsValid() {
 			w.flood = append(w.flood, p)
 			continue
@@ -433,9 +440,18 @@ func (w *Worker) forward(t *tables, n *network, k int) {
 		clear(w.flood)
 		w.flood = w.flood[:0]
 	}
+	if gw != nil && len(w.rt.gwIn)+len(w.rt.binds) > 0 { // router.go
+		w.gatewayStage(t, n)
+	}
 	w.flushPorts()
 	w.encapsulate(n)
 	w.flushTunnel()
+	if len(w.rt.routed) > 0 { // router.go
+		w.neighbourStage(t)
+	}
+	if len(w.rt.gen) > 0 {
+		w.freeGenerated()
+	}
 }
 
 func (w *Worker) toPort(id uint16, p *Packet) {
