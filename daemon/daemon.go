@@ -133,6 +133,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 	if err := n.openTunnels(cfg, ws); err != nil {
 		return err
 	}
+	if err := n.createUplinks(cfg, eng, ws, workers); err != nil { // uplink.go
+		return err
+	}
 
 	for i, w := range ws {
 		r, err := dataplane.NewRunner(w)

@@ -106,7 +106,8 @@ func (t *tables) clone() *tables {
 		peers: make([]*peer, len(t.peers)),
 		byVNI: make(map[uint32]*network, len(t.byVNI)),
 		// routes index networks by id, which clone keeps.
-		routes: t.routes,
+		routes:  t.routes,
+		uplinks: t.uplinks,
 	}
 	for i, n := range t.nets {
 		nn := *n

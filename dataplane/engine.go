@@ -70,7 +70,8 @@ type tables struct {
 	peers []*peer // by global peer id
 	byVNI map[uint32]*network
 	// routes maps destinations to networks with a gateway (router.go).
-	routes *router.Routes
+	routes  *router.Routes
+	uplinks []*uplink // by id (nat.go)
 }
 
 type network struct {
@@ -83,6 +84,7 @@ type network struct {
 	peers   []uint16 // global ids of peers
 	peerIdx map[netip.Addr]uint16
 	gw      *gateway // nil: the network has no router (router.go)
+	uplink  *uplink  // masquerade target, nil if none (nat.go)
 }
 
 type port struct {

@@ -201,7 +201,7 @@ func (w *Worker) routeIPv4(t *tables, n *network, p *Packet) {
 			w.forwardFailed(t, n, p, st)
 			return
 		}
-		w.icmpError(t, n, p, ReasonNoRoute, router.NetUnreachable)
+		w.toUplink(t, n, p) // nat.go
 		return
 	}
 	m := t.nets[hop.Index]
@@ -247,18 +247,11 @@ func (w *Worker) answerEcho(t *tables, gw *gateway, ip netip.Addr, p *Packet) {
 // forwardFailed drops a packet router.Forward refused, and sends time
 // exceeded for an expired TTL.
 func (w *Worker) forwardFailed(t *tables, n *network, p *Packet, st router.Status) {
-	switch st {
-	case router.TTLExpired:
+	if st == router.TTLExpired {
 		w.icmpError(t, n, p, ReasonTTLExpired, router.TimeExceeded)
-	case router.BadChecksum:
-		w.dropPkt(p, StageRouter, ReasonIPBadChecksum)
-	case router.MartianSource:
-		w.dropPkt(p, StageRouter, ReasonMartianSource)
-	case router.MartianDestination:
-		w.dropPkt(p, StageRouter, ReasonMartianDestination)
-	default:
-		w.dropPkt(p, StageRouter, ReasonIPMalformed)
+		return
 	}
+	w.dropPkt(p, StageRouter, forwardReason(st))
 }
 
 // icmpError drops p under reason r and sends the sender the ICMP error

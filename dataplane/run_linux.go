@@ -19,6 +19,7 @@ type Poller interface {
 const (
 	tagStop   = 0xFFFF_FFFF
 	tagTunnel = 0xFFFF_FFFE
+	tagUplink = 0xFFFE_0000 // | uplink id
 )
 
 // Runner drives a Worker from its own OS thread: one epoll set holds the
@@ -68,6 +69,14 @@ func NewRunner(w *Worker) (*Runner, error) {
 			return nil, fmt.Errorf("worker %d: epoll add port %d: %w", w.id, id, err)
 		}
 	}
+	for id, io := range w.nt.ios { // uplinks (nat.go)
+		if p, ok := io.(Poller); ok {
+			if err := add(p.Fd(), tagUplink|uint32(id)); err != nil {
+				r.close()
+				return nil, fmt.Errorf("worker %d: epoll add uplink %d: %w", w.id, id, err)
+			}
+		}
+	}
 	if w.tunnel != nil {
 		p, ok := w.tunnel.(Poller)
 		if !ok {
@@ -106,6 +115,11 @@ func (r *Runner) Run() error {
 				_, err = r.w.PollTunnel()
 				fd = r.w.tunnel.(Poller).Fd()
 			default:
+				if tag&^0xFFFF == tagUplink { // uplinks (nat.go)
+					_, err = r.w.PollUplink(uint16(tag))
+					fd = r.w.nt.ios[uint16(tag)].(Poller).Fd()
+					break
+				}
 				_, err = r.w.PollPort(uint16(tag))
 				fd = r.w.ports[tag].(Poller).Fd()
 			}

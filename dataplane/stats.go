@@ -23,6 +23,10 @@ const (
 	StageGateway
 	StageRouter
 	StageNeighbour
+	// Uplink and NAT stages (dataplane/nat.go).
+	StageNAT
+	StageUplinkRx
+	StageUplinkTx
 	NumStages
 )
 
@@ -40,6 +44,10 @@ var stageNames = [NumStages]string{
 	StageGateway:   "gateway",
 	StageRouter:    "router",
 	StageNeighbour: "neighbour",
+	// Uplink and NAT stages (dataplane/nat.go).
+	StageNAT:      "nat",
+	StageUplinkRx: "uplink-rx",
+	StageUplinkTx: "uplink-tx",
 }
 
 // String returns the stage's name as shown by `ferry runtime` and in the
@@ -85,6 +93,17 @@ const (
 	ReasonNeighbourUnresolved
 	ReasonGatewayConsumed
 	ReasonGatewayUnhandled
+	// NAT reasons (dataplane/nat.go), one per nat.Verdict drop.
+	ReasonNATNoMatch
+	ReasonNATMalformed
+	ReasonNATFragment
+	ReasonNATUnsupported
+	ReasonNATInvalid
+	ReasonNATBadICMPError
+	ReasonNATNoFlow
+	ReasonNATPortExhausted
+	ReasonNATConflict
+	ReasonNATTableFull
 	NumReasons
 )
 
@@ -117,6 +136,17 @@ var reasonInfo = [NumReasons]struct{ name, help string }{
 	ReasonNeighbourUnresolved: {"neighbour-unresolved", "destination MAC not known yet; ARP request sent"},
 	ReasonGatewayConsumed:     {"gateway-consumed", "ARP frame for the gateway, consumed after learning its sender"},
 	ReasonGatewayUnhandled:    {"gateway-unhandled", "packet to a gateway address that is not an echo request"},
+	// NAT reasons (dataplane/nat.go), one per nat.Verdict drop.
+	ReasonNATNoMatch:       {"nat-no-match", "packet to the nat_address that is neither a tracked flow nor a published port"},
+	ReasonNATMalformed:     {"nat-malformed", "IPv4 or TCP/UDP/ICMP header cut off or inconsistent"},
+	ReasonNATFragment:      {"nat-fragment", "IPv4 fragment; NAT does not reassemble"},
+	ReasonNATUnsupported:   {"nat-unsupported", "protocol or ICMP type NAT cannot translate"},
+	ReasonNATInvalid:       {"nat-invalid", "packet that cannot start a connection, or from the wrong side of one"},
+	ReasonNATBadICMPError:  {"nat-bad-icmp-error", "ICMP error quoting a cut-off or untranslatable packet"},
+	ReasonNATNoFlow:        {"nat-no-flow", "outbound ICMP error about no tracked connection"},
+	ReasonNATPortExhausted: {"nat-port-exhausted", "no free masquerade port on the nat_address"},
+	ReasonNATConflict:      {"nat-tuple-conflict", "published port would reuse the reply tuple of another connection"},
+	ReasonNATTableFull:     {"nat-table-full", "conntrack table full and nothing to evict"},
 }
 
 // String returns the reason's kebab-case name, as shown by `ferry errors`

@@ -120,6 +120,7 @@ type Worker struct {
 	grpDst   []netip.Addr
 	grpPeer  []uint16
 	rt       routerScratch // router stages (router.go)
+	nt       natScratch    // uplink and NAT stages (nat.go)
 }
 
 // NewWorker returns worker id (0 <= id < eng.Workers()) with its own pool of
@@ -142,6 +143,7 @@ func (e *Engine) NewWorker(id, poolSize, frameRoom int) *Worker {
 		grpPeer:   make([]uint16, 0, 4*MaxBatch),
 	}
 	w.rt.init() // router stages (router.go)
+	w.nt.init() // uplink and NAT stages (nat.go)
 	return w
 }
 
@@ -446,6 +448,9 @@ func (w *Worker) forward(t *tables, n *network, k int) {
 	w.flushPorts()
 	w.encapsulate(n)
 	w.flushTunnel()
+	if len(w.nt.out) > 0 { // nat.go
+		w.natOutStage(t)
+	}
 	if len(w.rt.routed) > 0 { // router.go
 		w.neighbourStage(t)
 	}
