@@ -228,4 +228,3 @@ func rawPing(ns *nstest.NS, dst netip.Addr, id, seq0 uint16, count int) ([]uint1
 	}
 	return seqs, nil
 }
-
