@@ -228,3 +228,102 @@ func rawPing(ns *nstest.NS, dst netip.Addr, id, seq0 uint16, count int) ([]uint1
 	}
 	return seqs, nil
 }
+
+// serveUDPEcho runs a UDP server in ns on addr that answers every datagram
+// with "PAYLOAD from CLIENT-ADDRESS".
+func serveUDPEcho(t *testing.T, ns *nstest.NS, addr string) {
+	t.Helper()
+	var pc net.PacketConn
+	if err := ns.Do(func() error {
+		var err error
+		pc, err = net.ListenPacket("udp", addr)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			host, _, _ := net.SplitHostPort(from.String())
+			pc.WriteTo([]byte(string(buf[:n])+" from "+host), from)
+		}
+	}()
+}
+
+// udpAsk sends msg from ns to addr and returns the first answer, retrying
+// a few times (the first datagram may be lost to neighbour resolution).
+func udpAsk(ns *nstest.NS, addr, msg string) (string, error) {
+	var c net.Conn
+	if err := ns.Do(func() error {
+		var err error
+		c, err = net.Dial("udp", addr)
+		return err
+	}); err != nil {
+		return "", err
+	}
+	defer c.Close()
+	buf := make([]byte, 2048)
+	var err error
+	for range 5 {
+		if _, err = c.Write([]byte(msg)); err != nil {
+			return "", err
+		}
+		c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		var n int
+		if n, err = c.Read(buf); err == nil {
+			return string(buf[:n]), nil
+		}
+	}
+	return "", err
+}
+
+// TestE2EPublish: a client in the outside namespace reaches a container's
+// HTTP server and a UDP request/response service through ports published
+// on the nat_address, and the container sees the client's real address; a
+// container reaches its own network's published port through the
+// nat_address (hairpin).
+func TestE2EPublish(t *testing.T) {
+	tp := newNATTopology(t, "192.168.84.0/24", `    publish:
+      - {proto: tcp, port: 8080, to: 10.42.0.2:80}
+      - {proto: udp, port: 5353, to: 10.42.0.3:53}
+`)
+	serveHTTP(t, tp.c1, "10.42.0.2:80")
+	serveUDPEcho(t, tp.c2, "10.42.0.3:53")
+	mustPing(t, tp.c1, "10.42.0.1")
+	mustPing(t, tp.c2, "10.42.0.1")
+
+	for _, tc := range []struct {
+		name     string
+		from     *nstest.NS
+		wantPeer string
+	}{
+		{"outside client", tp.out, "198.18.0.2"},
+		{"hairpin from the same network", tp.c2, natAddr},
+	} {
+		t.Run(tc.name+" tcp", func(t *testing.T) {
+			resp, err := nsClient(tc.from).Get("http://" + natAddr + ":8080/")
+			if err != nil {
+				t.Fatalf("GET through the published port: %v\n%s", err, tp.f.logs())
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 || string(body) != tc.wantPeer {
+				t.Errorf("got %d %q, want 200 and the server seeing %s", resp.StatusCode, body, tc.wantPeer)
+			}
+		})
+	}
+	t.Run("outside client udp", func(t *testing.T) {
+		got, err := udpAsk(tp.out, natAddr+":5353", "query")
+		if err != nil {
+			t.Fatalf("UDP through the published port: %v", err)
+		}
+		if want := "query from 198.18.0.2"; got != want {
+			t.Errorf("answer %q, want %q", got, want)
+		}
+	})
+}
