@@ -354,3 +354,163 @@ func forwardReason(st router.Status) Reason {
 	}
 	return ReasonIPMalformed
 }
+
+// PublishInfo is one published port, as the control API lists it.
+type PublishInfo struct {
+	Uplink string         `json:"uplink"`
+	Proto  string         `json:"proto"`
+	Port   uint16         `json:"port"`
+	To     netip.AddrPort `json:"to"`
+}
+
+// ConnInfo is one tracked connection of an uplink, as the control API
+// lists it (see nat.Conn).
+type ConnInfo struct {
+	Uplink      string `json:"uplink"`
+	Orig        string `json:"orig"`
+	Reply       string `json:"reply"`
+	State       string `json:"state"`
+	SeenReply   bool   `json:"seen_reply"`
+	Assured     bool   `json:"assured"`
+	SecondsLeft int64  `json:"seconds_left"`
+	// Text is the conntrack -L style line.
+	Text string `json:"text"`
+}
+
+// uplinkNamed returns the uplink called name; "" names the only uplink.
+func (t *tables) uplinkNamed(name string) (*uplink, error) {
+	if name == "" {
+		if len(t.uplinks) == 1 {
+			return t.uplinks[0], nil
+		}
+		return nil, fmt.Errorf("%d uplinks: name one", len(t.uplinks))
+	}
+	for _, u := range t.uplinks {
+		if u.name == name {
+			return u, nil
+		}
+	}
+	return nil, fmt.Errorf("no uplink %q", name)
+}
+
+func protoOf(s string) (header.IPProto, error) {
+	switch s {
+	case "tcp":
+		return header.ProtoTCP, nil
+	case "udp":
+		return header.ProtoUDP, nil
+	}
+	return 0, fmt.Errorf("protocol %q: want tcp or udp", s)
+}
+
+func protoString(p header.IPProto) string {
+	if p == header.ProtoUDP {
+		return "udp"
+	}
+	return "tcp"
+}
+
+// Published lists the published ports of every uplink.
+func (e *Engine) Published() []PublishInfo {
+	out := []PublishInfo{}
+	for _, u := range e.tables.Load().uplinks {
+		for _, r := range u.nat.Rules() {
+			out = append(out, PublishInfo{Uplink: u.name, Proto: protoString(r.Proto), Port: r.Port, To: r.To})
+		}
+	}
+	return out
+}
+
+// AddPublish publishes proto port of the uplink's nat_address to to,
+// replacing any rule for the same (proto, port), whose connections end.
+// It returns the uplink's name and how many connections ended.
+func (e *Engine) AddPublish(uplinkName, proto string, port uint16, to netip.AddrPort) (string, int, error) {
+	return e.editPublish(uplinkName, proto, port, func(rest []nat.Rule, p header.IPProto, _ bool) ([]nat.Rule, error) {
+		return append(rest, nat.Rule{Proto: p, Port: port, To: to}), nil
+	})
+}
+
+// DeletePublish removes the publish rule for proto port of the uplink and
+// ends the connections it created. It returns the uplink's name and how
+// many connections ended.
+func (e *Engine) DeletePublish(uplinkName, proto string, port uint16) (string, int, error) {
+	return e.editPublish(uplinkName, proto, port, func(rest []nat.Rule, _ header.IPProto, had bool) ([]nat.Rule, error) {
+		if !had {
+			return nil, fmt.Errorf("%s port %d is not published", proto, port)
+		}
+		return rest, nil
+	})
+}
+
+// editPublish installs edit(rest, proto, had) as the uplink's rules, where
+// rest are its rules without the one for (proto, port) and had says
+// whether there was one.
+func (e *Engine) editPublish(uplinkName, proto string, port uint16, edit func(rest []nat.Rule, p header.IPProto, had bool) ([]nat.Rule, error)) (string, int, error) {
+	p, err := protoOf(proto)
+	if err != nil {
+		return "", 0, err
+	}
+	if port == 0 {
+		return "", 0, errors.New("port 0 cannot be published")
+	}
+	e.ctlMu.Lock()
+	defer e.ctlMu.Unlock()
+	u, err := e.tables.Load().uplinkNamed(uplinkName)
+	if err != nil {
+		return "", 0, err
+	}
+	var rest []nat.Rule
+	had := false
+	for _, r := range u.nat.Rules() {
+		if r.Proto == p && r.Port == port {
+			had = true
+			continue
+		}
+		rest = append(rest, r)
+	}
+	rules, err := edit(rest, p, had)
+	if err != nil {
+		return u.name, 0, fmt.Errorf("uplink %q: %w", u.name, err)
+	}
+	n, err := u.nat.SetRules(rules)
+	if err != nil {
+		return u.name, 0, fmt.Errorf("uplink %q: %w", u.name, err)
+	}
+	return u.name, n, nil
+}
+
+// Conntrack lists the tracked connections of the named uplink, or of every
+// uplink for "".
+func (e *Engine) Conntrack(uplinkName string) ([]ConnInfo, error) {
+	now := e.now()
+	out := []ConnInfo{}
+	for _, u := range e.tables.Load().uplinks {
+		if uplinkName != "" && u.name != uplinkName {
+			continue
+		}
+		for _, c := range u.nat.Snapshot(now, nil) {
+			out = append(out, ConnInfo{
+				Uplink: u.name, Orig: c.Orig.String(), Reply: c.Reply.String(), State: c.State.String(),
+				SeenReply: c.SeenReply, Assured: c.Assured, SecondsLeft: c.SecondsLeft, Text: c.String(),
+			})
+		}
+	}
+	return out, nil
+}
+
+// FlushConntrack removes the tracked connections of the named uplink, or
+// of every uplink for "", and returns how many.
+func (e *Engine) FlushConntrack(uplinkName string) (int, error) {
+	n, found := 0, false
+	for _, u := range e.tables.Load().uplinks {
+		if uplinkName != "" && u.name != uplinkName {
+			continue
+		}
+		found = true
+		n += u.nat.Flush()
+	}
+	if uplinkName != "" && !found {
+		return 0, fmt.Errorf("no uplink %q", uplinkName)
+	}
+	return n, nil
+}

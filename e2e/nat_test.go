@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -66,6 +67,12 @@ networks:
       - {name: %s, netns: %s, ifname: eth0, address: 10.42.0.3/24, mac: "02:42:0a:2a:00:03"}
 `, h.Name, h.Addr, up, natAddr, up, publish, nstest.Name(t, "t1"), c1.Name, nstest.Name(t, "t2"), c2.Name)
 	f := startFerry(t, h, cfg)
+	// The control socket answers before the devices exist; wait for them.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(f.logs(), "ferry running"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("ferry did not finish starting within 10s\n%s", f.logs())
+		}
+	}
 	return &natTopology{f: f, host: h, out: out, c1: c1, c2: c2, outsideA: netip.MustParseAddr("198.18.0.2")}
 }
 
@@ -230,7 +237,7 @@ func rawPing(ns *nstest.NS, dst netip.Addr, id, seq0 uint16, count int) ([]uint1
 }
 
 // serveUDPEcho runs a UDP server in ns on addr that answers every datagram
-// with "PAYLOAD from CLIENT-ADDRESS".
+// with "PAYLOAD from CLIENT-ADDRESS at addr".
 func serveUDPEcho(t *testing.T, ns *nstest.NS, addr string) {
 	t.Helper()
 	var pc net.PacketConn
@@ -250,26 +257,34 @@ func serveUDPEcho(t *testing.T, ns *nstest.NS, addr string) {
 				return
 			}
 			host, _, _ := net.SplitHostPort(from.String())
-			pc.WriteTo([]byte(string(buf[:n])+" from "+host), from)
+			pc.WriteTo([]byte(string(buf[:n])+" from "+host+" at "+addr), from)
 		}
 	}()
 }
 
-// udpAsk sends msg from ns to addr and returns the first answer, retrying
-// a few times (the first datagram may be lost to neighbour resolution).
-func udpAsk(ns *nstest.NS, addr, msg string) (string, error) {
+// udpDial returns a UDP socket in ns connected to addr; the test closes
+// it.
+func udpDial(t *testing.T, ns *nstest.NS, addr string) net.Conn {
+	t.Helper()
 	var c net.Conn
 	if err := ns.Do(func() error {
 		var err error
 		c, err = net.Dial("udp", addr)
 		return err
 	}); err != nil {
-		return "", err
+		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// udpAsk sends msg on c and returns the first answer, sending up to tries
+// times 500 ms apart (the first datagram may be lost to neighbour
+// resolution).
+func udpAsk(c net.Conn, msg string, tries int) (string, error) {
 	buf := make([]byte, 2048)
 	var err error
-	for range 5 {
+	for range tries {
 		if _, err = c.Write([]byte(msg)); err != nil {
 			return "", err
 		}
@@ -317,13 +332,46 @@ func TestE2EPublish(t *testing.T) {
 			}
 		})
 	}
-	t.Run("outside client udp", func(t *testing.T) {
-		got, err := udpAsk(tp.out, natAddr+":5353", "query")
-		if err != nil {
-			t.Fatalf("UDP through the published port: %v", err)
+	// One UDP socket of the outside client keeps its 5-tuple, hence its
+	// conntrack entry, through rule changes.
+	uc := udpDial(t, tp.out, natAddr+":5353")
+	if got, err := udpAsk(uc, "q1", 5); err != nil || got != "q1 from 198.18.0.2 at 10.42.0.3:53" {
+		t.Fatalf("UDP through the published port: %q, %v; want the answer of 10.42.0.3 seeing 198.18.0.2", got, err)
+	}
+	var conns []struct {
+		Text string `json:"text"`
+	}
+	tp.f.ctlJSON(t, &conns, "conntrack")
+	udpConns := 0
+	for _, c := range conns {
+		if strings.HasPrefix(c.Text, "udp ") && strings.Contains(c.Text, "dport=5353") {
+			udpConns++
 		}
-		if want := "query from 198.18.0.2"; got != want {
-			t.Errorf("answer %q, want %q", got, want)
-		}
-	})
+	}
+	if udpConns != 1 {
+		t.Errorf("ferry conntrack: %d udp entries for port 5353, want 1: %+v", udpConns, conns)
+	}
+
+	// Re-publishing the port to another container ends the old flow: the
+	// same socket now reaches 10.42.0.2 (Docker's stale-UDP-entry bug
+	// would keep sending it to 10.42.0.3).
+	serveUDPEcho(t, tp.c1, "10.42.0.2:53")
+	if out, err := tp.f.ctl("publish", "add", "udp", "5353", "10.42.0.2:53"); err != nil || !strings.Contains(out, "1 connections of the old rule ended") {
+		t.Fatalf("ferry publish add: %v\n%s", err, out)
+	}
+	if got, err := udpAsk(uc, "q2", 5); err != nil || got != "q2 from 198.18.0.2 at 10.42.0.2:53" {
+		t.Fatalf("after re-publishing: %q, %v; want the answer of 10.42.0.2", got, err)
+	}
+	// Removing the rule ends its flow: nothing answers any more.
+	if out, err := tp.f.ctl("publish", "del", "udp", "5353"); err != nil || !strings.Contains(out, "1 connections ended") {
+		t.Fatalf("ferry publish del: %v\n%s", err, out)
+	}
+	if got, err := udpAsk(uc, "q3", 2); err == nil {
+		t.Fatalf("after unpublishing, got answer %q", got)
+	}
+	var pubs []struct{ Proto string }
+	tp.f.ctlJSON(t, &pubs, "publish")
+	if len(pubs) != 1 || pubs[0].Proto != "tcp" {
+		t.Errorf("ferry publish lists %+v, want just the tcp rule", pubs)
+	}
 }
