@@ -514,3 +514,18 @@ func (e *Engine) FlushConntrack(uplinkName string) (int, error) {
 	}
 	return n, nil
 }
+
+// ConntrackStats is one uplink's connection-tracking statistics.
+type ConntrackStats struct {
+	Uplink string `json:"uplink"`
+	nat.Stats
+}
+
+// ConntrackStats returns the statistics of every uplink's tracker.
+func (e *Engine) ConntrackStats() []ConntrackStats {
+	var out []ConntrackStats
+	for _, u := range e.tables.Load().uplinks {
+		out = append(out, ConntrackStats{Uplink: u.name, Stats: u.nat.Stats()})
+	}
+	return out
+}
