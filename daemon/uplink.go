@@ -1,8 +1,11 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 
 	"github.com/ferry-overlay/ferry/config"
 	"github.com/ferry-overlay/ferry/dataplane"
@@ -97,6 +100,11 @@ func (n *node) createUplinks(cfg *config.Config, eng *dataplane.Engine, ws []*da
 			return fmt.Errorf("uplink %q: %w", u.Name, err)
 		}
 		n.onClose(dev.Close)
+		// ferry routes IPv4 only: keep the kernel's IPv6 chatter (router
+		// solicitations, MLD) off the uplink.
+		if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+u.Name+"/disable_ipv6", []byte("1"), 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("uplink %q: disable IPv6: %w", u.Name, err)
+		}
 		if err := netconf.SetupOverlayDevice(u.Name, uplinkMTU, u.Address, u.Address.Masked()); err != nil {
 			return fmt.Errorf("uplink %q: %w", u.Name, err)
 		}

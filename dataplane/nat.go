@@ -287,11 +287,18 @@ func (w *Worker) PollUplink(id uint16) (int, error) {
 // u.
 func (w *Worker) fromUplink(t *tables, u *uplink, pkts []*Packet) {
 	w.nt.bufs = w.nt.bufs[:0]
-	for i, p := range pkts {
+	k := 0
+	for _, p := range pkts {
+		if b := p.Bytes(); len(b) == 0 || b[0]>>4 != 4 {
+			w.dropPkt(p, StageUplinkRx, ReasonUplinkNotIPv4)
+			continue
+		}
+		pkts[k] = p
 		w.nt.bufs = append(w.nt.bufs, p.Bytes())
-		w.nt.dirs[i] = nat.Inbound
+		w.nt.dirs[k] = nat.Inbound
+		k++
 	}
-	k := len(pkts)
+	pkts = pkts[:k]
 	u.nat.Process(w.t, w.nt.bufs, w.nt.dirs[:k], w.nt.verd[:k])
 	w.mark(StageNAT, k)
 	for i, p := range pkts {

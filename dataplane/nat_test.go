@@ -92,6 +92,12 @@ func TestMasqueradeThroughUplink(t *testing.T) {
 	if n := eng.Drops(StageNAT, ReasonNATNoMatch); n != 1 {
 		t.Fatalf("nat-no-match drops = %d, want 1", n)
 	}
+	// IPv6 from the uplink is not routed.
+	up.Queue(append([]byte{0x60}, make([]byte, 47)...))
+	pollUplink(t, w)
+	if n := eng.Drops(StageUplinkRx, ReasonUplinkNotIPv4); n != 1 {
+		t.Fatalf("uplink-not-ipv4 drops = %d, want 1", n)
+	}
 	// Without a masquerade, an outside destination is unreachable.
 	if err := eng.SetUplinks(nil); err != nil {
 		t.Fatal(err)

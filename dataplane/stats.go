@@ -104,6 +104,7 @@ const (
 	ReasonNATPortExhausted
 	ReasonNATConflict
 	ReasonNATTableFull
+	ReasonUplinkNotIPv4
 	NumReasons
 )
 
@@ -147,6 +148,7 @@ var reasonInfo = [NumReasons]struct{ name, help string }{
 	ReasonNATPortExhausted: {"nat-port-exhausted", "no free masquerade port on the nat_address"},
 	ReasonNATConflict:      {"nat-tuple-conflict", "published port would reuse the reply tuple of another connection"},
 	ReasonNATTableFull:     {"nat-table-full", "conntrack table full and nothing to evict"},
+	ReasonUplinkNotIPv4:    {"uplink-not-ipv4", "packet from an uplink that is not IPv4 (IPv6 is not routed)"},
 }
 
 // String returns the reason's kebab-case name, as shown by `ferry errors`

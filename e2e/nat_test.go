@@ -152,6 +152,17 @@ func TestE2EMasqueradeHTTP(t *testing.T) {
 	if failed > 0 {
 		t.Fatalf("%d of %d requests failed\n%s", failed, conns, tp.f.logs())
 	}
+	// Nothing was dropped by NAT or at the uplink.
+	var errs2 []struct {
+		Stage, Reason string
+		Packets       uint64
+	}
+	tp.f.ctlJSON(t, &errs2, "errors")
+	for _, e := range errs2 {
+		if e.Stage == "nat" || strings.HasPrefix(e.Stage, "uplink") {
+			t.Errorf("drops at %s/%s: %d, want none", e.Stage, e.Reason, e.Packets)
+		}
+	}
 }
 
 // TestE2EMasqueradePing: both containers ping the outside; then both send
