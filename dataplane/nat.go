@@ -320,10 +320,18 @@ func (w *Worker) fromUplink(t *tables, u *uplink, pkts []*Packet) {
 		m := t.nets[hop.Index]
 		if st := router.Forward(pkt); st != router.OK {
 			w.dropPkt(p, StageRouter, forwardReason(st))
+			if st == router.TTLExpired {
+				w.errorToUplink(u, p, pkt, router.TimeExceeded)
+			}
 			continue
 		}
 		if m.mtu > 0 && router.NeedsFrag(pkt, m.mtu) {
+			undoTTL(pkt)
 			w.dropPkt(p, StageRouter, ReasonFragNeeded)
+			mtu := uint16(m.mtu)
+			w.errorToUplink(u, p, pkt, func(out, orig []byte, src netip.Addr) (int, router.Status) {
+				return router.FragNeeded(out, orig, mtu, src)
+			})
 			continue
 		}
 		h := p.Prepend(header.EthernetLen)
@@ -338,12 +346,36 @@ func (w *Worker) fromUplink(t *tables, u *uplink, pkts []*Packet) {
 	w.mark(StageRouter, k)
 	clear(w.nt.bufs)
 	w.nt.bufs = w.nt.bufs[:0]
+	if len(w.nt.out) > 0 {
+		w.natOutStage(t)
+	}
 	if len(w.rt.routed) > 0 {
 		w.neighbourStage(t)
 	}
 	if len(w.rt.gen) > 0 {
 		w.freeGenerated()
 	}
+}
+
+// errorToUplink sends the outside sender of pkt (an IPv4 packet that came
+// in from uplink u, already translated by its NAT) the ICMP error build
+// makes about it, from the nat_address. The error goes through NAT as an
+// Outbound packet, which translates the quoted packet back to what the
+// sender sent (package router's doc: "ICMP error ... leave through the
+// uplink as Outbound packets").
+func (w *Worker) errorToUplink(u *uplink, p *Packet, pkt []byte, build func(out, orig []byte, src netip.Addr) (int, router.Status)) {
+	g := w.newPacket(p)
+	if g == nil {
+		return
+	}
+	buf := g.RxBuffer()
+	m, st := build(buf[header.EthernetLen:], pkt, u.nat.NATAddr())
+	if st != router.OK {
+		return
+	}
+	g.SetLen(header.EthernetLen + m)
+	g.InPort = u.id
+	w.nt.out = append(w.nt.out, g)
 }
 
 // forwardReason is the drop reason for a router.Forward status other than

@@ -14,8 +14,13 @@ import (
 // natRig is routedRig with an uplink (a MemPort) that blue masquerades
 // through, nat_address 100.64.0.2.
 func natRig(t testing.TB, sink func(port int, f []byte), upSink func([]byte)) (*Engine, *Worker, [2]*MemPort, *MemPort) {
+	return natRigMTU(t, 1500, sink, upSink)
+}
+
+// natRigMTU is natRig with red's MTU.
+func natRigMTU(t testing.TB, redMTU int, sink func(port int, f []byte), upSink func([]byte)) (*Engine, *Worker, [2]*MemPort, *MemPort) {
 	t.Helper()
-	eng, w, ports := routedRig(t, 1500, sink)
+	eng, w, ports := routedRig(t, redMTU, sink)
 	tbl, err := nat.New(nat.Options{NATAddr: netip.MustParseAddr("100.64.0.2"), MaxEntries: 1024})
 	if err != nil {
 		t.Fatal(err)
@@ -162,4 +167,44 @@ func BenchmarkMasquerade(b *testing.B) {
 		pollUplink(b, w)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*64), "ns/packet")
+}
+
+// TestInboundFragNeededGoesBackThroughNAT: a DF datagram from outside to a
+// published port whose container network has a smaller MTU gets
+// fragmentation needed from the nat_address, quoting the datagram as the
+// sender sent it (NAT translated the quote back).
+func TestInboundFragNeededGoesBackThroughNAT(t *testing.T) {
+	var upOut [][]byte
+	eng, w, _, up := natRigMTU(t, 576, func(int, []byte) {}, func(b []byte) { upOut = append(upOut, bytes.Clone(b)) })
+	tbl, _ := eng.NATTable("up0")
+	if _, err := tbl.SetRules([]nat.Rule{{Proto: header.ProtoUDP, Port: 53, To: netip.MustParseAddrPort("10.43.0.2:53")}}); err != nil {
+		t.Fatal(err)
+	}
+	// 198.18.0.2:4000 -> 100.64.0.2:53, 1000 bytes, DF.
+	in := udpTo(netip.MustParseAddr("100.64.0.2"), 1014, 64, true)[14:]
+	copy(in[12:16], []byte{198, 18, 0, 2})
+	binary.BigEndian.PutUint16(in[22:24], 53)
+	binary.BigEndian.PutUint16(in[26:28], 0)
+	ip := header.IPv4(in)
+	ip.SetChecksum(0)
+	ip.SetChecksum(ip.CalculateChecksum())
+	up.Queue(bytes.Clone(in))
+	pollUplink(t, w)
+	if n := eng.Drops(StageRouter, ReasonFragNeeded); n != 1 {
+		t.Fatalf("frag-needed drops = %d, want 1 (all %+v)", n, eng.Errors())
+	}
+	if len(upOut) != 1 {
+		t.Fatalf("uplink got %d packets, want the ICMP error", len(upOut))
+	}
+	e := header.IPv4(upOut[0])
+	ic := upOut[0][20:]
+	if e.Src() != netip.MustParseAddr("100.64.0.2") || e.Dst() != netip.MustParseAddr("198.18.0.2") || ic[0] != 3 || ic[1] != 4 || binary.BigEndian.Uint16(ic[6:]) != 576 {
+		t.Fatalf("error from %v to %v type %d code %d mtu %d", e.Src(), e.Dst(), ic[0], ic[1], binary.BigEndian.Uint16(ic[6:]))
+	}
+	if q := ic[8:]; !bytes.Equal(q[12:20], in[12:20]) || !bytes.Equal(q[20:24], in[20:24]) {
+		t.Fatalf("quote addresses/ports % x, want the sender's % x", q[12:24], in[12:24])
+	}
+	if e.CalculateChecksum() != e.Checksum() || header.ICMPv4(ic).CalculateChecksum() != header.ICMPv4(ic).Checksum() {
+		t.Fatal("checksums of the translated error are wrong")
+	}
 }
