@@ -121,6 +121,9 @@ type Config struct {
 	Metrics Metrics `yaml:"metrics"`
 	// Networks are the overlay networks, at least one, in file order.
 	Networks []Network `yaml:"networks"`
+	// Uplinks and Conntrack: routing out of ferry and NAT (config/uplink.go).
+	Uplinks   []Uplink  `yaml:"uplinks,omitempty"`
+	Conntrack Conntrack `yaml:"conntrack,omitempty"`
 }
 
 // Node describes the host ferry runs on.
@@ -234,6 +237,14 @@ type Network struct {
 	// Ports are the TAP devices ferry creates for this network. l2 only:
 	// on l3 containers sit on a Linux bridge routed through Device.
 	Ports []Port `yaml:"ports,omitempty"`
+	// Masquerade names the uplink (Config.Uplinks) through which the
+	// network's traffic to anything that is not a local network leaves,
+	// its source rewritten to the uplink's NATAddress. l2 with a Gateway
+	// only. Empty: no uplink.
+	Masquerade string `yaml:"masquerade,omitempty"`
+	// Publish forwards ports of the Masquerade uplink's NATAddress to
+	// containers of this network; needs Masquerade.
+	Publish []Publish `yaml:"publish,omitempty"`
 }
 
 // Peer is a remote host of a network. In the file an l2 peer is written as

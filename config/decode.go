@@ -36,6 +36,7 @@ var (
 	durationType  = reflect.TypeFor[time.Duration]()
 	addrType      = reflect.TypeFor[netip.Addr]()
 	prefixType    = reflect.TypeFor[netip.Prefix]()
+	addrPortType  = reflect.TypeFor[netip.AddrPort]()
 	peerType      = reflect.TypeFor[Peer]()
 	unmarshalType = reflect.TypeFor[encoding.TextUnmarshaler]()
 )
@@ -297,6 +298,8 @@ func checkText(n *yaml.Node, t reflect.Type, path string) *Error {
 		noun = "an IP address"
 	case prefixType:
 		noun = "an IP prefix (address/length, e.g. 10.42.0.0/24)"
+	case addrPortType:
+		noun = "an ADDRESS:PORT (e.g. 10.42.0.2:80)"
 	}
 	if n.Kind != yaml.ScalarNode {
 		return mismatch(n, path, noun)

@@ -27,6 +27,10 @@ func (c *Config) Validate() error {
 	if e := c.validateNetworks(); e != nil {
 		return e
 	}
+	// Uplinks, conntrack, masquerade and publish: config/uplink.go.
+	if e := c.validateUplinks(c.linkNames()); e != nil {
+		return e
+	}
 	return nil
 }
 

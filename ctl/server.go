@@ -50,6 +50,12 @@ func (s *server) routes() []route {
 		{method: http.MethodGet, path: "/v1/trace/paths", handle: s.tracePaths},
 		{method: http.MethodPost, path: "/v1/trace/inject", handle: s.traceInject},
 		{method: http.MethodGet, path: "/v1/pcap", params: pcapParams, stream: s.pcap},
+		// Published ports and conntrack (nat.go).
+		{method: http.MethodGet, path: "/v1/publish", handle: s.published},
+		{method: http.MethodPost, path: "/v1/publish/add", handle: s.publishAdd},
+		{method: http.MethodPost, path: "/v1/publish/del", handle: s.publishDel},
+		{method: http.MethodGet, path: "/v1/conntrack", params: []string{"uplink"}, handle: s.conntrack},
+		{method: http.MethodPost, path: "/v1/conntrack/flush", params: []string{"uplink"}, handle: s.conntrackFlush},
 	}
 }
 

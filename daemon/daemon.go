@@ -132,6 +132,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 	if err := n.openTunnels(cfg, ws); err != nil {
 		return err
 	}
+	if err := n.createUplinks(cfg, eng, ws, workers); err != nil { // uplink.go
+		return err
+	}
 
 	for i, w := range ws {
 		r, err := dataplane.NewRunner(w)
@@ -181,6 +184,9 @@ func buildSpecs(cfg *config.Config, underlayMTU int) ([]dataplane.NetworkSpec, [
 			FDBMax: nw.FDBMax,
 			Peers:  nw.PeerAddrs(),
 			Encap:  tunnelKind(nw.Encap), // l3.go
+			// The network's router (dataplane/router.go).
+			Gateway: nw.Gateway,
+			Subnet:  nw.Subnet,
 		}
 		if nw.Mode == config.ModeL3 {
 			l3Spec(nw, &s)
@@ -203,9 +209,10 @@ func (n *node) createPorts(cfg *config.Config, eng *dataplane.Engine, ws []*data
 	for ni := range cfg.Networks {
 		nw := &cfg.Networks[ni]
 		// Superpackets from a container are cut and sent by the VXLAN
-		// path only (offload.go): ports of GRE networks stay without
-		// the virtio-net header.
-		off := cfg.Node.Offload && nw.Encap == config.EncapVXLAN
+		// path only (offload.go): ports of GRE networks, and of networks
+		// with a gateway (whose router and NAT stages take MTU-sized
+		// packets only), stay without the virtio-net header.
+		off := cfg.Node.Offload && nw.Encap == config.EncapVXLAN && !nw.Gateway.IsValid()
 		for _, p := range nw.Ports {
 			if exists, err := netconf.LinkExists(p.Name); err != nil {
 				return fmt.Errorf("port %q: %w", p.Name, err)

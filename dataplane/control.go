@@ -104,6 +104,9 @@ func (t *tables) clone() *tables {
 		nets:  make([]*network, len(t.nets)),
 		ports: make([]*port, len(t.ports)),
 		peers: make([]*peer, len(t.peers)),
+		// routes index networks by id, which clone keeps.
+		routes:  t.routes,
+		uplinks: t.uplinks,
 	}
 	for i, n := range t.nets {
 		nn := *n

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ferry-overlay/ferry/router"
 	bridge "github.com/ferry-overlay/ferry/switch"
 )
 
@@ -27,6 +28,11 @@ type NetworkSpec struct {
 	// L3 makes the network an l3 (routed, flannel-style) one when set;
 	// Ports then names exactly one port, its TUN device. See l3.go.
 	L3 *L3Spec
+	// Gateway and Subnet give the network a router (dataplane/router.go):
+	// ferry answers ARP and ping for Gateway and routes frames sent to
+	// its MAC. Zero Gateway: no router.
+	Gateway netip.Addr
+	Subnet  netip.Prefix
 }
 
 // StaticEntry is an FDB entry that never ages: a MAC pinned to a local port
@@ -69,6 +75,9 @@ type tables struct {
 	ports []*port             // by global port id
 	peers []*peer             // by global peer id
 	byVNI map[uint32]*network // VXLAN networks, l2 and l3
+	// routes maps destinations to networks with a gateway (router.go).
+	routes  *router.Routes
+	uplinks []*uplink // by id (nat.go)
 	// greKey, l3GRE and l3UDP find the network of a GRE or flannel-UDP
 	// packet (see l3.go, index).
 	greKey map[uint32]*network
@@ -87,8 +96,10 @@ type network struct {
 	peerIdx map[netip.Addr]uint16
 	// encap is the network's tunnel kind, l3 its routing state (nil on an
 	// l2 network); see l3.go.
-	encap TunnelKind
-	l3    *l3net
+	encap  TunnelKind
+	l3     *l3net
+	gw     *gateway // nil: the network has no router (router.go)
+	uplink *uplink  // masquerade target, nil if none (nat.go)
 }
 
 type port struct {
@@ -122,6 +133,7 @@ func NewEngine(specs []NetworkSpec, workers int) (*Engine, error) {
 	}
 	t := &tables{}
 	vnis := make(map[uint32]bool)
+	var err error
 	for i, s := range specs {
 		fdb, err := bridge.New(bridge.Options{Ageing: s.Ageing, Max: s.FDBMax})
 		if err != nil {
@@ -141,6 +153,9 @@ func NewEngine(specs []NetworkSpec, workers int) (*Engine, error) {
 		}
 		vnis[s.VNI] = true
 		t.nets = append(t.nets, n)
+		if n.gw, err = newGateway(s); err != nil { // router.go
+			return nil, fmt.Errorf("engine: network %q: %w", s.Name, err)
+		}
 		for _, name := range s.Ports {
 			if len(t.ports) == MaxPorts {
 				return nil, fmt.Errorf("engine: network %q: more than %d ports", s.Name, MaxPorts)
@@ -177,6 +192,9 @@ func NewEngine(specs []NetworkSpec, workers int) (*Engine, error) {
 		}
 	}
 	t.index()
+	if t.routes, err = buildRoutes(t.nets); err != nil { // router.go
+		return nil, fmt.Errorf("engine: %w", err)
+	}
 	e.tables.Store(t)
 	return e, nil
 }

@@ -20,6 +20,7 @@ const (
 	tagStop = 0xFFFF_FFFF
 	// tagTunnel - k tags the tunnel of kind k.
 	tagTunnel = 0xFFFF_FFFE
+	tagUplink = 0xFFFE_0000 // | uplink id
 )
 
 // Runner drives a Worker from its own OS thread: one epoll set holds the
@@ -69,6 +70,14 @@ func NewRunner(w *Worker) (*Runner, error) {
 			return nil, fmt.Errorf("worker %d: epoll add port %d: %w", w.id, id, err)
 		}
 	}
+	for id, io := range w.nt.ios { // uplinks (nat.go)
+		if p, ok := io.(Poller); ok {
+			if err := add(p.Fd(), tagUplink|uint32(id)); err != nil {
+				r.close()
+				return nil, fmt.Errorf("worker %d: epoll add uplink %d: %w", w.id, id, err)
+			}
+		}
+	}
 	for k, t := range w.tunnels { // one epoll tag per tunnel kind
 		if t == nil {
 			continue
@@ -111,6 +120,11 @@ func (r *Runner) Run() error {
 				_, err = r.w.PollTunnelKind(k)
 				fd = r.w.tunnels[k].(Poller).Fd()
 			default:
+				if tag&^0xFFFF == tagUplink { // uplinks (nat.go)
+					_, err = r.w.PollUplink(uint16(tag))
+					fd = r.w.nt.ios[uint16(tag)].(Poller).Fd()
+					break
+				}
 				_, err = r.w.PollPort(uint16(tag))
 				fd = r.w.ports[tag].(Poller).Fd()
 			}

@@ -35,6 +35,14 @@ const (
 	// datagrams coalesced for ports.
 	StageGSOSegment
 	StageGROCoalesce
+	// Router stages (dataplane/router.go).
+	StageGateway
+	StageRouter
+	StageNeighbour
+	// Uplink and NAT stages (dataplane/nat.go).
+	StageNAT
+	StageUplinkRx
+	StageUplinkTx
 	NumStages
 )
 
@@ -58,6 +66,14 @@ var stageNames = [NumStages]string{
 	StageL3VXLANDecap:  "l3-vxlan-decap",
 	StageGSOSegment:    "gso-segment",
 	StageGROCoalesce:   "gro-coalesce",
+	// Router stages (dataplane/router.go).
+	StageGateway:   "gateway",
+	StageRouter:    "router",
+	StageNeighbour: "neighbour",
+	// Uplink and NAT stages (dataplane/nat.go).
+	StageNAT:      "nat",
+	StageUplinkRx: "uplink-rx",
+	StageUplinkTx: "uplink-tx",
 }
 
 // String returns the stage's name as shown by `ferry runtime` and in the
@@ -129,6 +145,27 @@ const (
 	ReasonSegmentTooMany
 	ReasonSegmentBufferTooSmall
 	ReasonGROBadSize
+	// Router reasons (dataplane/router.go).
+	ReasonIPMalformed
+	ReasonIPBadChecksum
+	ReasonMartianSource
+	ReasonMartianDestination
+	ReasonFragNeeded
+	ReasonNeighbourUnresolved
+	ReasonGatewayConsumed
+	ReasonGatewayUnhandled
+	// NAT reasons (dataplane/nat.go), one per nat.Verdict drop.
+	ReasonNATNoMatch
+	ReasonNATMalformed
+	ReasonNATFragment
+	ReasonNATUnsupported
+	ReasonNATInvalid
+	ReasonNATBadICMPError
+	ReasonNATNoFlow
+	ReasonNATPortExhausted
+	ReasonNATConflict
+	ReasonNATTableFull
+	ReasonUplinkNotIPv4
 	NumReasons
 )
 
@@ -156,8 +193,8 @@ var reasonInfo = [NumReasons]struct{ name, help string }{
 	ReasonNotInNetwork:          {"not-in-network", "destination outside the l3 network's prefix"},
 	ReasonLocalSubnet:           {"local-subnet", "packet from the TUN device to this host's own subnet (a routing loop)"},
 	ReasonNotLocalSubnet:        {"not-local-subnet", "packet from a peer to a destination outside this host's subnet"},
-	ReasonNoRoute:               {"no-route", "no peer owns the destination's subnet"},
-	ReasonTTLExpired:            {"ttl-expired", "TTL would reach 0 when decremented (flannel-UDP decrements it)"},
+	ReasonNoRoute:               {"no-route", "no route for the destination (l3: no peer owns its subnet; gateway: no local network or uplink); ICMP net unreachable sent back"},
+	ReasonTTLExpired:            {"ttl-expired", "TTL would reach 0 when decremented (at a gateway, ICMP time exceeded is sent back; flannel-UDP also decrements it)"},
 	ReasonGREShort:              {"gre-short", "GRE packet too short for its header and inner packet"},
 	ReasonGREBadVersion:         {"gre-bad-version", "GRE version is not 0"},
 	ReasonGRERouting:            {"gre-routing", "GRE routing present (RFC 1701 source routing, not supported)"},
@@ -185,6 +222,27 @@ var reasonInfo = [NumReasons]struct{ name, help string }{
 	ReasonSegmentTooMany:        offloadReason(offload.StatusTooManySegments),
 	ReasonSegmentBufferTooSmall: offloadReason(offload.StatusBufferTooSmall),
 	ReasonGROBadSize:            {"gro-bad-size", "UDP_GRO buffer with a segment size too small for a VXLAN datagram"},
+	// Router reasons (dataplane/router.go).
+	ReasonIPMalformed:         {"ip-malformed", "IPv4 packet to the gateway with a bad header or lengths"},
+	ReasonIPBadChecksum:       {"ip-bad-checksum", "IPv4 header checksum does not verify (RFC 1812 5.2.2)"},
+	ReasonMartianSource:       {"martian-source", "source address may not be routed (0/8, 127/8, 169.254/16, multicast, 240/4)"},
+	ReasonMartianDestination:  {"martian-destination", "destination address may not be routed (0/8, 127/8, 169.254/16, multicast, 240/4)"},
+	ReasonFragNeeded:          {"frag-needed", "DF packet larger than the egress MTU; ICMP fragmentation needed sent back"},
+	ReasonNeighbourUnresolved: {"neighbour-unresolved", "destination MAC not known yet; ARP request sent"},
+	ReasonGatewayConsumed:     {"gateway-consumed", "ARP frame for the gateway, consumed after learning its sender"},
+	ReasonGatewayUnhandled:    {"gateway-unhandled", "packet to a gateway address that is not an echo request"},
+	// NAT reasons (dataplane/nat.go), one per nat.Verdict drop.
+	ReasonNATNoMatch:       {"nat-no-match", "packet to the nat_address that is neither a tracked flow nor a published port"},
+	ReasonNATMalformed:     {"nat-malformed", "IPv4 or TCP/UDP/ICMP header cut off or inconsistent"},
+	ReasonNATFragment:      {"nat-fragment", "IPv4 fragment; NAT does not reassemble"},
+	ReasonNATUnsupported:   {"nat-unsupported", "protocol or ICMP type NAT cannot translate"},
+	ReasonNATInvalid:       {"nat-invalid", "packet that cannot start a connection, or from the wrong side of one"},
+	ReasonNATBadICMPError:  {"nat-bad-icmp-error", "ICMP error quoting a cut-off or untranslatable packet"},
+	ReasonNATNoFlow:        {"nat-no-flow", "outbound ICMP error about no tracked connection"},
+	ReasonNATPortExhausted: {"nat-port-exhausted", "no free masquerade port on the nat_address"},
+	ReasonNATConflict:      {"nat-tuple-conflict", "published port would reuse the reply tuple of another connection"},
+	ReasonNATTableFull:     {"nat-table-full", "conntrack table full and nothing to evict"},
+	ReasonUplinkNotIPv4:    {"uplink-not-ipv4", "packet from an uplink that is not IPv4 (IPv6 is not routed)"},
 }
 
 // String returns the reason's kebab-case name, as shown by `ferry errors`

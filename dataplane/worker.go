@@ -129,13 +129,15 @@ type Worker struct {
 	grpDst   []netip.Addr
 	grpPeer  []uint16
 
-	off offloadState // GSO/GRO scratch, see offload.go
+	off offloadState  // GSO/GRO scratch, see offload.go
+	rt  routerScratch // router stages (router.go)
+	nt  natScratch    // uplink and NAT stages (nat.go)
 }
 
 // NewWorker returns worker id (0 <= id < eng.Workers()) with its own pool of
 // poolSize packets of frameRoom bytes (0: DefaultFrameRoom).
 func (e *Engine) NewWorker(id, poolSize, frameRoom int) *Worker {
-	return &Worker{
+	w := &Worker{
 		id:        id,
 		eng:       e,
 		c:         e.counters[id],
@@ -151,6 +153,9 @@ func (e *Engine) NewWorker(id, poolSize, frameRoom int) *Worker {
 		grpDst:    make([]netip.Addr, 0, 4*MaxBatch),
 		grpPeer:   make([]uint16, 0, 4*MaxBatch),
 	}
+	w.rt.init() // router stages (router.go)
+	w.nt.init() // uplink and NAT stages (nat.go)
+	return w
 }
 
 // SetPort attaches this worker's queue of the port with the given global id.
@@ -446,8 +451,15 @@ func (w *Worker) forward(t *tables, n *network, k int) {
 	if w.tracing {
 		w.traceBridge(t, k)
 	}
+	gw := n.gw // router.go: frames for the gateway leave the bridge here
+	if w.dry {
+		gw = nil // what-if traces must not teach neighbours or open NAT flows
+	}
 	for i := range k {
 		p := w.keep[i]
+		if gw != nil && w.toGateway(t, gw, i) {
+			continue
+		}
 		if w.dsts[i][0]&1 != 0 || !w.out[i].IsValid() {
 			w.flood = append(w.flood, p)
 			continue
@@ -492,6 +504,9 @@ func (w *Worker) forward(t *tables, n *network, k int) {
 		clear(w.flood)
 		w.flood = w.flood[:0]
 	}
+	if gw != nil && len(w.rt.gwIn)+len(w.rt.binds) > 0 { // router.go
+		w.gatewayStage(t, n)
+	}
 	w.flushPorts()
 	w.encapsulate(n)
 	w.txTun, w.txStage = w.tunnels[n.encap], StageVXLANEncap
@@ -499,6 +514,15 @@ func (w *Worker) forward(t *tables, n *network, k int) {
 		w.txStage = StageGREEncap
 	}
 	w.flushTunnel()
+	if len(w.nt.out) > 0 { // nat.go
+		w.natOutStage(t)
+	}
+	if len(w.rt.routed) > 0 { // router.go
+		w.neighbourStage(t)
+	}
+	if len(w.rt.gen) > 0 {
+		w.freeGenerated()
+	}
 }
 
 func (w *Worker) toPort(id uint16, p *Packet) {

@@ -81,13 +81,21 @@ var (
 	fdbEntries = desc("ferry_fdb_entries", "MAC table entries of a network.", "network")
 	info       = desc("ferry_info", "Build and node information; always 1.", "version", "node")
 	uptime     = desc("ferry_uptime_seconds", "Seconds since the dataplane engine started.")
+
+	conntrackEntries = desc("ferry_conntrack_entries", "Connections tracked by an uplink's NAT, by protocol.", "uplink", "proto")
 )
+
+// natBackend is what a backend with uplinks adds; the collector emits
+// ferry_conntrack_entries only for backends that implement it.
+type natBackend interface {
+	ConntrackStats() []dataplane.ConntrackStats
+}
 
 var allDescs = []*prometheus.Desc{
 	portRxPackets, portRxBytes, portTxPackets, portTxBytes, portDrops,
 	peerRxPackets, peerTxPackets, peerRxBytes, peerTxBytes, peerLastHeard,
 	stagePackets, stageBatches, stageSeconds,
-	dropPackets, fdbEntries, info, uptime,
+	dropPackets, fdbEntries, info, uptime, conntrackEntries,
 }
 
 // Describe sends the descriptors of every metric the collector can emit.
@@ -135,5 +143,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, d := range c.b.Errors() {
 		counter(dropPackets, d.Packets, d.Stage, d.Reason)
+	}
+	if nb, ok := c.b.(natBackend); ok {
+		for _, s := range nb.ConntrackStats() {
+			gauge(conntrackEntries, float64(s.TCP), s.Uplink, "tcp")
+			gauge(conntrackEntries, float64(s.UDP), s.Uplink, "udp")
+			gauge(conntrackEntries, float64(s.ICMP), s.Uplink, "icmp")
+		}
 	}
 }

@@ -85,6 +85,7 @@ running daemon over its control socket.`,
 		newTraceCmd(c),
 		newPcapCmd(c),
 		newBenchCmd(),
+		newPublishCmd(c), newConntrackCmd(c), // nat.go
 	)
 	return root
 }

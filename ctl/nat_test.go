@@ -1,0 +1,92 @@
+//go:build unix
+
+package ctl
+
+import (
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferry-overlay/ferry/dataplane"
+	"github.com/ferry-overlay/ferry/nat"
+)
+
+// TestPublishAndConntrackOverTheSocket drives a real engine with one
+// uplink through the client: list, add, replace and delete published
+// ports, list and flush conntrack, and the errors.
+func TestPublishAndConntrackOverTheSocket(t *testing.T) {
+	eng, err := dataplane.NewEngine([]dataplane.NetworkSpec{{
+		Name: "blue", VNI: 42, MTU: 1450, Ports: []string{"p0"},
+		Gateway: netip.MustParseAddr("10.42.0.1"), Subnet: netip.MustParsePrefix("10.42.0.0/24"),
+	}}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := nat.New(nat.Options{NATAddr: netip.MustParseAddr("100.64.0.2"), MaxEntries: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.SetUplinks([]dataplane.UplinkSpec{{Name: "up0", NAT: tbl, Networks: []string{"blue"}}}); err != nil {
+		t.Fatal(err)
+	}
+	path := socketPath(t)
+	srv := &http.Server{Handler: NewServer(eng, testInfo), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(listen(t, path))
+	t.Cleanup(func() { srv.Close() })
+	c := NewClient(path)
+	t.Cleanup(c.hc.CloseIdleConnections)
+	ctx := testContext(t)
+
+	d, err := c.AddPublish(ctx, PublishRequest{Proto: "tcp", Port: 8080, To: "10.42.0.2:80"})
+	if err != nil || d.Message != "tcp 8080 of uplink up0 published to 10.42.0.2:80; 0 connections of the old rule ended" {
+		t.Fatalf("add: %+v %v", d, err)
+	}
+	ps, err := c.Published(ctx)
+	want := dataplane.PublishInfo{Uplink: "up0", Proto: "tcp", Port: 8080, To: netip.MustParseAddrPort("10.42.0.2:80")}
+	if err != nil || len(ps) != 1 || ps[0] != want {
+		t.Fatalf("published = %+v %v, want [%+v]", ps, err, want)
+	}
+	for _, tc := range []struct {
+		name string
+		req  PublishRequest
+		add  bool
+		want string
+	}{
+		{"bad proto", PublishRequest{Proto: "sctp", Port: 1, To: "10.42.0.2:1"}, true, `protocol "sctp": want tcp or udp`},
+		{"bad target", PublishRequest{Proto: "tcp", Port: 1, To: "10.42.0.2"}, true, `to "10.42.0.2": not an ADDRESS:PORT`},
+		{"unknown uplink", PublishRequest{Uplink: "nope", Proto: "tcp", Port: 1, To: "10.42.0.2:1"}, true, `no uplink "nope"`},
+		{"delete what is not published", PublishRequest{Proto: "udp", Port: 53}, false, `udp port 53 is not published`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var err error
+			if tc.add {
+				_, err = c.AddPublish(ctx, tc.req)
+			} else {
+				_, err = c.DeletePublish(ctx, tc.req)
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+	d, err = c.DeletePublish(ctx, PublishRequest{Proto: "tcp", Port: 8080})
+	if err != nil || d.Message != "tcp 8080 of uplink up0 unpublished; 0 connections ended" {
+		t.Fatalf("del: %+v %v", d, err)
+	}
+	if ps, _ := c.Published(ctx); len(ps) != 0 {
+		t.Fatalf("published after del = %+v", ps)
+	}
+	cs, err := c.Conntrack(ctx, "")
+	if err != nil || len(cs) != 0 {
+		t.Fatalf("conntrack = %+v %v", cs, err)
+	}
+	f, err := c.FlushConntrack(ctx, "up0")
+	if err != nil || f.Removed != 0 {
+		t.Fatalf("flush = %+v %v", f, err)
+	}
+	if _, err := c.FlushConntrack(ctx, "nope"); err == nil || !strings.Contains(err.Error(), `no uplink "nope"`) {
+		t.Fatalf("flush of an unknown uplink: %v", err)
+	}
+}
