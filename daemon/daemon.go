@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"runtime"
@@ -115,11 +116,25 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 
 	// Claim the control socket and the metrics port first: if another
 	// ferry owns them, fail before touching any device (which could be
-	// that ferry's).
+	// that ferry's). The control API is served only once everything is
+	// up, so a client that gets an answer talks to a ready node (a
+	// connection made earlier waits in the listen backlog).
 	info := ctl.NodeInfo{Name: cfg.Node.Name, Version: opts.Version}
-	if err := n.serveControl(cfg.Control.Socket, eng, info); err != nil {
+	ctlLn, err := ctl.Listen(cfg.Control.Socket)
+	if err != nil {
 		return err
 	}
+	ctlSrv := &http.Server{Handler: ctl.NewServer(eng, info), ReadHeaderTimeout: 5 * time.Second}
+	n.onClose(func() error {
+		if err := ctlSrv.Close(); err != nil {
+			return err
+		}
+		// Removes the socket file; already closed if it was served.
+		if err := ctlLn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			return err
+		}
+		return nil
+	})
 	if err := n.serveMetrics(cfg.Metrics.Listen, eng, info, opts.Pprof); err != nil {
 		return err
 	}
@@ -153,6 +168,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 	n.mu.Lock()
 	n.ready = true
 	n.mu.Unlock()
+	go ctlSrv.Serve(ctlLn)
 	slog.Info("ferry running", "node", cfg.Node.Name, "workers", workers, "networks", len(cfg.Networks), "control", cfg.Control.Socket, "metrics", cfg.Metrics.Listen)
 
 	tick := time.NewTicker(time.Second)
@@ -262,17 +278,6 @@ func (n *node) createPorts(cfg *config.Config, eng *dataplane.Engine, ws []*data
 			slog.Info("port ready", "port", p.Name, "network", nw.Name, "netns", p.Netns, "ifname", p.Ifname, "mtu", mtus[ni], "queues", len(dev.Queues()))
 		}
 	}
-	return nil
-}
-
-func (n *node) serveControl(path string, eng *dataplane.Engine, info ctl.NodeInfo) error {
-	ln, err := ctl.Listen(path)
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{Handler: ctl.NewServer(eng, info), ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-	n.onClose(func() error { return srv.Close() })
 	return nil
 }
 
