@@ -256,21 +256,11 @@ func (w *Worker) uplinkTx(u *uplink) {
 // neighbour resolution and that network's output. It returns the number of
 // packets read.
 func (w *Worker) PollUplink(id uint16) (int, error) {
-	io := w.nt.ios[id]
-	b := &w.rx
-	w.t = w.eng.now()
-	if w.pool.GetBatch(b) == 0 {
-		return 0, nil
-	}
-	n, err := io.ReadBatch(b.Slice())
-	for _, p := range b.Pkts[n:b.Len] {
-		p.pool.Put(p)
-	}
-	clear(b.Pkts[n:b.Len])
-	b.Len = n
+	n, err := w.readBatch(w.nt.ios[id])
 	if n == 0 {
 		return 0, err
 	}
+	b := &w.rx
 	w.mark(StageUplinkRx, n)
 	t := w.eng.tables.Load()
 	w.tbl = t

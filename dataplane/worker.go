@@ -192,24 +192,38 @@ func (w *Worker) mark(s Stage, n int) {
 	w.t = now
 }
 
-// PollPort reads one batch from this worker's queue of port id and runs it
-// to completion. It returns the number of frames read.
-func (w *Worker) PollPort(id uint16) (int, error) {
-	io := w.ports[id]
+// batchReader is what the poll functions read a batch from: a port queue,
+// a tunnel socket or an uplink queue.
+type batchReader interface {
+	ReadBatch(pkts []*Packet) (int, error)
+}
+
+// readBatch starts a batch: it reads its clock, fills w.rx from the pool,
+// reads into it from r, and returns the buffers r did not fill to the pool.
+// It returns how many packets w.rx now holds.
+func (w *Worker) readBatch(r batchReader) (int, error) {
 	b := &w.rx
 	w.t = w.eng.now()
 	if w.pool.GetBatch(b) == 0 {
 		return 0, nil
 	}
-	n, err := io.ReadBatch(b.Slice())
+	n, err := r.ReadBatch(b.Slice())
 	for _, p := range b.Pkts[n:b.Len] {
 		p.pool.Put(p)
 	}
 	clear(b.Pkts[n:b.Len])
 	b.Len = n
+	return n, err
+}
+
+// PollPort reads one batch from this worker's queue of port id and runs it
+// to completion. It returns the number of frames read.
+func (w *Worker) PollPort(id uint16) (int, error) {
+	n, err := w.readBatch(w.ports[id])
 	if n == 0 {
 		return 0, err
 	}
+	b := &w.rx
 	var bytes int
 	for _, p := range b.Slice() {
 		bytes += p.Len()
@@ -247,20 +261,11 @@ func (w *Worker) PollTunnelKind(k TunnelKind) (int, error) {
 	if k == TunnelVXLAN && w.off.on {
 		return w.pollTunnelGRO() // datagrams may be UDP_GRO buffers (offload.go)
 	}
-	b := &w.rx
-	w.t = w.eng.now()
-	if w.pool.GetBatch(b) == 0 {
-		return 0, nil
-	}
-	n, err := w.tunnels[k].ReadBatch(b.Slice())
-	for _, p := range b.Pkts[n:b.Len] {
-		p.pool.Put(p)
-	}
-	clear(b.Pkts[n:b.Len])
-	b.Len = n
+	n, err := w.readBatch(w.tunnels[k])
 	if n == 0 {
 		return 0, err
 	}
+	b := &w.rx
 	w.mark(StageTunnelRx, n)
 	t := w.eng.tables.Load()
 	w.tbl = t
