@@ -125,8 +125,14 @@ func TestPipelineScenarios(t *testing.T) {
 			if sc.Drops != 0 {
 				t.Errorf("drops = %d, want 0", sc.Drops)
 			}
-			if sc.AllocsPerFrame.Max != 0 {
-				t.Errorf("allocations per frame = %+v, want 0 in every repetition", sc.AllocsPerFrame)
+			// The tool counts the whole process's mallocs, so one stray
+			// runtime or test-framework allocation during a 65536-frame
+			// run can show up (1.5e-5 per frame, seen once in CI). An
+			// allocation per batch would be >= 1/64 per frame and one
+			// per packet >= 1: both are far above this bound. The exact
+			// zero is proven by AllocsPerRun in package dataplane.
+			if sc.AllocsPerFrame.Max >= 1.0/1000 {
+				t.Errorf("allocations per frame = %+v, want none per batch or per packet", sc.AllocsPerFrame)
 			}
 			if len(sc.Mpps.Samples) != opts.Reps || sc.Mpps.Min <= 0 {
 				t.Errorf("Mpps = %+v, want %d positive samples", sc.Mpps, opts.Reps)
