@@ -7,6 +7,7 @@ import (
 
 	"github.com/ferry-overlay/ferry/dataplane/tuntap"
 	"github.com/ferry-overlay/ferry/dataplane/udpsock"
+	"github.com/ferry-overlay/ferry/offload"
 )
 
 // TAPQueue adapts one queue of a TAP device to PortIO. The [][]byte
@@ -43,14 +44,28 @@ func (t *TAPQueue) ReadBatch(pkts []*Packet) (int, error) {
 
 // WriteBatch implements PortIO.
 func (t *TAPQueue) WriteBatch(pkts []*Packet) (int, error) {
+	return writeTAP(t.q, t.bufs, pkts, false)
+}
+
+// writeTAP writes each packet as one frame to q, len(bufs) per call, the
+// packet's virtio-net header (Packet.vnet, encoded into the headroom just in
+// front of it) first when vnet is set, and maps the device's sentinel errors
+// to the dataplane's. bufs is the caller's scratch; it allocates nothing.
+func writeTAP(q *tuntap.Queue, bufs [][]byte, pkts []*Packet, vnet bool) (int, error) {
 	written := 0
 	for len(pkts) > 0 {
-		chunk := pkts[:min(len(pkts), len(t.bufs))]
+		chunk := pkts[:min(len(pkts), len(bufs))]
 		for i, p := range chunk {
-			t.bufs[i] = p.Bytes()
+			if vnet {
+				h := p.off - offload.VirtioNetHdrLen
+				p.vnet.Encode(p.buf[h:p.off])
+				bufs[i] = p.buf[h:p.end]
+			} else {
+				bufs[i] = p.Bytes()
+			}
 		}
-		n, err := t.q.Write(t.bufs[:len(chunk)], 0)
-		clear(t.bufs[:len(chunk)])
+		n, err := q.Write(bufs[:len(chunk)], 0)
+		clear(bufs[:len(chunk)])
 		written += n
 		if err != nil {
 			switch {

@@ -105,29 +105,13 @@ func (r *l3Rig) fromPort(t testing.TB, port uint16, pkts ...[]byte) {
 		p = r.l2Port
 	}
 	p.Queue(pkts...)
-	for {
-		n, err := r.w.PollPort(port)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 {
-			return
-		}
-	}
+	drain(t, func() (int, error) { return r.w.PollPort(port) })
 }
 
 func (r *l3Rig) fromPeer(t testing.TB, k TunnelKind, peer netip.Addr, datagrams ...[]byte) {
 	t.Helper()
 	r.tuns[k].Queue(peer, datagrams...)
-	for {
-		n, err := r.w.PollTunnelKind(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 {
-			return
-		}
-	}
+	drain(t, func() (int, error) { return r.w.PollTunnelKind(k) })
 }
 
 func (r *l3Rig) reset() { r.toTUN, r.toL2, r.out = nil, nil, nil }
@@ -203,10 +187,18 @@ func TestL2GRE(t *testing.T) {
 	if len(r.toL2) != 1 || !bytes.Equal(r.toL2[0], inner) {
 		t.Fatalf("l2 port got %x, want [%x] (drops %+v)", r.toL2, inner, r.eng.Errors())
 	}
+	blue := 0
 	for _, p := range r.eng.Peers() {
-		if p.Network == "blue" && (p.RxPackets != 1 || p.RxBytes != uint64(len(keyed))) {
+		if p.Network != "blue" {
+			continue
+		}
+		blue++
+		if p.RxPackets != 1 || p.RxBytes != uint64(len(keyed)) {
 			t.Fatalf("blue's peer counted %d packets / %d bytes, want 1 / %d (the whole GRE packet, key included)", p.RxPackets, p.RxBytes, len(keyed))
 		}
+	}
+	if blue != 1 {
+		t.Fatalf("network blue has %d peers in Peers(), want 1", blue)
 	}
 	reply := frame(macR, macA, 60, 1)
 	r.fromPort(t, 1, reply)

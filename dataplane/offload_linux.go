@@ -72,29 +72,7 @@ func (t *TAPVnetQueue) ReadBatch(pkts []*Packet) (int, error) {
 // WriteBatch implements PortIO: each packet is written behind its
 // Packet.vnet header, encoded into the headroom in front of it.
 func (t *TAPVnetQueue) WriteBatch(pkts []*Packet) (int, error) {
-	written := 0
-	for len(pkts) > 0 {
-		chunk := pkts[:min(len(pkts), len(t.bufs))]
-		for i, p := range chunk {
-			h := p.off - offload.VirtioNetHdrLen
-			p.vnet.Encode(p.buf[h:p.off])
-			t.bufs[i] = p.buf[h:p.end]
-		}
-		n, err := t.q.Write(t.bufs[:len(chunk)], 0)
-		clear(t.bufs[:len(chunk)])
-		written += n
-		if err != nil {
-			switch {
-			case errors.Is(err, tuntap.ErrTxFull):
-				err = ErrTxFull
-			case errors.Is(err, tuntap.ErrLinkDown):
-				err = ErrPortDown
-			}
-			return written, err
-		}
-		pkts = pkts[len(chunk):]
-	}
-	return written, nil
+	return writeTAP(t.q, t.bufs, pkts, true)
 }
 
 // segState is a UDPTunnel's segmented-send scratch.

@@ -52,29 +52,13 @@ func newOffRig(t testing.TB, mtu int) *offRig {
 func (r *offRig) fromPort(t testing.TB, port uint16, frames ...[]byte) {
 	t.Helper()
 	r.ports[port].Queue(frames...)
-	for {
-		n, err := r.w.PollPort(port)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 {
-			return
-		}
-	}
+	drain(t, func() (int, error) { return r.w.PollPort(port) })
 }
 
 func (r *offRig) fromPeer(t testing.TB, peer netip.Addr, datagrams ...[]byte) {
 	t.Helper()
 	r.tun.Queue(peer, datagrams...)
-	for {
-		n, err := r.w.PollTunnel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 {
-			return
-		}
-	}
+	drain(t, func() (int, error) { return r.w.PollTunnel() })
 }
 
 // mirror makes r the receiving host of traffic from macA to macR: macR is

@@ -91,22 +91,21 @@ func newRig(t testing.TB, mtu int) *rig {
 func (r *rig) fromPort(t testing.TB, port uint16, frames ...[]byte) {
 	t.Helper()
 	r.ports[port].Queue(frames...)
-	for {
-		n, err := r.w.PollPort(port)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 {
-			return
-		}
-	}
+	drain(t, func() (int, error) { return r.w.PollPort(port) })
 }
 
 func (r *rig) fromPeer(t testing.TB, peer netip.Addr, datagrams ...[]byte) {
 	t.Helper()
 	r.tun.Queue(peer, datagrams...)
+	drain(t, func() (int, error) { return r.w.PollTunnel() })
+}
+
+// drain calls poll until it reads nothing, failing the test on an error:
+// one input queued on a fake port or tunnel, run to completion.
+func drain(t testing.TB, poll func() (int, error)) {
+	t.Helper()
 	for {
-		n, err := r.w.PollTunnel()
+		n, err := poll()
 		if err != nil {
 			t.Fatal(err)
 		}
