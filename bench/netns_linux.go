@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -161,6 +162,44 @@ func (n *netNS) addAddr(ifname string, p netip.Prefix) error {
 	})
 }
 
+// addDefaultRoute adds a default route via gw, which must be on a
+// connected subnet.
+func (n *netNS) addDefaultRoute(gw netip.Addr) error {
+	h, err := n.handle()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	r := &netlink.Route{Dst: &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}, Gw: gw.AsSlice()}
+	if err := h.RouteAdd(r); err != nil {
+		return fmt.Errorf("netns %s: default route via %s: %w", n.name, gw, err)
+	}
+	return nil
+}
+
+// addBridge creates a Linux bridge, down, without members.
+func (n *netNS) addBridge(name string) error {
+	h, err := n.handle()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	if err := h.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}); err != nil {
+		return fmt.Errorf("netns %s: add bridge %s: %w", n.name, name, err)
+	}
+	return nil
+}
+
+// sysctl sets a sysctl key ("net.ipv4.ip_forward") as seen from inside
+// the namespace, where the net.* keys are the namespace's own.
+func (n *netNS) sysctl(key, value string) error {
+	path := filepath.Join("/proc/sys", strings.ReplaceAll(key, ".", "/"))
+	if err := n.do(func() error { return os.WriteFile(path, []byte(value), 0o644) }); err != nil {
+		return fmt.Errorf("netns %s: sysctl %s=%s: %w", n.name, key, value, err)
+	}
+	return nil
+}
+
 func (n *netNS) enslave(member, bridge string) error {
 	h, err := n.handle()
 	if err != nil {
@@ -245,8 +284,8 @@ func kernelOverlay(h *netNS, underlay string, local, remote netip.Addr, vni uint
 	if err := nh.NeighAppend(fdb); err != nil {
 		return fmt.Errorf("netns %s: vxlan fdb 00:00:00:00:00:00 dst %s: %w", h.name, remote, err)
 	}
-	if err := nh.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: br}}); err != nil {
-		return fmt.Errorf("netns %s: add bridge: %w", h.name, err)
+	if err := h.addBridge(br); err != nil {
+		return err
 	}
 	mtu := l.Attrs().MTU
 	for _, m := range []string{vx, hostEnd} {

@@ -21,7 +21,9 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/ferry-overlay/ferry/config"
 	"github.com/ferry-overlay/ferry/ctl"
+	"github.com/ferry-overlay/ferry/encap"
 )
 
 // OverlayOptions configures [Overlay].
@@ -38,6 +40,15 @@ type OverlayOptions struct {
 	// Size is the UDP payload size in bytes of the packet-rate and latency
 	// workloads, MinOverlaySize..MaxOverlaySize.
 	Size int `json:"size"`
+	// Encap is the tunnel format of ferry's path: EncapVXLAN, EncapGRE or,
+	// in ModeL3 only, EncapUDP (flannel-UDP). Empty means EncapVXLAN.
+	Encap string `json:"encap"`
+	// Mode is the network type of ferry's path: ModeL2 (TAP ports moved
+	// into the containers, a learning bridge) or ModeL3 (flannel style:
+	// containers on a Linux bridge in each host, routed through ferry's
+	// TUN device). Empty means ModeL2. The kernel's path is the same
+	// Docker-style VXLAN path whatever the mode and encapsulation.
+	Mode string `json:"mode"`
 	// KeepGoing records a failed workload in the report and goes on,
 	// instead of stopping the run.
 	KeepGoing bool `json:"keep_going"`
@@ -46,16 +57,47 @@ type OverlayOptions struct {
 }
 
 // Payload size limits of the overlay workloads: a UDP payload must carry
-// the latency probe's 8-byte sequence number and fit the overlay MTU (1450)
-// in one datagram.
+// the latency probe's 8-byte sequence number and fit the overlay MTU in one
+// datagram (1450, the smallest of the kernel's path and every ferry
+// combination: vxlan 1450, l2 gre 1458, l3 gre 1476, l3 udp 1472).
 const (
 	MinOverlaySize = 8
 	MaxOverlaySize = 1450 - 28
 )
 
-// Validate reports the first option out of range.
+// Network types and encapsulations of ferry's path, as the config keys
+// `mode` and `encap` spell them.
+const (
+	ModeL2     = string(config.ModeL2)
+	ModeL3     = string(config.ModeL3)
+	EncapVXLAN = encap.EncapVXLAN
+	EncapGRE   = encap.EncapGRE
+	EncapUDP   = encap.EncapUDP
+)
+
+// withDefaults returns o with an empty Encap and Mode set to their
+// defaults, EncapVXLAN and ModeL2.
+func (o OverlayOptions) withDefaults() OverlayOptions {
+	if o.Encap == "" {
+		o.Encap = EncapVXLAN
+	}
+	if o.Mode == "" {
+		o.Mode = ModeL2
+	}
+	return o
+}
+
+// Validate reports the first option out of range, naming it. An empty
+// Encap or Mode stands for its default.
 func (o OverlayOptions) Validate() error {
+	d := o.withDefaults()
 	switch {
+	case d.Mode != ModeL2 && d.Mode != ModeL3:
+		return fmt.Errorf("mode %q: must be l2 or l3", o.Mode)
+	case d.Encap != EncapVXLAN && d.Encap != EncapGRE && d.Encap != EncapUDP:
+		return fmt.Errorf("encap %q: must be vxlan, udp or gre", o.Encap)
+	case d.Encap == EncapUDP && d.Mode == ModeL2:
+		return errors.New("encap udp: flannel-UDP carries IP packets, not Ethernet frames: use it with mode l3 (mode l2 takes vxlan or gre)")
 	case o.FerryBin == "":
 		return errors.New("no ferry binary given")
 	case o.Duration < time.Second:
@@ -95,8 +137,13 @@ type Metric struct {
 // OverlayReport is the outcome of [Overlay]; it is also the JSON that
 // `--json FILE` writes.
 type OverlayReport struct {
+	// Options are the options of the run, with Encap and Mode filled in.
 	Options OverlayOptions `json:"options"`
 	Machine Machine        `json:"machine"`
+	// FerryPath and KernelPath say what each path is made of, such as
+	// "ferry l3 over gre: container veth → Linux bridge → …".
+	FerryPath  string `json:"ferry_path"`
+	KernelPath string `json:"kernel_path"`
 	// Metrics are, in order: TCP throughput, UDP packets delivered and
 	// offered per second, latency p50 and p99.
 	Metrics []Metric `json:"metrics"`
@@ -118,6 +165,7 @@ const (
 	udpRatePort   = 5300
 	latencyPort   = 5301
 	underlayDev   = "ul0"
+	underlayMTU   = 1500 // the veth underlay's, the kernel's default
 	containerDev  = "eth0"
 	daemonTimeout = 15 * time.Second
 )
@@ -126,10 +174,48 @@ var (
 	underlayPrefix = netip.MustParsePrefix("192.168.77.0/24")
 	host1Addr      = netip.MustParseAddr("192.168.77.1")
 	host2Addr      = netip.MustParseAddr("192.168.77.2")
-	cont1Addr      = netip.MustParseAddr("10.42.0.1")
-	cont2Addr      = netip.MustParseAddr("10.42.0.2")
 	overlayBits    = 24
+	// l3Network is the whole overlay of an l3 ferry path; host i owns
+	// 10.42.i.0/24, its bridge has .1 and its container .2.
+	l3Network = netip.MustParsePrefix("10.42.0.0/16")
 )
+
+// The devices of an l3 ferry host: ferry's TUN device, the containers'
+// bridge, and the host end of the container's veth.
+const (
+	l3Device   = "ferry0"
+	l3Bridge   = "cbr0"
+	l3HostVeth = "vc0"
+)
+
+// containerAddr returns the address of container i (1 or 2) on a path of
+// mode: 10.42.0.i on one l2 subnet (the kernel's path and ferry's l2 path),
+// 10.42.i.2 in host i's subnet on an l3 path.
+func containerAddr(mode string, i int) netip.Addr {
+	if mode == ModeL3 {
+		return netip.AddrFrom4([4]byte{10, 42, byte(i), 2})
+	}
+	return netip.AddrFrom4([4]byte{10, 42, 0, byte(i)})
+}
+
+// kernelPathDesc says what the kernel's path is made of.
+const kernelPathDesc = "kernel VXLAN, l2, Docker-style: container veth → Linux bridge → vxlan device (VNI 42, UDP 4789) → veth underlay"
+
+// ferryPathDesc says what ferry's path is made of for mode and encap
+// (defaults filled in).
+func ferryPathDesc(mode, enc string) string {
+	wire := map[string]string{
+		ModeL2 + EncapVXLAN: "VXLAN, UDP 4789",
+		ModeL2 + EncapGRE:   "GRE with the VNI as key, IP protocol 47",
+		ModeL3 + EncapVXLAN: "flannel-vxlan, UDP 8472",
+		ModeL3 + EncapGRE:   "GRE, IP protocol 47",
+		ModeL3 + EncapUDP:   "flannel-UDP, UDP 8285",
+	}[mode+enc]
+	if mode == ModeL3 {
+		return fmt.Sprintf("ferry l3 over %s: container veth → Linux bridge → host routing → TUN %s → ferry (%s) → veth underlay", enc, l3Device, wire)
+	}
+	return fmt.Sprintf("ferry l2 over %s: container TAP → ferry (learning bridge, %s) → veth underlay", enc, wire)
+}
 
 // metricDefs are the overlay report's figures, in report order.
 var metricDefs = []Metric{
@@ -166,9 +252,11 @@ func CheckTools() error {
 }
 
 // Overlay builds two simulated hosts with one container each, twice — once
-// joined by ferry daemons (FerryBin run in each host namespace, the TAP moved
-// into the container), once by the kernel's Docker-style path (container
-// veth, Linux bridge, kernel VXLAN) — both over a veth underlay, and runs
+// joined by ferry daemons (FerryBin run in each host namespace with a
+// network of opts.Mode over opts.Encap: l2, the TAP moved into the
+// container; l3, the container on a Linux bridge routed through ferry's TUN
+// device), once by the kernel's Docker-style path (container veth, Linux
+// bridge, kernel VXLAN), whatever the mode — both over a veth underlay, and runs
 // each workload on both paths in every repetition, alternating the order. It
 // removes every namespace and stops every process it started before it
 // returns, also when ctx ends or SIGINT/SIGTERM arrives (which end the run
@@ -177,6 +265,7 @@ func Overlay(ctx context.Context, opts OverlayOptions) (rep *OverlayReport, err 
 	if err := opts.Validate(); err != nil {
 		return nil, fmt.Errorf("bench overlay: %w", err)
 	}
+	opts = opts.withDefaults()
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("bench overlay: %w", ErrNeedsRoot)
 	}
@@ -197,19 +286,19 @@ func Overlay(ctx context.Context, opts OverlayOptions) (rep *OverlayReport, err 
 	paths := map[string]*testbed{}
 	for _, build := range []struct {
 		name string
-		fn   func(context.Context, string) (*testbed, error)
+		fn   func(context.Context, OverlayOptions) (*testbed, error)
 	}{{PathFerry, lab.ferryPath}, {PathKernel, lab.kernelPath}} {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("bench overlay: %w", err)
 		}
 		lab.logf("setting up the %s path", build.name)
-		tb, err := build.fn(ctx, opts.FerryBin)
+		tb, err := build.fn(ctx, opts)
 		if err != nil {
 			return nil, fmt.Errorf("bench overlay: %s path: %w", build.name, err)
 		}
 		paths[build.name] = tb
 	}
-	rep = &OverlayReport{Options: opts, Machine: thisMachine()}
+	rep = &OverlayReport{Options: opts, Machine: thisMachine(), FerryPath: ferryPathDesc(opts.Mode, opts.Encap), KernelPath: kernelPathDesc}
 	samples := map[string]map[string][]float64{PathFerry: {}, PathKernel: {}}
 	for i := range opts.Reps {
 		order := []string{PathFerry, PathKernel}
@@ -265,11 +354,13 @@ var workloads = []workload{
 	{"latency", runLatency},
 }
 
-// testbed is one built path: the sending container c1 and the receiving
-// container c2 (address cont2Addr), with an iperf3 server running in c2.
+// testbed is one built path: the sending container c1 (address addr1)
+// and the receiving container c2 (address addr2), with an iperf3 server
+// running in c2.
 type testbed struct {
-	c1, c2 *netNS
-	iperf  *proc
+	c1, c2       *netNS
+	addr1, addr2 netip.Addr
+	iperf        *proc
 }
 
 // proc is a process the lab started and stops by its PID.
@@ -407,53 +498,137 @@ func (l *lab) hostPair(path string) (h1, h2, c1, c2 *netNS, err error) {
 	return
 }
 
+// ferryHost is one simulated host of ferry's path, as its config names
+// it.
+type ferryHost struct {
+	// index is 1 or 2: which host (on l3, host i owns 10.42.i.0/24).
+	index int
+	// name is the host namespace's name, also the node's name.
+	name string
+	// local and peer are this host's and the other host's underlay
+	// addresses.
+	local, peer netip.Addr
+	// socket is the daemon's control socket.
+	socket string
+	// container is the container namespace's name; on l2 the TAP port
+	// moves into it.
+	container string
+}
+
+// ferryConfig returns the `ferry run` config of host h for opts' mode and
+// encapsulation (defaults filled in). l2: one network on 10.42.0.0/24
+// with one TAP port moved into the container as eth0, with the container's
+// address and a fixed MAC. l3: network 10.42.0.0/16, this host's subnet
+// 10.42.i.0/24, the TUN device ferry0, and the other host as the peer that
+// owns its subnet. Ports take the encapsulation's default.
+func ferryConfig(opts OverlayOptions, h ferryHost) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "node:\n  name: %s\n  underlay: %s\n  log_level: warn\n", h.name, h.local)
+	fmt.Fprintf(&b, "control:\n  socket: %s\nmetrics:\n  listen: \"off\"\n", h.socket)
+	fmt.Fprintf(&b, "networks:\n  - name: bench\n    mode: %s\n    encap: %s\n", opts.Mode, opts.Encap)
+	if opts.Mode == ModeL3 {
+		other := 3 - h.index
+		fmt.Fprintf(&b, "    network: %s\n    subnet: %s\n    device: %s\n", l3Network, l3Subnet(h.index), l3Device)
+		fmt.Fprintf(&b, "    peers:\n      - {underlay: %s, subnet: %s}\n", h.peer, l3Subnet(other))
+		return b.String()
+	}
+	addr := containerAddr(ModeL2, h.index)
+	fmt.Fprintf(&b, "    vni: %d\n    subnet: %s\n    peers: [%s]\n", overlayVNI, netip.PrefixFrom(addr, overlayBits).Masked(), h.peer)
+	fmt.Fprintf(&b, "    ports:\n      - {name: tap0, netns: %s, ifname: %s, address: %s/%d, mac: \"02:42:0a:2a:00:%02x\"}\n",
+		h.container, containerDev, addr, overlayBits, h.index)
+	return b.String()
+}
+
+// l3Subnet is host i's share of l3Network: 10.42.i.0/24.
+func l3Subnet(i int) netip.Prefix {
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 42, byte(i), 0}), 24)
+}
+
 // ferryPath builds ferry's path: a ferry daemon in each host namespace
-// with one TAP port moved into the container namespace as eth0.
-func (l *lab) ferryPath(ctx context.Context, ferryBin string) (*testbed, error) {
+// with a network of opts.Mode over opts.Encap. l2: one TAP port moved into
+// the container namespace as eth0. l3, as flannel and Docker: ferry's TUN
+// device routes the overlay, and the container hangs off a Linux bridge
+// with the host's subnet (the network's MTU on both), forwarding on.
+func (l *lab) ferryPath(ctx context.Context, opts OverlayOptions) (*testbed, error) {
 	h1, h2, c1, c2, err := l.hostPair(PathFerry)
 	if err != nil {
 		return nil, err
 	}
-	for _, d := range []struct {
-		host, cont  *netNS
-		local, peer netip.Addr
-		addr        netip.Addr
-		mac         string
-	}{
-		{h1, c1, host1Addr, host2Addr, cont1Addr, "02:42:0a:2a:00:01"},
-		{h2, c2, host2Addr, host1Addr, cont2Addr, "02:42:0a:2a:00:02"},
-	} {
-		socket := filepath.Join(l.dir, d.host.name+".sock")
-		cfg := fmt.Sprintf(`node:
-  name: %s
-  underlay: %s
-  log_level: warn
-control:
-  socket: %s
-metrics:
-  listen: "off"
-networks:
-  - name: bench
-    vni: %d
-    port: %d
-    subnet: 10.42.0.0/24
-    peers: [%s]
-    ports:
-      - {name: tap0, netns: %s, ifname: %s, address: %s/%d, mac: "%s"}
-`, d.host.name, d.local, socket, overlayVNI, overlayPort, d.peer, d.cont.name, containerDev, d.addr, overlayBits, d.mac)
+	for i, d := range []struct{ host, cont, peer *netNS }{{h1, c1, h2}, {h2, c2, h1}} {
+		h := ferryHost{
+			index: i + 1, name: d.host.name, local: hostAddr(i + 1), peer: hostAddr(2 - i),
+			socket: filepath.Join(l.dir, d.host.name+".sock"), container: d.cont.name,
+		}
+		text := ferryConfig(opts, h)
+		cfg, err := config.Parse([]byte(text))
+		if err != nil {
+			return nil, fmt.Errorf("ferry config of %s: %w\n%s", h.name, err, text)
+		}
+		if opts.Mode == ModeL3 {
+			if err := l3Host(d.host, d.cont, &cfg.Networks[0], containerAddr(ModeL3, h.index)); err != nil {
+				return nil, err
+			}
+		}
 		path := filepath.Join(l.dir, d.host.name+".yaml")
-		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 			return nil, fmt.Errorf("write ferry config: %w", err)
 		}
-		p, err := l.spawn(d.host, ferryBin, "run", "--config", path)
+		p, err := l.spawn(d.host, opts.FerryBin, "run", "--config", path)
 		if err != nil {
 			return nil, err
 		}
-		if err := waitDaemon(ctx, p, socket); err != nil {
+		if err := waitDaemon(ctx, p, h.socket); err != nil {
 			return nil, err
 		}
 	}
-	return l.finish(ctx, c1, c2)
+	return l.finish(ctx, c1, c2, containerAddr(opts.Mode, 1), containerAddr(opts.Mode, 2))
+}
+
+// hostAddr is host i's underlay address (1 or 2).
+func hostAddr(i int) netip.Addr {
+	if i == 1 {
+		return host1Addr
+	}
+	return host2Addr
+}
+
+// l3Host builds an l3 host's container side for network n: the bridge
+// cbr0 with n's bridge address, a veth from it into the container (eth0,
+// address addr in n's subnet, a default route via the bridge), the
+// network's MTU on every one of them, and IPv4 forwarding in the host.
+func l3Host(host, cont *netNS, n *config.Network, addr netip.Addr) error {
+	mtu := n.EffectiveMTU(underlayMTU)
+	br := n.BridgeAddress()
+	if err := host.addBridge(l3Bridge); err != nil {
+		return err
+	}
+	if err := veth(host, l3HostVeth, cont, containerDev); err != nil {
+		return err
+	}
+	for _, dev := range []string{l3Bridge, l3HostVeth} {
+		if err := host.setMTU(dev, mtu); err != nil {
+			return err
+		}
+	}
+	if err := host.enslave(l3HostVeth, l3Bridge); err != nil {
+		return err
+	}
+	if err := host.addAddr(l3Bridge, br); err != nil {
+		return err
+	}
+	if err := host.linkUp(l3Bridge); err != nil {
+		return err
+	}
+	if err := host.sysctl("net.ipv4.ip_forward", "1"); err != nil {
+		return err
+	}
+	if err := cont.setMTU(containerDev, mtu); err != nil {
+		return err
+	}
+	if err := cont.addAddr(containerDev, netip.PrefixFrom(addr, n.Subnet.Bits())); err != nil {
+		return err
+	}
+	return cont.addDefaultRoute(br.Addr())
 }
 
 // waitDaemon waits until the daemon answers on its control socket.
@@ -482,7 +657,7 @@ func waitDaemon(ctx context.Context, p *proc, socket string) error {
 
 // kernelPath builds the kernel's Docker-style path: in each host a VXLAN
 // device and a bridge, and a veth from the bridge into the container.
-func (l *lab) kernelPath(ctx context.Context, _ string) (*testbed, error) {
+func (l *lab) kernelPath(ctx context.Context, _ OverlayOptions) (*testbed, error) {
 	h1, h2, c1, c2, err := l.hostPair(PathKernel)
 	if err != nil {
 		return nil, err
@@ -492,8 +667,8 @@ func (l *lab) kernelPath(ctx context.Context, _ string) (*testbed, error) {
 		local, remote netip.Addr
 		addr          netip.Addr
 	}{
-		{h1, c1, host1Addr, host2Addr, cont1Addr},
-		{h2, c2, host2Addr, host1Addr, cont2Addr},
+		{h1, c1, host1Addr, host2Addr, containerAddr(ModeL2, 1)},
+		{h2, c2, host2Addr, host1Addr, containerAddr(ModeL2, 2)},
 	} {
 		if err := veth(d.host, "vc0", d.cont, containerDev); err != nil {
 			return nil, err
@@ -508,17 +683,18 @@ func (l *lab) kernelPath(ctx context.Context, _ string) (*testbed, error) {
 			return nil, err
 		}
 	}
-	return l.finish(ctx, c1, c2)
+	return l.finish(ctx, c1, c2, containerAddr(ModeL2, 1), containerAddr(ModeL2, 2))
 }
 
-// finish waits for the containers' addresses, starts the iperf3 server in c2 and checks that c1 reaches c2.
-func (l *lab) finish(ctx context.Context, c1, c2 *netNS) (*testbed, error) {
-	tb := &testbed{c1: c1, c2: c2}
+// finish waits for the containers' addresses (c1 has addr1, c2 addr2),
+// starts the iperf3 server in c2 and checks that c1 reaches c2.
+func (l *lab) finish(ctx context.Context, c1, c2 *netNS, addr1, addr2 netip.Addr) (*testbed, error) {
+	tb := &testbed{c1: c1, c2: c2, addr1: addr1, addr2: addr2}
 	// A ferry daemon may answer before it has configured its ports.
 	for _, c := range []struct {
 		ns   *netNS
 		addr netip.Addr
-	}{{c1, cont1Addr}, {c2, cont2Addr}} {
+	}{{c1, addr1}, {c2, addr2}} {
 		if err := waitAddr(ctx, c.ns, containerDev, c.addr); err != nil {
 			return nil, err
 		}

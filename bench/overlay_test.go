@@ -10,9 +10,11 @@ import (
 	"time"
 )
 
-// TestBenchOverlaySmoke runs the overlay scenario for real, briefly: both
-// paths are built, every workload yields a figure on both, and nothing of
-// the run is left behind.
+// TestBenchOverlaySmoke runs the overlay scenario for real, briefly, with
+// ferry's path as the default l2 VXLAN network and as an l3 GRE one (a
+// Linux bridge, routing through ferry's TUN device, raw IP sockets): both
+// paths are built, every workload yields a figure on both, the report
+// records the network type, and nothing of the run is left behind.
 func TestBenchOverlaySmoke(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates network namespaces, links and TAP devices")
@@ -26,26 +28,39 @@ func TestBenchOverlaySmoke(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building ferry: %v\n%s", err, out)
 	}
-	before := benchNamespaces(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	var log strings.Builder
-	rep, err := Overlay(ctx, OverlayOptions{FerryBin: bin, Duration: time.Second, Reps: 1, Size: 64, Log: &log})
-	if err != nil {
-		t.Fatalf("overlay: %v\nlog:\n%s", err, log.String())
+	cases := []struct{ name, encap, mode string }{
+		{"l2 vxlan (default)", "", ""},
+		{"l3 gre", EncapGRE, ModeL3},
 	}
-	if len(rep.Metrics) != len(metricDefs) || len(rep.Errors) != 0 {
-		t.Fatalf("report has %d metrics and errors %v", len(rep.Metrics), rep.Errors)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := benchNamespaces(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			var log strings.Builder
+			opts := OverlayOptions{FerryBin: bin, Duration: time.Second, Reps: 1, Size: 64, Encap: tc.encap, Mode: tc.mode, Log: &log}
+			rep, err := Overlay(ctx, opts)
+			if err != nil {
+				t.Fatalf("overlay: %v\nlog:\n%s", err, log.String())
+			}
+			want := opts.withDefaults()
+			if rep.Options.Encap != want.Encap || rep.Options.Mode != want.Mode || rep.FerryPath != ferryPathDesc(want.Mode, want.Encap) {
+				t.Errorf("report options encap %q mode %q ferry path %q, want %s %s", rep.Options.Encap, rep.Options.Mode, rep.FerryPath, want.Encap, want.Mode)
+			}
+			if len(rep.Metrics) != len(metricDefs) || len(rep.Errors) != 0 {
+				t.Fatalf("report has %d metrics and errors %v", len(rep.Metrics), rep.Errors)
+			}
+			for _, m := range rep.Metrics {
+				if len(m.Ferry.Samples) != 1 || len(m.Kernel.Samples) != 1 || m.Ferry.Median <= 0 || m.Kernel.Median <= 0 || m.Ratio == nil {
+					t.Errorf("%s: ferry %+v kernel %+v ratio %v: want one positive sample per path and a ratio", m.Name, m.Ferry, m.Kernel, m.Ratio)
+				}
+			}
+			if after := benchNamespaces(t); len(after) != len(before) {
+				t.Errorf("namespaces left behind: before %v, after %v", before, after)
+			}
+			t.Logf("\n%s", log.String())
+		})
 	}
-	for _, m := range rep.Metrics {
-		if len(m.Ferry.Samples) != 1 || len(m.Kernel.Samples) != 1 || m.Ferry.Median <= 0 || m.Kernel.Median <= 0 || m.Ratio == nil {
-			t.Errorf("%s: ferry %+v kernel %+v ratio %v: want one positive sample per path and a ratio", m.Name, m.Ferry, m.Kernel, m.Ratio)
-		}
-	}
-	if after := benchNamespaces(t); len(after) != len(before) {
-		t.Errorf("namespaces left behind: before %v, after %v", before, after)
-	}
-	t.Logf("\n%s", log.String())
 }
 
 // benchNamespaces lists the named namespaces of overlay runs.

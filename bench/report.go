@@ -58,12 +58,13 @@ func (m Metric) RatioString() string {
 	return fmt.Sprintf("%.2f×", *m.Ratio)
 }
 
-// WriteTable prints the overlay report: one row per metric with both
-// paths' medians and spreads and their ratio.
+// WriteTable prints the overlay report: what each path is, then one row
+// per metric with both paths' medians and spreads and their ratio.
 func (r *OverlayReport) WriteTable(w io.Writer) error {
 	o := r.Options
-	fmt.Fprintf(w, "ferry bench overlay: %v per workload × %d reps, UDP payload %d B (%d CPUs, %s)\n",
-		o.Duration, o.Reps, o.Size, r.Machine.CPUs, r.Machine.Kernel)
+	fmt.Fprintf(w, "ferry bench overlay: %s, %v per workload × %d reps, UDP payload %d B (%d CPUs, %s)\n",
+		r.comparison(), o.Duration, o.Reps, o.Size, r.Machine.CPUs, r.Machine.Kernel)
+	fmt.Fprintf(w, "  ferry:  %s\n  kernel: %s\n", r.FerryPath, r.KernelPath)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nmetric\tunit\tferry\tkernel\tferry/kernel")
 	for _, m := range r.Metrics {
@@ -77,6 +78,12 @@ func (r *OverlayReport) WriteTable(w io.Writer) error {
 		fmt.Fprintln(w, "failed:", e)
 	}
 	return nil
+}
+
+// comparison names the two paths in a few words: "ferry l3/gre vs kernel
+// VXLAN (l2)".
+func (r *OverlayReport) comparison() string {
+	return fmt.Sprintf("ferry %s/%s vs kernel VXLAN (l2)", r.Options.Mode, r.Options.Encap)
 }
 
 // Colours of the chart's two series.
@@ -102,11 +109,11 @@ func (r *OverlayReport) WriteSVG(w io.Writer) error {
 	fmt.Fprintf(&b, `<?xml version="1.0" encoding="UTF-8"?>
 <svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">
 <rect width="100%%" height="100%%" fill="white"/>
-<text x="20" y="24" font-size="16" font-weight="bold">ferry vs kernel VXLAN overlay</text>
+<text x="20" y="24" font-size="16" font-weight="bold">%s</text>
 <text x="20" y="44" fill="#555">%s per workload × %d reps, UDP payload %d B, %d CPUs, Linux %s; bars: median, whiskers: min–max</text>
 <rect x="%d" y="14" width="12" height="12" fill="%s"/><text x="%d" y="25">ferry</text>
 <rect x="%d" y="14" width="12" height="12" fill="%s"/><text x="%d" y="25">kernel</text>
-`, width, height, width, height, esc(r.Options.Duration.String()), r.Options.Reps, r.Options.Size, r.Machine.CPUs, esc(r.Machine.Kernel),
+`, width, height, width, height, esc(r.comparison()), esc(r.Options.Duration.String()), r.Options.Reps, r.Options.Size, r.Machine.CPUs, esc(r.Machine.Kernel),
 		width-150, colourFerry, width-134, width-80, colourKernel, width-64)
 	for i, m := range r.Metrics {
 		x0 := 20 + i*panelW

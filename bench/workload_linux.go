@@ -53,7 +53,7 @@ func runTCP(ctx context.Context, tb *testbed, opts OverlayOptions) (map[string]f
 	secs := int(math.Ceil(opts.Duration.Seconds()))
 	ctx, cancel := context.WithTimeout(ctx, opts.Duration+20*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "iperf3", "-c", cont2Addr.String(), "-p", strconv.Itoa(iperfPort), "-t", strconv.Itoa(secs), "-J")
+	cmd := exec.CommandContext(ctx, "iperf3", "-c", tb.addr2.String(), "-p", strconv.Itoa(iperfPort), "-t", strconv.Itoa(secs), "-J")
 	cmd.WaitDelay = time.Second
 	var out syncBuffer
 	cmd.Stdout = &out
@@ -84,7 +84,7 @@ func runUDPRate(ctx context.Context, tb *testbed, opts OverlayOptions) (map[stri
 	var rx *udpsock.Conn
 	err := tb.c2.do(func() error {
 		var err error
-		rx, err = udpsock.Listen(udpsock.Options{Addr: netip.AddrPortFrom(cont2Addr, udpRatePort), RecvBuf: 8 << 20, Batch: 64})
+		rx, err = udpsock.Listen(udpsock.Options{Addr: netip.AddrPortFrom(tb.addr2, udpRatePort), RecvBuf: 8 << 20, Batch: 64})
 		return err
 	})
 	if err != nil {
@@ -99,7 +99,7 @@ func runUDPRate(ctx context.Context, tb *testbed, opts OverlayOptions) (map[stri
 	}()
 	err = tb.c1.do(func() error {
 		for range udpFlows {
-			c, err := udpsock.Listen(udpsock.Options{Addr: netip.AddrPortFrom(cont1Addr, 0), SendBuf: 1 << 20, Batch: 64})
+			c, err := udpsock.Listen(udpsock.Options{Addr: netip.AddrPortFrom(tb.addr1, 0), SendBuf: 1 << 20, Batch: 64})
 			if err != nil {
 				return err
 			}
@@ -153,7 +153,9 @@ func runUDPRate(ctx context.Context, tb *testbed, opts OverlayOptions) (map[stri
 	start := time.Now()
 	deadline := start.Add(opts.Duration)
 	for g := range senders {
-		txWG.Go(func() { txErrs[g] = blast(ctx, txs[g:], senders, opts.Size, deadline, &sent) })
+		txWG.Go(func() {
+			txErrs[g] = blast(ctx, txs[g:], senders, netip.AddrPortFrom(tb.addr2, udpRatePort), opts.Size, deadline, &sent)
+		})
 	}
 	txWG.Wait()
 	txErr := errors.Join(txErrs...)
@@ -174,11 +176,10 @@ func runUDPRate(ctx context.Context, tb *testbed, opts OverlayOptions) (map[stri
 	}, nil
 }
 
-// blast sends datagrams of size bytes to the receiver from every stride-th
-// socket of txs in turn, in sendmmsg batches of 64, until deadline, and
-// adds the number sent to sent.
-func blast(ctx context.Context, txs []*udpsock.Conn, stride, size int, deadline time.Time, sent *atomic.Uint64) error {
-	dst := netip.AddrPortFrom(cont2Addr, udpRatePort)
+// blast sends datagrams of size bytes to dst from every stride-th socket
+// of txs in turn, in sendmmsg batches of 64, until deadline, and adds the
+// number sent to sent.
+func blast(ctx context.Context, txs []*udpsock.Conn, stride int, dst netip.AddrPort, size int, deadline time.Time, sent *atomic.Uint64) error {
 	payload := make([]byte, size)
 	bufs := make([][]byte, 64)
 	to := make([]netip.AddrPort, 64)
@@ -215,7 +216,7 @@ type echoServer struct {
 func startEcho(tb *testbed) (*echoServer, error) {
 	s := &echoServer{done: make(chan struct{})}
 	err := tb.c2.do(func() error {
-		fd, err := blockingUDP(netip.AddrPortFrom(cont2Addr, latencyPort), 100*time.Millisecond)
+		fd, err := blockingUDP(netip.AddrPortFrom(tb.addr2, latencyPort), 100*time.Millisecond)
 		s.fd = fd
 		return err
 	})
@@ -269,14 +270,14 @@ func pingPong(ctx context.Context, tb *testbed, size, count int, deadline time.T
 	var fd int
 	err = tb.c1.do(func() error {
 		var err error
-		fd, err = blockingUDP(netip.AddrPortFrom(cont1Addr, 0), time.Second)
+		fd, err = blockingUDP(netip.AddrPortFrom(tb.addr1, 0), time.Second)
 		return err
 	})
 	if err != nil {
 		return nil, 0, err
 	}
 	defer unix.Close(fd)
-	if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: cont2Addr.As4(), Port: latencyPort}); err != nil {
+	if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: tb.addr2.As4(), Port: latencyPort}); err != nil {
 		return nil, 0, fmt.Errorf("udp connect: %w", err)
 	}
 	out, in := make([]byte, size), make([]byte, 2048)
@@ -321,7 +322,7 @@ func reachable(ctx context.Context, tb *testbed) error {
 		return err
 	}
 	if len(rtts) < 3 {
-		return fmt.Errorf("no connectivity from c1 to %s: %d probes unanswered in 10s", cont2Addr, lost)
+		return fmt.Errorf("no connectivity from c1 to %s: %d probes unanswered in 10s", tb.addr2, lost)
 	}
 	return nil
 }

@@ -74,21 +74,30 @@ runtime counters) and heap allocations per frame (runtime.MemStats).`,
 }
 
 func newBenchOverlayCmd() *cobra.Command {
-	opts := bench.OverlayOptions{Duration: 10 * time.Second, Reps: 3, Size: 64}
+	opts := bench.OverlayOptions{Duration: 10 * time.Second, Reps: 3, Size: 64, Encap: bench.EncapVXLAN, Mode: bench.ModeL2}
 	var jsonFile, svgFile string
 	cmd := &cobra.Command{
 		Use:   "overlay",
 		Short: "Compare ferry's overlay path with the kernel's VXLAN path in network namespaces (root, iperf3)",
 		Long: `Builds, in network namespaces of its own, two hosts with one container each
 over a veth underlay, twice: joined by ferry daemons (this binary, "ferry run",
-TAP ports moved into the containers), and joined by the kernel's Docker-style
-path (container veth, Linux bridge, kernel VXLAN). Each repetition runs every
-workload on both paths, alternating which goes first:
+with a network of --mode over --encap), and joined by the kernel's
+Docker-style path (container veth, Linux bridge, kernel VXLAN), which is the
+same for every --mode and --encap. Each repetition runs every workload on both
+paths, alternating which goes first:
 
   tcp       one iperf3 TCP stream, receiver's Gbit/s
   udp-rate  UDP datagrams of --size bytes from 4 sendmmsg sockets, counted
             at the receiver with recvmmsg (delivered and offered kpps)
   latency   UDP request/response of --size bytes, one in flight: p50, p99
+
+ferry's path by --mode:
+
+  l2  TAP ports moved into the containers, ferry's learning bridge;
+      --encap vxlan (UDP 4789) or gre (the VNI as GRE key)
+  l3  flannel style: each container on a Linux bridge in its host, routed
+      through ferry's TUN device; --encap udp (flannel-UDP), gre or vxlan
+      (flannel-vxlan)
 
 It prints the medians and spreads of both paths and their ratio, and with
 --json and --svg writes the report and a bar chart. Everything it creates is
@@ -126,6 +135,8 @@ installs nothing: a missing tool is named with the command that installs it.`,
 	f.DurationVar(&opts.Duration, "duration", opts.Duration, "time of each workload on each path in each repetition (at least 1s)")
 	f.IntVar(&opts.Reps, "reps", opts.Reps, "repetitions; figures are the median over them")
 	f.IntVar(&opts.Size, "size", opts.Size, fmt.Sprintf("UDP payload bytes of the packet-rate and latency workloads, %d..%d", bench.MinOverlaySize, bench.MaxOverlaySize))
+	f.StringVar(&opts.Encap, "encap", opts.Encap, "tunnel format of ferry's path: vxlan, gre, or udp (flannel-UDP, --mode l3 only)")
+	f.StringVar(&opts.Mode, "mode", opts.Mode, "network type of ferry's path: l2 (TAP ports, learning bridge) or l3 (flannel-style TUN routing)")
 	f.BoolVar(&opts.KeepGoing, "keep-going", false, "record a failed workload in the report and go on")
 	f.StringVar(&jsonFile, "json", "", "also write the report as JSON to this file")
 	f.StringVar(&svgFile, "svg", "", "also draw the report as an SVG bar chart into this file")
