@@ -51,6 +51,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ferry-overlay/ferry/internal/sysraw"
+
 	"github.com/ferry-overlay/ferry/header"
 )
 
@@ -312,8 +314,8 @@ func (c *Conn) ReadBatch(bufs [][]byte, sizes []int, from []netip.Addr, offset i
 	}
 	var r uintptr
 	for {
-		var e unix.Errno
-		r, _, e = unix.Syscall6(unix.SYS_RECVMMSG, uintptr(c.fd), uintptr(unsafe.Pointer(&c.rxHdrs[0])), uintptr(k), unix.MSG_DONTWAIT, 0, 0)
+		got, e := sysraw.RecvMmsg(c.fd, unsafe.Pointer(&c.rxHdrs[0]), k)
+		r = uintptr(got)
 		if e == 0 {
 			break
 		}
@@ -442,7 +444,7 @@ func (c *Conn) WriteBatch(bufs [][]byte, to []netip.Addr, offset int) (n int, er
 func (c *Conn) sendRun(base, k int) (int, error) {
 	s := 0
 	for s < k {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(c.fd), uintptr(unsafe.Pointer(&c.txHdrs[s])), uintptr(k-s), unix.MSG_DONTWAIT, 0, 0)
+		r, e := sysraw.SendMmsg(c.fd, unsafe.Pointer(&c.txHdrs[s]), k-s)
 		if e == 0 {
 			s += int(r)
 			continue

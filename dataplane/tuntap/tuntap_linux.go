@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ferry-overlay/ferry/internal/sysraw"
 )
 
 // Kind selects the layer a device works at.
@@ -213,9 +215,9 @@ func (q *Queue) Read(bufs [][]byte, sizes []int, offset int) (n int, err error) 
 		if len(b) <= offset {
 			return n, ErrShortBuffer
 		}
-		m, err := unix.Read(q.fd, b[offset:])
+		m, err := sysraw.Read(q.fd, b[offset:])
 		switch {
-		case err == nil:
+		case err == 0:
 			sizes[n] = m
 			n++
 		case err == unix.EAGAIN:
@@ -244,9 +246,9 @@ func (q *Queue) Write(bufs [][]byte, offset int) (n int, err error) {
 		if len(b) <= offset {
 			return n, ErrShortBuffer
 		}
-		_, err := unix.Write(q.fd, b[offset:])
+		_, err := sysraw.Write(q.fd, b[offset:])
 		switch {
-		case err == nil:
+		case err == 0:
 			n++
 		case err == unix.EAGAIN:
 			return n, ErrTxFull

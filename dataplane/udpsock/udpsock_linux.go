@@ -21,6 +21,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ferry-overlay/ferry/internal/sysraw"
 )
 
 // DefaultBatch is the batch size used when Options.Batch is 0.
@@ -250,8 +252,8 @@ func (c *Conn) ReadBatch(bufs [][]byte, sizes []int, from []netip.AddrPort, offs
 	}
 	var r uintptr
 	for {
-		var e unix.Errno
-		r, _, e = unix.Syscall6(unix.SYS_RECVMMSG, uintptr(c.fd), uintptr(unsafe.Pointer(&m.hdrs[0])), uintptr(k), unix.MSG_DONTWAIT, 0, 0)
+		got, e := sysraw.RecvMmsg(c.fd, unsafe.Pointer(&m.hdrs[0]), k)
+		r = uintptr(got)
 		if e == 0 {
 			break
 		}
@@ -360,7 +362,7 @@ func (c *Conn) sendRun(m *msgs, base, k int) (int, error) {
 	s := 0
 	retried := -1 // the entry already retried after ECONNREFUSED
 	for s < k {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(c.fd), uintptr(unsafe.Pointer(&m.hdrs[s])), uintptr(k-s), unix.MSG_DONTWAIT, 0, 0)
+		r, e := sysraw.SendMmsg(c.fd, unsafe.Pointer(&m.hdrs[s]), k-s)
 		if e == 0 {
 			s += int(r)
 			continue

@@ -1,0 +1,62 @@
+// Package sysraw makes the dataplane's non-blocking I/O system calls
+// without the Go scheduler's system-call bookkeeping.
+//
+// Why: syscall.Syscall brackets every call with entersyscall/exitsyscall,
+// and when a call runs longer than 20 µs (a TAP write runs the container's
+// whole receive path; on a paravirtualised VM any syscall can) the
+// runtime's sysmon takes the worker's P away and hands it to another
+// thread, which the worker must then get back: futex wakeups and context
+// switches on every slow call, and sysmon itself polling every 20 µs while
+// it happens. The dataplane's reads and writes never block (their file
+// descriptors are non-blocking, or the call passes MSG_DONTWAIT), so they
+// may run as raw system calls, as syscall.RawSyscall documents; the
+// worker's one blocking call, epoll_wait, keeps the ordinary path so the
+// runtime can use the P while the worker sleeps. Measured with `perf trace`
+// on a ferry daemon forwarding a UDP ping-pong: about 0.7 futex calls and
+// 0.6 sysmon sleeps per forwarded packet with syscall.Syscall.
+//
+// Only use these functions on file descriptors that cannot block.
+package sysraw
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Read is read(2) on a non-blocking fd: the byte count, or the errno
+// (0 on success; unix.EAGAIN when nothing is queued).
+func Read(fd int, b []byte) (int, unix.Errno) {
+	r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(bufPtr(b)), uintptr(len(b)))
+	return int(r), e
+}
+
+// Write is write(2) on a non-blocking fd: the byte count, or the errno
+// (0 on success; unix.EAGAIN when the kernel queue is full).
+func Write(fd int, b []byte) (int, unix.Errno) {
+	r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(bufPtr(b)), uintptr(len(b)))
+	return int(r), e
+}
+
+// RecvMmsg is recvmmsg(2) of up to n messages into hdrs (an array of
+// struct mmsghdr) with MSG_DONTWAIT, and no timeout: the number of
+// messages received, or the errno.
+func RecvMmsg(fd int, hdrs unsafe.Pointer, n int) (int, unix.Errno) {
+	r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(hdrs), uintptr(n), unix.MSG_DONTWAIT, 0, 0)
+	return int(r), e
+}
+
+// SendMmsg is sendmmsg(2) of up to n messages from hdrs (an array of
+// struct mmsghdr) with MSG_DONTWAIT: the number of messages sent, or the
+// errno.
+func SendMmsg(fd int, hdrs unsafe.Pointer, n int) (int, unix.Errno) {
+	r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(hdrs), uintptr(n), unix.MSG_DONTWAIT, 0, 0)
+	return int(r), e
+}
+
+func bufPtr(b []byte) unsafe.Pointer {
+	if len(b) == 0 {
+		return nil
+	}
+	return unsafe.Pointer(&b[0])
+}
