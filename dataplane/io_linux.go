@@ -180,7 +180,15 @@ func (u *UDPTunnel) WriteBatch(src int, pkts []*Packet, dst []netip.Addr) (int, 
 			u.bufs[i] = p.Bytes()
 			u.addrs[i] = netip.AddrPortFrom(dst[i], u.port)
 		}
-		n, err := c.WriteBatch(u.bufs[:len(chunk)], u.addrs[:len(chunk)], 0)
+		var n int
+		var err error
+		if u.seg.gso {
+			// Runs of equal-size datagrams to one peer go out as one
+			// UDP_SEGMENT message each (offload_linux.go).
+			n, err = c.WriteGrouped(u.bufs[:len(chunk)], u.addrs[:len(chunk)], 0)
+		} else {
+			n, err = c.WriteBatch(u.bufs[:len(chunk)], u.addrs[:len(chunk)], 0)
+		}
 		clear(u.bufs[:len(chunk)])
 		for _, s := range c.Skipped() {
 			u.refused = append(u.refused, written+s.Index)

@@ -130,6 +130,10 @@ type Conn struct {
 	// EnableGSO (offload_linux.go).
 	gtx    msgs
 	txCtrl []byte
+	// grp and runs are WriteGrouped's state, allocated with gtx.
+	grp     msgs
+	grpCtrl []byte
+	runs    []run
 }
 
 // Listen opens an IPv4 UDP socket bound to opts.Addr. The error names the
@@ -345,7 +349,7 @@ func (c *Conn) WriteBatch(bufs [][]byte, to []netip.AddrPort, offset int) (n int
 			n++
 			continue
 		}
-		sent, err := c.sendRun(&c.tx, n, k)
+		sent, err := c.sendRun(&c.tx, n, k, nil)
 		n += sent
 		if err != nil {
 			return n, err
@@ -354,11 +358,14 @@ func (c *Conn) WriteBatch(bufs [][]byte, to []netip.AddrPort, offset int) (n int
 	return n, nil
 }
 
-// sendRun sends the k filled entries of m (c.tx, or c.gtx for segmented
-// sends), whose first is bufs[base], looping over partial sends and
-// skipping entries that fail on their own. It returns how many entries were
-// handled.
-func (c *Conn) sendRun(m *msgs, base, k int) (int, error) {
+// sendRun sends the k filled entries of m (c.tx, c.gtx for segmented
+// sends, c.grp for grouped ones), whose first is bufs[base], looping over
+// partial sends and skipping entries that fail on their own. It returns how
+// many entries were handled. With runs, entry s carries the datagrams
+// runs[s] (each skipped with it), and a grouped entry the kernel refuses as
+// a whole (EINVAL, EMSGSIZE: a segment it would not cut) stops the run
+// with errSplit so the caller can send its datagrams one by one.
+func (c *Conn) sendRun(m *msgs, base, k int, runs []run) (int, error) {
 	s := 0
 	retried := -1 // the entry already retried after ECONNREFUSED
 	for s < k {
@@ -378,8 +385,16 @@ func (c *Conn) sendRun(m *msgs, base, k int) (int, error) {
 			// was not sent. Send it again once.
 			retried = s
 			continue
+		case runs != nil && runs[s].count > 1 && (e == unix.EMSGSIZE || e == unix.EINVAL):
+			return s, errSplit
 		case isPeerErr(e) || e == unix.EMSGSIZE || e == unix.EINVAL || e == unix.EPERM || e == unix.EACCES:
-			c.skips = append(c.skips, Skip{Index: base + s, Err: e})
+			if runs == nil {
+				c.skips = append(c.skips, Skip{Index: base + s, Err: e})
+			} else {
+				for j := range runs[s].count {
+					c.skips = append(c.skips, Skip{Index: runs[s].first + j, Err: e})
+				}
+			}
 			s++
 		default:
 			return s, fmt.Errorf("udpsock: sendmmsg on %s: %w", c.local, e)
