@@ -605,6 +605,72 @@ func (e *Engine) FlushConntrack(uplinkName string) (int, error) {
 	return n, nil
 }
 
+// ConntrackFilter selects tracked connections by their original tuple,
+// in the shape of conntrack -D: every field that is set must match; Proto
+// is "tcp", "udp" or "icmp" (empty: any); ports apply to TCP and UDP.
+type ConntrackFilter struct {
+	Proto string     `json:"proto,omitempty"`
+	Src   netip.Addr `json:"src,omitzero"`
+	Dst   netip.Addr `json:"dst,omitzero"`
+	Sport uint16     `json:"sport,omitempty"`
+	Dport uint16     `json:"dport,omitempty"`
+}
+
+// matcher checks f and returns its test of a connection.
+func (f ConntrackFilter) matcher() (func(nat.Conn) bool, error) {
+	var proto header.IPProto
+	switch f.Proto {
+	case "":
+	case "tcp", "udp":
+		proto, _ = protoOf(f.Proto)
+	case "icmp":
+		proto = header.ProtoICMPv4
+		if f.Sport != 0 || f.Dport != 0 {
+			return nil, errors.New("icmp connections have no ports: drop --sport and --dport")
+		}
+	default:
+		return nil, fmt.Errorf("protocol %q: want tcp, udp or icmp", f.Proto)
+	}
+	if f == (ConntrackFilter{}) {
+		return nil, errors.New("no protocol, address or port given: name the connections to delete (or flush them all)")
+	}
+	for _, a := range []netip.Addr{f.Src, f.Dst} {
+		if a.IsValid() && !a.Unmap().Is4() {
+			return nil, fmt.Errorf("address %s: conntrack holds IPv4 connections only", a)
+		}
+	}
+	src, dst := f.Src.Unmap(), f.Dst.Unmap()
+	return func(c nat.Conn) bool {
+		o := c.Orig
+		return (f.Proto == "" || o.Proto == proto) &&
+			(!src.IsValid() || o.Src.Addr() == src) && (!dst.IsValid() || o.Dst.Addr() == dst) &&
+			(f.Sport == 0 || (o.Proto != header.ProtoICMPv4 && o.Src.Port() == f.Sport)) &&
+			(f.Dport == 0 || (o.Proto != header.ProtoICMPv4 && o.Dst.Port() == f.Dport))
+	}, nil
+}
+
+// DeleteConntrack removes the tracked connections of the named uplink (""
+// for every uplink) whose original tuple matches f, and returns how many.
+func (e *Engine) DeleteConntrack(uplinkName string, f ConntrackFilter) (int, error) {
+	match, err := f.matcher()
+	if err != nil {
+		return 0, err
+	}
+	now := e.now()
+	n, found := 0, false
+	for _, u := range e.tables.Load().uplinks {
+		if uplinkName != "" && u.name != uplinkName {
+			continue
+		}
+		found = true
+		n += u.nat.DeleteMatching(now, match)
+	}
+	if uplinkName != "" && !found {
+		return 0, fmt.Errorf("no uplink %q", uplinkName)
+	}
+	return n, nil
+}
+
 // ConntrackStats is one uplink's connection-tracking statistics.
 type ConntrackStats struct {
 	Uplink string `json:"uplink"`
