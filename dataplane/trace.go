@@ -69,6 +69,7 @@ const (
 	evL3Decap     // tunnel header of the event's stage removed, from peer .addr → network .num
 	evUplinkRx    // read from uplink .port
 	evUplinkTx    // written to uplink .port
+	evToGateway   // dst MAC is network .num's gateway: to the router
 )
 
 // traceEvent is one decision, with the clock when it was taken.
@@ -620,7 +621,13 @@ func (w *Worker) traceBridge(t *tables, k int) {
 			continue
 		}
 		loc := w.out[i]
+		var gw *gateway
+		if int(p.Network) < len(t.nets) && !w.dry {
+			gw = t.nets[p.Network].gw
+		}
 		switch {
+		case gw != nil && header.MAC(w.dsts[i]) == gw.mac:
+			w.traceEvent(p, traceEvent{stage: StageBridge, kind: evToGateway, num: p.Network})
 		case w.dsts[i][0]&1 != 0:
 			w.traceEvent(p, traceEvent{stage: StageBridge, kind: evFDBBcast})
 		case !loc.IsValid():

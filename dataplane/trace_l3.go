@@ -58,16 +58,28 @@ func (tu tuple4) natTuple() nat.Tuple {
 // String formats the tuple as "tcp 10.42.0.2:40000 > 198.18.0.2:80" or
 // "icmp 10.42.0.2 > 198.18.0.2 id 7".
 func (tu tuple4) String() string {
-	s, d := netip.AddrFrom4(tu.src), netip.AddrFrom4(tu.dst)
 	switch tu.proto {
 	case header.ProtoTCP:
-		return fmt.Sprintf("tcp %s > %s", netip.AddrPortFrom(s, tu.sport), netip.AddrPortFrom(d, tu.dport))
+		return "tcp " + tu.ends()
 	case header.ProtoUDP:
-		return fmt.Sprintf("udp %s > %s", netip.AddrPortFrom(s, tu.sport), netip.AddrPortFrom(d, tu.dport))
+		return "udp " + tu.ends()
 	case header.ProtoICMPv4:
-		return fmt.Sprintf("icmp %s > %s id %d", s, d, tu.sport)
+		return "icmp " + tu.ends()
 	}
-	return fmt.Sprintf("proto %d %s > %s", uint8(tu.proto), s, d)
+	return fmt.Sprintf("proto %d %s", uint8(tu.proto), tu.ends())
+}
+
+// ends formats the tuple's endpoints without the protocol:
+// "10.42.0.2:40000 > 198.18.0.2:80", "10.42.0.2 > 198.18.0.2 id 7".
+func (tu tuple4) ends() string {
+	s, d := netip.AddrFrom4(tu.src), netip.AddrFrom4(tu.dst)
+	switch tu.proto {
+	case header.ProtoTCP, header.ProtoUDP:
+		return fmt.Sprintf("%s > %s", netip.AddrPortFrom(s, tu.sport), netip.AddrPortFrom(d, tu.dport))
+	case header.ProtoICMPv4:
+		return fmt.Sprintf("%s > %s id %d", s, d, tu.sport)
+	}
+	return fmt.Sprintf("%s > %s", s, d)
 }
 
 // Flags of an evNAT event (its n2; the TCP state sits in the high byte).
@@ -243,6 +255,8 @@ func (ev *traceEvent) l3Words(t *tables, would func(string) string) string {
 		return "read from uplink " + t.uplinkName(ev.port)
 	case evUplinkTx:
 		return would("written to uplink " + t.uplinkName(ev.port))
+	case evToGateway:
+		return fmt.Sprintf("destination MAC is the gateway of network %s: to the router", t.netName(ev.num))
 	}
 	return "unknown event"
 }
@@ -283,7 +297,7 @@ func (ev *traceEvent) natWords(t *tables) string {
 	if st := nat.TCPState(ev.n2 >> 8); st != nat.TCPNone && state != "" {
 		state += fmt.Sprintf(" (%s)", st)
 	}
-	return fmt.Sprintf("%s on uplink %s, %s: %s → %s%s", what, t.uplinkName(ev.num), dir, pre, post, state)
+	return fmt.Sprintf("%s on uplink %s, %s: %s → %s%s", what, t.uplinkName(ev.num), dir, pre, post.ends(), state)
 }
 
 // ttlOf returns the TTL of a bare IPv4 packet of at least IPv4MinLen
