@@ -40,8 +40,8 @@ func TestTraceL3TUNToPeerAndBack(t *testing.T) {
 		rxWords      string
 	}{
 		{
-			kind:    TunnelFlannelUDP,
-			encap:   []string{"udp-encap: TTL 64 → 63 (flannel-UDP hop)", "udp-encap: flannel-UDP: the IPv4 packet is the whole payload of a datagram to UDP port 8285"},
+			kind:  TunnelFlannelUDP,
+			encap: []string{"udp-encap: TTL 64 → 63 (flannel-UDP hop)", "udp-encap: flannel-UDP: the IPv4 packet is the whole payload of a datagram to UDP port 8285"},
 			// The sender decremented the TTL once already (63 → 62).
 			rxWords: "tunnel-rx: flannel-UDP datagram from peer 192.168.77.2: IPv4 10.244.2.2 > 10.244.1.2 UDP 1 > 5001 ttl 62, length 100",
 			decap:   []string{"udp-decap: flannel-UDP from peer 192.168.77.2: network pods", "ip-input: TTL 62 → 61 (flannel-UDP hop)"},
@@ -136,7 +136,9 @@ func TestTraceMasqueradeAndReply(t *testing.T) {
 	})
 }
 
-func itoa(n uint16) string { return netip.AddrPortFrom(netip.IPv4Unspecified(), n).String()[len("0.0.0.0:"):] }
+func itoa(n uint16) string {
+	return netip.AddrPortFrom(netip.IPv4Unspecified(), n).String()[len("0.0.0.0:"):]
+}
 
 func TestCapturePreAndPostNAT(t *testing.T) {
 	var upOut [][]byte
