@@ -158,9 +158,11 @@ type Done struct {
 	Message string `json:"message"`
 }
 
-// Flushed is the reply of POST /v1/fdb/flush.
+// Flushed is the reply of POST /v1/fdb/flush, /v1/conntrack/flush and
+// /v1/conntrack/delete.
 type Flushed struct {
-	// Removed is how many learned entries were removed.
+	// Removed is how many entries (learned MACs, connections) were
+	// removed.
 	Removed int `json:"removed"`
 }
 

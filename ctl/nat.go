@@ -12,7 +12,8 @@ import (
 
 // NATOperator is what a backend implements to serve published ports and
 // connection tracking (GET /v1/publish, POST /v1/publish/add and
-// /v1/publish/del, GET /v1/conntrack, POST /v1/conntrack/flush). An uplink
+// /v1/publish/del, GET /v1/conntrack, POST /v1/conntrack/flush and
+// /v1/conntrack/delete). An uplink
 // name "" means the only uplink (add, del) or every uplink (list, flush).
 // Implementations must be safe for concurrent calls.
 type NATOperator interface {
@@ -28,6 +29,17 @@ type NATOperator interface {
 	Conntrack(uplink string) ([]dataplane.ConnInfo, error)
 	// FlushConntrack removes tracked connections and returns how many.
 	FlushConntrack(uplink string) (int, error)
+	// DeleteConntrack removes the tracked connections whose original
+	// tuple matches f and returns how many.
+	DeleteConntrack(uplink string, f dataplane.ConntrackFilter) (int, error)
+}
+
+// ConntrackDeleteRequest is the body of POST /v1/conntrack/delete: the
+// connections to delete, by their original tuple (conntrack -D's shape),
+// on one uplink or ("") all.
+type ConntrackDeleteRequest struct {
+	Uplink string `json:"uplink,omitempty"`
+	dataplane.ConntrackFilter
 }
 
 // The engine is the NATOperator the daemon serves.
@@ -117,6 +129,30 @@ func (s *server) conntrackFlush(r *http.Request) (any, error) {
 		return nil, &httpError{http.StatusBadRequest, err.Error()}
 	}
 	return Flushed{Removed: n}, nil
+}
+
+func (s *server) conntrackDelete(r *http.Request) (any, error) {
+	op, err := s.natOperator()
+	if err != nil {
+		return nil, err
+	}
+	var req ConntrackDeleteRequest
+	if err := decodeBody(r, &req); err != nil {
+		return nil, err
+	}
+	n, err := op.DeleteConntrack(req.Uplink, req.ConntrackFilter)
+	if err != nil {
+		return nil, &httpError{http.StatusBadRequest, err.Error()}
+	}
+	return Flushed{Removed: n}, nil
+}
+
+// DeleteConntrack removes the tracked connections req names and returns
+// how many.
+func (c *Client) DeleteConntrack(ctx context.Context, req ConntrackDeleteRequest) (Flushed, error) {
+	var v Flushed
+	err := c.doBody(ctx, http.MethodPost, "/v1/conntrack/delete", nil, req, &v)
+	return v, err
 }
 
 // Published lists the published ports of every uplink.

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+
 	"github.com/ferry-overlay/ferry/dataplane"
 	"github.com/ferry-overlay/ferry/nat"
 )
@@ -88,5 +91,102 @@ func TestPublishAndConntrackOverTheSocket(t *testing.T) {
 	}
 	if _, err := c.FlushConntrack(ctx, "nope"); err == nil || !strings.Contains(err.Error(), `no uplink "nope"`) {
 		t.Fatalf("flush of an unknown uplink: %v", err)
+	}
+}
+
+// udpOut builds an outbound IPv4/UDP packet from src:sport to dst:dport.
+func udpOut(t *testing.T, src, dst string, sport, dport uint16) []byte {
+	t.Helper()
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP,
+		SrcIP: netip.MustParseAddr(src).AsSlice(), DstIP: netip.MustParseAddr(dst).AsSlice()}
+	udp := &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: layers.UDPPort(dport)}
+	if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
+		t.Fatal(err)
+	}
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ip, udp, gopacket.Payload("x")); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestConntrackDeleteOverTheSocket opens four masqueraded UDP flows and
+// deletes them by tuple through the client: each request removes exactly
+// the flows it names; bad requests are one-line errors.
+func TestConntrackDeleteOverTheSocket(t *testing.T) {
+	eng, err := dataplane.NewEngine([]dataplane.NetworkSpec{{
+		Name: "blue", VNI: 42, MTU: 1450, Ports: []string{"p0"},
+		Gateway: netip.MustParseAddr("10.42.0.1"), Subnet: netip.MustParsePrefix("10.42.0.0/24"),
+	}}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := nat.New(nat.Options{NATAddr: netip.MustParseAddr("100.64.0.2"), MaxEntries: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.SetUplinks([]dataplane.UplinkSpec{{Name: "up0", NAT: tbl, Networks: []string{"blue"}}}); err != nil {
+		t.Fatal(err)
+	}
+	pkts := [][]byte{
+		udpOut(t, "10.42.0.2", "198.18.0.2", 1000, 53),
+		udpOut(t, "10.42.0.2", "198.18.0.2", 1001, 53),
+		udpOut(t, "10.42.0.3", "198.18.0.2", 1000, 53),
+		udpOut(t, "10.42.0.3", "198.18.0.9", 1000, 123),
+	}
+	verd := make([]nat.Verdict, len(pkts))
+	dirs := []nat.Dir{nat.Outbound, nat.Outbound, nat.Outbound, nat.Outbound}
+	tbl.Process(1, pkts, dirs, verd)
+	for i, v := range verd {
+		if v != nat.Translated {
+			t.Fatalf("packet %d: verdict %s", i, v)
+		}
+	}
+	path := socketPath(t)
+	srv := &http.Server{Handler: NewServer(eng, testInfo), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(listen(t, path))
+	t.Cleanup(func() { srv.Close() })
+	c := NewClient(path)
+	t.Cleanup(c.hc.CloseIdleConnections)
+	ctx := testContext(t)
+
+	for _, tc := range []struct {
+		name    string
+		req     ConntrackDeleteRequest
+		deleted int
+		left    int
+	}{
+		{"one flow by its whole tuple", ConntrackDeleteRequest{ConntrackFilter: dataplane.ConntrackFilter{Proto: "udp",
+			Src: netip.MustParseAddr("10.42.0.2"), Dst: netip.MustParseAddr("198.18.0.2"), Sport: 1001, Dport: 53}}, 1, 3},
+		{"no flow matches", ConntrackDeleteRequest{ConntrackFilter: dataplane.ConntrackFilter{Proto: "tcp"}}, 0, 3},
+		{"by destination port", ConntrackDeleteRequest{Uplink: "up0", ConntrackFilter: dataplane.ConntrackFilter{Dport: 123}}, 1, 2},
+		{"by destination address", ConntrackDeleteRequest{ConntrackFilter: dataplane.ConntrackFilter{Dst: netip.MustParseAddr("198.18.0.2")}}, 2, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := c.DeleteConntrack(ctx, tc.req)
+			if err != nil || f.Removed != tc.deleted {
+				t.Fatalf("delete = %+v %v, want %d removed", f, err, tc.deleted)
+			}
+			if cs, err := c.Conntrack(ctx, ""); err != nil || len(cs) != tc.left {
+				t.Fatalf("conntrack after delete = %+v %v, want %d flows", cs, err, tc.left)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name string
+		req  ConntrackDeleteRequest
+		want string
+	}{
+		{"nothing named", ConntrackDeleteRequest{}, "no protocol, address or port given"},
+		{"bad protocol", ConntrackDeleteRequest{ConntrackFilter: dataplane.ConntrackFilter{Proto: "sctp"}}, `protocol "sctp": want tcp, udp or icmp`},
+		{"icmp with ports", ConntrackDeleteRequest{ConntrackFilter: dataplane.ConntrackFilter{Proto: "icmp", Dport: 1}}, "icmp connections have no ports"},
+		{"IPv6 address", ConntrackDeleteRequest{ConntrackFilter: dataplane.ConntrackFilter{Src: netip.MustParseAddr("fd00::1")}}, "IPv4 connections only"},
+		{"unknown uplink", ConntrackDeleteRequest{Uplink: "nope", ConntrackFilter: dataplane.ConntrackFilter{Proto: "udp"}}, `no uplink "nope"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := c.DeleteConntrack(ctx, tc.req); err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("err = %v, want one line containing %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/gopacket/gopacket"
-	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/ferry-overlay/ferry/dataplane"
@@ -286,7 +285,7 @@ func (s *server) pcap(w http.ResponseWriter, r *http.Request) error {
 		Name:        "ferry:" + req.Point,
 		Description: "ferry capture point " + req.Point,
 		Filter:      req.Filter,
-		LinkType:    layers.LinkTypeEthernet,
+		LinkType:    c.LinkType(),
 		SnapLength:  uint32(snap),
 	}, pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{Application: "ferry " + s.info.Version}})
 	if err != nil {

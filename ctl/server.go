@@ -56,6 +56,7 @@ func (s *server) routes() []route {
 		{method: http.MethodPost, path: "/v1/publish/del", handle: s.publishDel},
 		{method: http.MethodGet, path: "/v1/conntrack", params: []string{"uplink"}, handle: s.conntrack},
 		{method: http.MethodPost, path: "/v1/conntrack/flush", params: []string{"uplink"}, handle: s.conntrackFlush},
+		{method: http.MethodPost, path: "/v1/conntrack/delete", handle: s.conntrackDelete},
 	}
 }
 

@@ -8,13 +8,17 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gopacket/gopacket/layers"
+
 	"github.com/ferry-overlay/ferry/encap"
 	"github.com/ferry-overlay/ferry/header"
+	"github.com/ferry-overlay/ferry/nat"
 )
 
 // Packet capture. A capture session watches one point of the pipeline: a
-// port's rx or tx, the tunnel's rx or tx (outer datagrams, optionally of one
-// peer), or drops. When a packet passes the point and the filter, the worker
+// port's rx or tx, the tunnel's rx or tx (outer datagrams of VXLAN, GRE and
+// flannel-UDP, optionally of one peer), drops, or the NAT stage (the IPv4
+// packet just before and just after NAT rewrites it). When a packet passes the point and the filter, the worker
 // copies at most snaplen bytes of it into a free slot of its own ring for
 // the session — no lock, no allocation; when the ring is full (the reader
 // is slow) the packet is not captured and counted in Dropped. The control
@@ -56,6 +60,8 @@ const (
 	pointTunnelRx
 	pointTunnelTx
 	pointDrop
+	pointPreNAT
+	pointPostNAT
 	numPoints
 )
 
@@ -73,8 +79,8 @@ const (
 
 // CaptureSpec is the request of `ferry pcap`.
 type CaptureSpec struct {
-	// Point is rx:PORT, tx:PORT, tunnel-rx[:PEER], tunnel-tx[:PEER] or
-	// drop.
+	// Point is rx:PORT, tx:PORT, tunnel-rx[:PEER], tunnel-tx[:PEER],
+	// drop, pre-nat or post-nat.
 	Point string `json:"point"`
 	// Filter is a filter expression on the (inner) frame; empty matches
 	// all.
@@ -89,12 +95,20 @@ type capSlot struct {
 	origLen int
 	n       int
 	data    []byte
-	// src, dst are the outer UDP endpoints at tunnel points.
+	// outer marks a tunnel datagram whose outer headers Read
+	// synthesizes: IPv4/IPv6 and UDP from src to dst for VXLAN and
+	// flannel-UDP, IPv4 protocol 47 for GRE (kind).
+	outer    bool
+	kind     TunnelKind
 	src, dst netip.AddrPort
-	stage    Stage
-	reason   Reason
-	port     uint16
-	peer     netip.Addr // drop: the peer the packet was bound for
+	// ip marks a bare IP packet at the drop point, which Read gives a
+	// synthesized Ethernet header (the drop point's link type is
+	// Ethernet).
+	ip     bool
+	stage  Stage
+	reason Reason
+	port   uint16
+	peer   netip.Addr // drop: the peer the packet was bound for
 }
 
 type capRing struct {
@@ -114,6 +128,9 @@ type captureSession struct {
 	peer    netip.Addr // tunnel points: only this peer, if valid
 	filter  *Filter
 	snaplen int
+	// raw: the point carries bare IP packets (a TUN port, the NAT
+	// points), written with link type RAW.
+	raw     bool
 	rings   []*capRing
 	dropped atomic.Uint64
 	spec    CaptureSpec
@@ -128,10 +145,13 @@ type Capture struct {
 // CapturedPacket is one captured packet, owned by the caller.
 type CapturedPacket struct {
 	Time time.Time
-	// Data is the packet as seen at the point, cut to the snap length.
-	// At tunnel points it is a whole Ethernet/IP/UDP/VXLAN packet: the
-	// socket only carries the VXLAN payload, so the outer Ethernet, IP
-	// and UDP headers are synthesized with the real addresses and ports.
+	// Data is the packet as seen at the point, cut to the snap length,
+	// in the capture's LinkType. At tunnel points it is a whole
+	// Ethernet/IP/UDP/VXLAN, Ethernet/IPv4/GRE or Ethernet/IPv4/UDP/IPv4
+	// (flannel-UDP) packet: the sockets carry no outer headers, so the
+	// outer Ethernet (placeholder MACs), IP and UDP headers are
+	// synthesized with the real addresses, ports and protocol. At rx/tx
+	// of a TUN port and at pre-nat/post-nat it is the bare IP packet.
 	Data []byte
 	// Length is the packet's length before cutting.
 	Length int
@@ -160,6 +180,7 @@ func (e *Engine) StartCapture(spec CaptureSpec) (*Capture, error) {
 			return nil, fmt.Errorf("capture point %q: no port %q: %w", spec.Point, arg, ErrNotFound)
 		}
 		s.port = id
+		s.raw = e.tables.Load().isL3Port(id)
 	case "tunnel-rx", "tunnel-tx":
 		s.point = pointTunnelRx
 		if kind == "tunnel-tx" {
@@ -172,13 +193,20 @@ func (e *Engine) StartCapture(spec CaptureSpec) (*Capture, error) {
 			}
 			s.peer = a.Unmap()
 		}
-	case "drop":
+	case "drop", "pre-nat", "post-nat":
 		if arg != "" {
-			return nil, fmt.Errorf("capture point %q: drop takes no argument: %w", spec.Point, ErrInvalid)
+			return nil, fmt.Errorf("capture point %q: %s takes no argument: %w", spec.Point, kind, ErrInvalid)
 		}
-		s.point = pointDrop
+		switch kind {
+		case "drop":
+			s.point = pointDrop
+		case "pre-nat":
+			s.point, s.raw = pointPreNAT, true
+		default:
+			s.point, s.raw = pointPostNAT, true
+		}
 	default:
-		return nil, fmt.Errorf("capture point %q: want rx:PORT, tx:PORT, tunnel-rx[:PEER], tunnel-tx[:PEER] or drop: %w", spec.Point, ErrInvalid)
+		return nil, fmt.Errorf("capture point %q: want rx:PORT, tx:PORT, tunnel-rx[:PEER], tunnel-tx[:PEER], drop, pre-nat or post-nat: %w", spec.Point, ErrInvalid)
 	}
 	f, err := ParseFilter(spec.Filter)
 	if err != nil {
@@ -227,6 +255,16 @@ func (c *Capture) Dropped() uint64 { return c.s.dropped.Load() }
 // Spec returns the capture's request.
 func (c *Capture) Spec() CaptureSpec { return c.s.spec }
 
+// LinkType is the link type of the captured packets' Data: RAW (bare IPv4
+// or IPv6, LINKTYPE_RAW) at rx/tx of a TUN port and at pre-nat/post-nat,
+// Ethernet everywhere else.
+func (c *Capture) LinkType() layers.LinkType {
+	if c.s.raw {
+		return layers.LinkTypeRaw
+	}
+	return layers.LinkTypeEthernet
+}
+
 // Read appends the packets captured since the last Read, up to max (<= 0:
 // no limit), to dst, each worker's in order, and returns dst. It does not
 // block.
@@ -246,16 +284,20 @@ func (c *Capture) Read(dst []CapturedPacket, max int) []CapturedPacket {
 func (s *captureSession) packet(e *Engine, sl *capSlot) CapturedPacket {
 	cp := CapturedPacket{Time: e.start.Add(time.Duration(sl.t)), Length: sl.origLen}
 	data := sl.data[:sl.n]
-	switch s.point {
-	case pointTunnelRx, pointTunnelTx:
-		outer := outerHeaders(sl.src, sl.dst, sl.origLen)
+	switch {
+	case sl.outer:
+		outer := outerHeaders(sl.kind, sl.src, sl.dst, sl.origLen)
 		cp.Data = append(outer, data...)
 		cp.Length += len(outer)
-		if len(cp.Data) > s.snaplen {
-			cp.Data = cp.Data[:s.snaplen]
-		}
+	case sl.ip:
+		eth := ipEthernet(data)
+		cp.Data = append(eth, data...)
+		cp.Length += len(eth)
 	default:
 		cp.Data = append([]byte(nil), data...)
+	}
+	if len(cp.Data) > s.snaplen {
+		cp.Data = cp.Data[:s.snaplen]
 	}
 	if s.point == pointDrop {
 		t := e.tables.Load()
@@ -272,15 +314,16 @@ func (s *captureSession) packet(e *Engine, sl *capSlot) CapturedPacket {
 
 // --- worker side ---
 
-// capture copies b into a slot of session s's ring for this worker.
-func (w *Worker) capture(s *captureSession, b []byte, vni uint32, innerOff int) *capSlot {
+// capture copies b into a slot of session s's ring for this worker, if
+// its packet at innerOff (an Ethernet frame, or a bare IP packet when ip is
+// set) in the network with VNI vni passes the filter.
+func (w *Worker) capture(s *captureSession, b []byte, vni uint32, innerOff int, ip bool) *capSlot {
 	if s.filter.root != nil {
 		var inner []byte
 		if innerOff <= len(b) {
 			inner = b[innerOff:]
 		}
-		w.parsed.Decode(inner)
-		if !s.filter.Match(&w.parsed, vni) {
+		if !w.matches(s.filter, inner, ip, vni) {
 			return nil
 		}
 	}
@@ -296,6 +339,7 @@ func (w *Worker) capture(s *captureSession, b []byte, vni uint32, innerOff int) 
 	sl.origLen = len(b)
 	sl.n = copy(sl.data, b)
 	sl.peer = netip.Addr{}
+	sl.outer, sl.ip = false, false
 	return sl
 }
 
@@ -317,15 +361,16 @@ func (w *Worker) capturePort(o *observer, k pointKind, id uint16, vni uint32, pk
 			continue
 		}
 		for _, p := range pkts {
-			w.capture(s, p.Bytes(), vni, 0)
+			w.capture(s, p.Bytes(), vni, 0, s.raw)
 		}
 	}
 }
 
-// captureTunnelRx captures received datagrams (VXLAN payloads) with their
-// outer addresses.
-func (w *Worker) captureTunnelRx(o *observer, pkts []*Packet) {
-	local, _ := tunnelAddrs(w.tunnel)
+// captureTunnelRx captures datagrams received by the tunnel of kind k
+// with their outer addresses.
+func (w *Worker) captureTunnelRx(o *observer, k TunnelKind, pkts []*Packet) {
+	tun := w.tunnels[k]
+	local, _ := tunnelAddrs(tun, k)
 	for _, s := range o.captures {
 		if s.point != pointTunnelRx {
 			continue
@@ -335,12 +380,13 @@ func (w *Worker) captureTunnelRx(o *observer, pkts []*Packet) {
 				continue
 			}
 			b := p.Bytes()
-			vni, _ := encap.DecodeVXLAN(b)
-			if sl := w.capture(s, b, vni, encap.VXLANHeaderLen); sl != nil {
-				sport := uint16(vxlanPort)
-				if a, ok := w.tunnel.(TunnelAddrs); ok {
+			off, ip, vni := w.tbl.tunnelInner(k, b)
+			if sl := w.capture(s, b, vni, off, ip); sl != nil {
+				sport := local.Port()
+				if a, ok := tun.(TunnelAddrs); ok && k != TunnelGRE {
 					sport = a.RxSourcePort(i)
 				}
+				sl.outer, sl.kind = true, k
 				sl.src = netip.AddrPortFrom(p.Peer, sport)
 				sl.dst = local
 			}
@@ -348,11 +394,23 @@ func (w *Worker) captureTunnelRx(o *observer, pkts []*Packet) {
 	}
 }
 
+// txKind is the tunnel kind of the batch being sent, by its encap stage.
+func (w *Worker) txKind() TunnelKind {
+	switch w.txStage {
+	case StageGREEncap:
+		return TunnelGRE
+	case StageUDPEncap:
+		return TunnelFlannelUDP
+	}
+	return TunnelVXLAN
+}
+
 // captureTunnelTx captures the datagrams w.sort*[start:end] sent from
 // source index src, except the refused ones (indices relative to start).
 func (w *Worker) captureTunnelTx(o *observer, src, start, end int, refused []int) {
-	local, srcPorts := tunnelAddrs(w.txTun)
-	from := netip.AddrPortFrom(local.Addr(), 0)
+	k := w.txKind()
+	local, srcPorts := tunnelAddrs(w.txTun, k)
+	from := netip.AddrPortFrom(local.Addr(), local.Port())
 	if src < len(srcPorts) {
 		from = netip.AddrPortFrom(local.Addr(), srcPorts[src])
 	}
@@ -370,8 +428,9 @@ func (w *Worker) captureTunnelTx(o *observer, src, start, end int, refused []int
 				continue
 			}
 			b := w.sortPkts[i].Bytes()
-			vni, _ := encap.DecodeVXLAN(b)
-			if sl := w.capture(s, b, vni, encap.VXLANHeaderLen); sl != nil {
+			off, ip, vni := w.tbl.tunnelInner(k, b)
+			if sl := w.capture(s, b, vni, off, ip); sl != nil {
+				sl.outer, sl.kind = true, k
 				sl.src = from
 				sl.dst = netip.AddrPortFrom(w.sortDst[i], local.Port())
 			}
@@ -379,27 +438,82 @@ func (w *Worker) captureTunnelTx(o *observer, src, start, end int, refused []int
 	}
 }
 
+// decapKind is the tunnel kind whose datagrams stage st drops.
+func decapKind(st Stage) (TunnelKind, bool) {
+	switch st {
+	case StageVXLANDecap, StageTunnelRx:
+		return TunnelVXLAN, true
+	case StageGREDecap:
+		return TunnelGRE, true
+	case StageUDPDecap:
+		return TunnelFlannelUDP, true
+	}
+	return 0, false
+}
+
 // captureDrop captures p, dropped at stage st for reason r on its way to
-// port id or peer (if valid).
+// port id or peer (if valid). Tunnel datagrams (dropped at decap or
+// tunnel-tx) get their outer headers, bare IP packets (w.rawDrops) an
+// Ethernet header, so every drop reads as an Ethernet frame.
 func (w *Worker) captureDrop(o *observer, p *Packet, st Stage, r Reason, port uint16, peer netip.Addr) {
 	for _, s := range o.captures {
 		if s.point != pointDrop {
 			continue
 		}
 		b := p.Bytes()
-		off := 0
-		var vni uint32
-		if st == StageVXLANDecap || st == StageTunnelRx {
-			off = encap.VXLANHeaderLen
-			vni, _ = encap.DecodeVXLAN(b)
-		} else if int(p.Network) < len(w.tbl.nets) {
+		off, ip := 0, w.rawDrops
+		vni := NoVNI
+		if int(p.Network) < len(w.tbl.nets) {
 			vni = w.tbl.nets[p.Network].vni
 		}
-		if st == StageTunnelTx {
-			off = encap.VXLANHeaderLen
+		k, rx := decapKind(st)
+		tx := st == StageTunnelTx
+		if tx {
+			k = w.txKind()
 		}
-		if sl := w.capture(s, b, vni, off); sl != nil {
-			sl.stage, sl.reason, sl.port, sl.peer = st, r, port, peer
+		if rx || tx {
+			off, ip, vni = w.tbl.tunnelInner(k, b)
+		}
+		sl := w.capture(s, b, vni, off, ip)
+		if sl == nil {
+			continue
+		}
+		sl.stage, sl.reason, sl.port, sl.peer = st, r, port, peer
+		switch {
+		case rx:
+			tun := w.tunnels[k]
+			local, _ := tunnelAddrs(tun, k)
+			sl.outer, sl.kind = true, k
+			sl.src, sl.dst = netip.AddrPortFrom(p.Peer, local.Port()), local
+		case tx:
+			local, _ := tunnelAddrs(w.txTun, k)
+			sl.outer, sl.kind = true, k
+			sl.src, sl.dst = local, netip.AddrPortFrom(peer, local.Port())
+		default:
+			sl.ip = ip
+		}
+	}
+}
+
+// captureNAT captures the packets of the NAT batch (w.nt.bufs, bare
+// IPv4) at point k: pre-nat before Process, post-nat after it (translated
+// packets only).
+func (w *Worker) captureNAT(o *observer, k pointKind) {
+	for _, s := range o.captures {
+		if s.point != k {
+			continue
+		}
+		for i, b := range w.nt.bufs {
+			if k == pointPostNAT && w.nt.verd[i] != nat.Translated {
+				continue
+			}
+			vni := NoVNI
+			if w.nt.dirs[i] == nat.Outbound {
+				if p := w.nt.pkts[i]; int(p.Network) < len(w.tbl.nets) {
+					vni = w.tbl.nets[p.Network].vni
+				}
+			}
+			w.capture(s, b, vni, 0, true)
 		}
 	}
 }
@@ -418,11 +532,21 @@ type TunnelAddrs interface {
 	RxSourcePort(i int) uint16
 }
 
-func tunnelAddrs(t TunnelIO) (netip.AddrPort, []uint16) {
+// tunnelAddrs returns the local address and port and the source ports of
+// tunnel t of kind k; a tunnel that does not say (an in-memory fake) is
+// taken to be on 0.0.0.0 and the kind's standard port.
+func tunnelAddrs(t TunnelIO, k TunnelKind) (netip.AddrPort, []uint16) {
 	if a, ok := t.(TunnelAddrs); ok {
 		return a.LocalAddr(), a.SourcePorts()
 	}
-	return netip.AddrPortFrom(netip.IPv4Unspecified(), vxlanPort), nil
+	port := uint16(vxlanPort)
+	switch k {
+	case TunnelFlannelUDP:
+		port = encap.FlannelUDPPort
+	case TunnelGRE:
+		port = 0
+	}
+	return netip.AddrPortFrom(netip.IPv4Unspecified(), port), nil
 }
 
 // vxlanPort is the IANA VXLAN port, assumed when the tunnel does not say.
@@ -435,26 +559,46 @@ var (
 	outerDstMAC = [6]byte{0x02, 0, 0, 0, 0xfe, 0x02}
 )
 
+// ipEthernet returns an Ethernet header (placeholder MACs) for the bare IP
+// packet pkt, with the EtherType of its version.
+func ipEthernet(pkt []byte) []byte {
+	b := make([]byte, header.EthernetLen, header.EthernetLen+len(pkt))
+	copy(b[0:6], outerDstMAC[:])
+	copy(b[6:12], outerSrcMAC[:])
+	et := uint16(header.EtherTypeIPv4)
+	if len(pkt) > 0 && pkt[0]>>4 == header.IPv6Version {
+		et = header.EtherTypeIPv6
+	}
+	binary.BigEndian.PutUint16(b[12:], et)
+	return b
+}
+
 // outerHeaders returns Ethernet, IPv4 or IPv6, and UDP headers for a UDP
 // datagram of payloadLen bytes from src to dst, as the kernel would have
 // sent it (TTL 64, DF clear, UDP checksum 0 — allowed for VXLAN over IPv4
-// by RFC 7348 and for tunnels over IPv6 by RFC 6935).
-func outerHeaders(src, dst netip.AddrPort, payloadLen int) []byte {
+// by RFC 7348 and for tunnels over IPv6 by RFC 6935); for kind GRE,
+// Ethernet and an IPv4 header of protocol 47 around the GRE packet of
+// payloadLen bytes (the ports of src and dst are not used).
+func outerHeaders(kind TunnelKind, src, dst netip.AddrPort, payloadLen int) []byte {
 	v6 := src.Addr().Is6() || dst.Addr().Is6()
 	ipLen := 20
 	if v6 {
 		ipLen = 40
 	}
-	b := make([]byte, 14+ipLen+8, 14+ipLen+8+payloadLen)
+	l4Len, proto := 8, byte(17)
+	if kind == TunnelGRE {
+		l4Len, proto = 0, 47
+	}
+	b := make([]byte, 14+ipLen+l4Len, 14+ipLen+l4Len+payloadLen)
 	copy(b[0:6], outerDstMAC[:])
 	copy(b[6:12], outerSrcMAC[:])
-	udpLen := 8 + payloadLen
+	udpLen := l4Len + payloadLen
 	ip := b[14 : 14+ipLen]
 	if v6 {
 		binary.BigEndian.PutUint16(b[12:], header.EtherTypeIPv6)
 		ip[0] = 0x60
 		binary.BigEndian.PutUint16(ip[4:], uint16(udpLen))
-		ip[6] = 17
+		ip[6] = proto
 		ip[7] = 64
 		s, d := src.Addr().As16(), dst.Addr().As16()
 		copy(ip[8:24], s[:])
@@ -464,11 +608,14 @@ func outerHeaders(src, dst netip.AddrPort, payloadLen int) []byte {
 		ip[0] = 0x45
 		binary.BigEndian.PutUint16(ip[2:], uint16(20+udpLen))
 		ip[8] = 64
-		ip[9] = 17
+		ip[9] = proto
 		s, d := src.Addr().Unmap().As4(), dst.Addr().Unmap().As4()
 		copy(ip[12:16], s[:])
 		copy(ip[16:20], d[:])
 		binary.BigEndian.PutUint16(ip[10:], ^header.FoldChecksum(header.Checksum(ip, 0)))
+	}
+	if kind == TunnelGRE {
+		return b
 	}
 	udp := b[14+ipLen:]
 	binary.BigEndian.PutUint16(udp[0:], src.Port())

@@ -21,6 +21,12 @@ import (
 //	                   the bare words tcp, udp, icmp, arp, ip, ip6 too
 //	ether host MAC     src or dst MAC (ether src MAC, ether dst MAC)
 //	vni N              the packet belongs to the network with VXLAN VNI N
+//	                   (the GRE key of an l2 GRE network; the configured
+//	                   vni of an l3 network); never matches uplink packets
+//
+// Packets without an Ethernet header (TUN ports, uplinks, flannel-UDP and
+// l3 GRE payloads, the NAT points) are matched with MatchIP: host, net,
+// port and proto look at their IP header, and ether never matches them.
 //
 // combined with and (&&), or (||), not (!) and parentheses; not binds
 // tighter than and, and than or. The empty expression matches everything.
@@ -95,23 +101,49 @@ func ParseFilter(expr string) (*Filter, error) {
 // String returns the expression the filter was compiled from.
 func (f *Filter) String() string { return f.src }
 
-// Match reports whether a packet with the decoded headers p, in the network
-// with VXLAN VNI vni, passes the filter. A nil Filter matches everything.
+// Match reports whether an Ethernet frame with the decoded headers p
+// (header.Parsed.Decode), in the network with VXLAN VNI vni, passes the
+// filter. A nil Filter matches everything.
 func (f *Filter) Match(p *header.Parsed, vni uint32) bool {
 	if f == nil || f.root == nil {
 		return true
 	}
-	return f.root.match(p, vni)
+	return f.root.match(p, vni, true)
 }
 
-func (n *fnode) match(p *header.Parsed, vni uint32) bool {
+// MatchIP is Match for a bare IP packet decoded with
+// header.Parsed.DecodeIP: it has no link layer, so ether primitives never
+// match it. Pass NoVNI for a packet of no network (an uplink's).
+func (f *Filter) MatchIP(p *header.Parsed, vni uint32) bool {
+	if f == nil || f.root == nil {
+		return true
+	}
+	return f.root.match(p, vni, false)
+}
+
+// NoVNI is the vni of a packet that belongs to no network (one read from
+// an uplink): no vni primitive matches it.
+const NoVNI uint32 = 1 << 24
+
+// matches decodes b, an Ethernet frame or (ip) a bare IP packet, into the
+// worker's scratch and applies f.
+func (w *Worker) matches(f *Filter, b []byte, ip bool, vni uint32) bool {
+	if ip {
+		w.parsed.DecodeIP(b)
+		return f.MatchIP(&w.parsed, vni)
+	}
+	w.parsed.Decode(b)
+	return f.Match(&w.parsed, vni)
+}
+
+func (n *fnode) match(p *header.Parsed, vni uint32, eth bool) bool {
 	switch n.op {
 	case fAnd:
-		return n.l.match(p, vni) && n.r.match(p, vni)
+		return n.l.match(p, vni, eth) && n.r.match(p, vni, eth)
 	case fOr:
-		return n.l.match(p, vni) || n.r.match(p, vni)
+		return n.l.match(p, vni, eth) || n.r.match(p, vni, eth)
 	case fNot:
-		return !n.l.match(p, vni)
+		return !n.l.match(p, vni, eth)
 	case fHost:
 		if !p.SrcIP.IsValid() {
 			return false
@@ -136,7 +168,7 @@ func (n *fnode) match(p *header.Parsed, vni uint32) bool {
 		case protoICMP:
 			return (p.IPVersion == 4 && p.IPProto == header.ProtoICMPv4) || (p.IPVersion == 6 && p.IPProto == header.ProtoICMPv6)
 		case protoARP:
-			return p.Status != header.DecodeRunt && p.EtherType == header.EtherTypeARP
+			return eth && p.Status != header.DecodeRunt && p.EtherType == header.EtherTypeARP
 		case protoIP:
 			return p.IPVersion == 4
 		case protoIP6:
@@ -144,7 +176,7 @@ func (n *fnode) match(p *header.Parsed, vni uint32) bool {
 		}
 		return false
 	case fEther:
-		if p.Status == header.DecodeRunt {
+		if !eth || p.Status == header.DecodeRunt {
 			return false
 		}
 		return (n.dir != dirDst && p.SrcMAC == n.mac) || (n.dir != dirSrc && p.DstMAC == n.mac)

@@ -102,3 +102,52 @@ func FuzzParseFilter(f *testing.F) {
 		flt.Match(&p, 42)
 	})
 }
+
+// TestFilterMatchesBareIP: packets without an Ethernet header (TUN ports,
+// uplinks, the NAT points) match on their IP header; ether and arp never
+// match them; vni is the network's, and NoVNI matches no vni.
+func TestFilterMatchesBareIP(t *testing.T) {
+	frame, err := BuildFrame("eth src 00:00:00:00:00:00 dst 00:00:00:00:00:00 ip src 10.244.1.2 dst 10.244.2.9 udp sport 5000 dport 53")
+	if err != nil {
+		t.Fatal(err)
+	}
+	udp53 := frame[14:]
+	ping, err := BuildFrame("ip src 10.244.1.2 dst 198.18.0.2 icmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	icmp := ping[14:]
+	for _, tc := range []struct {
+		name, expr string
+		pkt        []byte
+		vni        uint32
+		want       bool
+	}{
+		{"host on the IP header", "host 10.244.2.9", udp53, 1, true},
+		{"src host", "src host 10.244.1.2", udp53, 1, true},
+		{"dst host wrong side", "dst host 10.244.1.2", udp53, 1, false},
+		{"net", "dst net 10.244.2.0/24", udp53, 1, true},
+		{"port", "dst port 53", udp53, 1, true},
+		{"proto udp", "proto udp", udp53, 1, true},
+		{"icmp", "icmp and host 198.18.0.2", icmp, 1, true},
+		{"ip", "ip and not ip6", icmp, 1, true},
+		{"ether host never matches, even the zero MAC", "ether host 00:00:00:00:00:00", udp53, 1, false},
+		{"not ether matches", "not ether src 02:00:00:00:00:01", udp53, 1, true},
+		{"arp never matches", "arp", udp53, 1, false},
+		{"vni of the network", "vni 1 and udp", udp53, 1, true},
+		{"other vni", "vni 2", udp53, 1, false},
+		{"uplink packets have no vni", "vni 0", icmp, NoVNI, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := ParseFilter(tc.expr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var p header.Parsed
+			p.DecodeIP(tc.pkt)
+			if got := f.MatchIP(&p, tc.vni); got != tc.want {
+				t.Errorf("MatchIP(%q) = %v, want %v", tc.expr, got, tc.want)
+			}
+		})
+	}
+}

@@ -71,6 +71,13 @@ func (w *Worker) fromGRE(t *tables, pkts []*Packet) {
 			w.dropPkt(p, StageGREDecap, ReasonUnknownPeer)
 			continue
 		}
+		if w.tracing && p.Trace {
+			var k uint16
+			if hasKey {
+				k = 1
+			}
+			w.traceEvent(p, traceEvent{stage: StageGREDecap, kind: evL3Decap, addr: p.Peer, num: n.id, vni: key, n1: k, n2: proto})
+		}
 		p.Advance(hlen)
 		pkts[valid] = p
 		valid++
@@ -107,6 +114,9 @@ func (w *Worker) fromFlannelUDP(t *tables, pkts []*Packet) {
 		if !w.acceptPeer(n, p) {
 			w.dropPkt(p, StageUDPDecap, ReasonUnknownPeer)
 			continue
+		}
+		if w.tracing && p.Trace {
+			w.traceEvent(p, traceEvent{stage: StageUDPDecap, kind: evL3Decap, addr: p.Peer, num: n.id})
 		}
 		pkts[valid] = p
 		valid++

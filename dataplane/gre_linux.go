@@ -93,5 +93,15 @@ func (g *GRETunnel) WriteBatch(_ int, pkts []*Packet, dst []netip.Addr) (int, er
 	return written, nil
 }
 
+// LocalAddr implements TunnelAddrs: the bound underlay address; GRE has
+// no port (0).
+func (g *GRETunnel) LocalAddr() netip.AddrPort { return netip.AddrPortFrom(g.c.LocalAddr(), 0) }
+
+// SourcePorts implements TunnelAddrs: GRE has no ports.
+func (g *GRETunnel) SourcePorts() []uint16 { return nil }
+
+// RxSourcePort implements TunnelAddrs: GRE has no ports (0).
+func (g *GRETunnel) RxSourcePort(int) uint16 { return 0 }
+
 // Close closes the socket.
 func (g *GRETunnel) Close() error { return g.c.Close() }

@@ -13,6 +13,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/ferry-overlay/ferry/encap"
+	"github.com/ferry-overlay/ferry/header"
 )
 
 // What-if traces: `ferry trace inject` runs a made-up packet through the
@@ -32,7 +33,9 @@ type InjectSpec struct {
 	// the network the peer belongs to.
 	VNI uint32 `json:"vni,omitempty"`
 	// Packet describes the frame in words (see BuildFrame); Hex gives it
-	// as bytes instead. Exactly one is set.
+	// as bytes instead. Exactly one is set. A TUN port (an l3 network)
+	// carries bare IP packets: the description's eth part is dropped,
+	// and Hex is the IP packet without a link layer.
 	Packet string `json:"packet,omitempty"`
 	Hex    string `json:"hex,omitempty"`
 }
@@ -78,6 +81,9 @@ func (e *Engine) Inject(spec InjectSpec) (TracePacket, error) {
 	}
 	tun := &MemTunnel{}
 	w.SetTunnel(tun)
+	for k := TunnelFlannelUDP; k < NumTunnelKinds; k++ {
+		w.SetTunnelKind(k, &MemTunnel{})
+	}
 
 	if peerStr, ok := strings.CutPrefix(spec.In, "peer:"); ok {
 		peer, err := netip.ParseAddr(peerStr)
@@ -111,6 +117,9 @@ func (e *Engine) Inject(spec InjectSpec) (TracePacket, error) {
 		id, ok := e.PortID(spec.In)
 		if !ok {
 			return TracePacket{}, fmt.Errorf("--in %q: no such port (give a port name or peer:ADDR): %w", spec.In, ErrNotFound)
+		}
+		if t.isL3Port(id) && spec.Hex == "" {
+			frame = frame[header.EthernetLen:] // BuildFrame's Ethernet header
 		}
 		mp := &MemPort{}
 		mp.Queue(frame)

@@ -30,8 +30,8 @@ import (
 // flannel-UDP decrements the inner TTL on both sides, as flannel's udp
 // backend does (it is a userspace router hop), so ferry's packets are byte
 // for byte flannel's; GRE and VXLAN leave it to the kernel's forwarding.
-// ICMP errors (net unreachable for no-route) are not generated yet: such
-// packets are counted drops.
+// A packet for an overlay address no peer owns is a counted no-route drop
+// answered with an ICMP net unreachable (netUnreachable).
 
 // TunnelKind is a tunnel encapsulation, and the kind of socket it needs.
 type TunnelKind uint8
@@ -226,6 +226,8 @@ func checkIPv4(p *Packet) Reason {
 // ip-input, route, encap and tunnel-tx.
 func (w *Worker) fromTUN(t *tables, n *network, id uint16, pkts []*Packet) {
 	l := n.l3
+	w.rawDrops = true
+	defer func() { w.rawDrops = false }()
 	k := 0
 	for _, p := range pkts {
 		if r := checkIPv4(p); r != ReasonNone {
@@ -252,6 +254,9 @@ func (w *Worker) fromTUN(t *tables, n *network, id uint16, pkts []*Packet) {
 			w.dropPkt(p, StageRoute, ReasonNoRoute)
 			w.netUnreachable(l, id, p)
 			continue
+		}
+		if w.tracing && p.Trace {
+			w.traceEvent(p, traceEvent{stage: StageRoute, kind: evRouteL3, port: pid, addr: t.peers[pid].addr})
 		}
 		w.tunPkts = append(w.tunPkts, p)
 		w.tunDst = append(w.tunDst, t.peers[pid].addr)
@@ -286,6 +291,9 @@ func (w *Worker) netUnreachable(l *l3net, id uint16, orig *Packet) {
 		return
 	}
 	q.SetLen(m)
+	if w.tracing && orig.Trace {
+		w.traceICMPError(orig, StageRoute, q.Bytes())
+	}
 	w.made = append(w.made, q)
 	w.toPort(id, q)
 }
@@ -336,8 +344,27 @@ func (w *Worker) l3Encapsulate(t *tables, n *network) {
 			encap.PutVXLAN(h, n.vni)
 			header.Ethernet(h[encap.VXLANHeaderLen:]).Encode(t.peers[w.tunPeer[i]].mac, n.l3.vtep, header.EtherTypeIPv4)
 		}
+		if w.tracing && p.Trace {
+			w.traceL3Encap(t, n, p, w.tunPeer[i])
+		}
 	}
 	w.mark(l3EncapStage[n.encap], len(w.tunPkts))
+}
+
+// traceL3Encap records the tunnel header l3Encapsulate gave the traced
+// packet p of l3 network n, bound for peer pid (and, for flannel-UDP, the
+// TTL it decremented).
+func (w *Worker) traceL3Encap(t *tables, n *network, p *Packet, pid uint16) {
+	switch n.encap {
+	case TunnelFlannelUDP:
+		ttl := ttlOf(p.Bytes())
+		w.traceEvent(p, traceEvent{stage: StageUDPEncap, kind: evTTL, n1: ttl + 1, n2: ttl})
+		w.traceEvent(p, traceEvent{stage: StageUDPEncap, kind: evL3Encap, n1: flannelPort(w.tunnels[TunnelFlannelUDP])})
+	case TunnelGRE:
+		w.traceGRE(p, encap.GREProtoIPv4, 0, false)
+	default:
+		w.traceEvent(p, traceEvent{stage: StageL3VXLANEncap, kind: evL3Encap, vni: n.vni, mac: t.peers[pid].mac})
+	}
 }
 
 // l3FromTunnel delivers the packets of rest that belong to l3 network n
@@ -368,6 +395,9 @@ func (w *Worker) l3FromTunnel(n *network, rest []*Packet) []*Packet {
 				continue
 			}
 			p.Advance(header.EthernetLen)
+			if w.tracing && p.Trace {
+				w.traceEvent(p, traceEvent{stage: StageL3VXLANDecap, kind: evL3Decap, mac: l.vtep})
+			}
 		}
 		w.keep[k] = p
 		k++
@@ -375,6 +405,8 @@ func (w *Worker) l3FromTunnel(n *network, rest []*Packet) []*Packet {
 	if vxlan {
 		w.mark(StageL3VXLANDecap, len(rest)-other)
 	}
+	w.rawDrops = true
+	defer func() { w.rawDrops = false }()
 	j := 0
 	for _, p := range w.keep[:k] {
 		if r := checkIPv4(p); r != ReasonNone {
@@ -385,9 +417,15 @@ func (w *Worker) l3FromTunnel(n *network, rest []*Packet) []*Packet {
 			w.dropPkt(p, StageIPInput, ReasonNotLocalSubnet)
 			continue
 		}
-		if n.encap == TunnelFlannelUDP && !encap.DecrementTTL(p.Bytes()) {
-			w.dropPkt(p, StageIPInput, ReasonTTLExpired)
-			continue
+		if n.encap == TunnelFlannelUDP {
+			if !encap.DecrementTTL(p.Bytes()) {
+				w.dropPkt(p, StageIPInput, ReasonTTLExpired)
+				continue
+			}
+			if w.tracing && p.Trace {
+				ttl := ttlOf(p.Bytes())
+				w.traceEvent(p, traceEvent{stage: StageIPInput, kind: evTTL, n1: ttl + 1, n2: ttl})
+			}
 		}
 		w.toPort(l.port, p)
 		j++

@@ -130,6 +130,7 @@ type natScratch struct {
 	dirs []nat.Dir // their direction
 	verd []nat.Verdict
 	tx   []*Packet // translated, to one uplink
+	pre  []tuple4  // traced packets' tuples before translation (trace_l3.go)
 }
 
 func (s *natScratch) init() {
@@ -139,6 +140,7 @@ func (s *natScratch) init() {
 	s.dirs = make([]nat.Dir, MaxBatch)
 	s.verd = make([]nat.Verdict, MaxBatch)
 	s.tx = make([]*Packet, 0, MaxBatch)
+	s.pre = make([]tuple4, MaxBatch)
 }
 
 // SetUplink attaches this worker's queue of uplink id.
@@ -164,6 +166,10 @@ func (w *Worker) toUplink(t *tables, n *network, p *Packet) {
 		undoTTL(p.Bytes()[header.EthernetLen:])
 		w.fragNeeded(t, n, p, u.mtu)
 		return
+	}
+	if w.tracing && p.Trace {
+		ttl := ttlOf(p.Bytes()[header.EthernetLen:])
+		w.traceEvent(p, traceEvent{stage: StageRouter, kind: evRouteUplink, num: u.id, n1: ttl + 1, n2: ttl})
 	}
 	p.InPort = u.id
 	w.nt.out = append(w.nt.out, p)
@@ -191,7 +197,7 @@ func (w *Worker) natOutStage(t *tables) {
 		for i := range k {
 			w.nt.dirs[i] = nat.Outbound
 		}
-		u.nat.Process(w.t, w.nt.bufs, w.nt.dirs[:k], w.nt.verd[:k])
+		w.processNAT(u, k)
 		for i, p := range w.nt.pkts {
 			switch v := w.nt.verd[i]; v {
 			case nat.Translated:
@@ -219,22 +225,54 @@ func (w *Worker) natOutStage(t *tables) {
 	w.nt.out = w.nt.out[:0]
 }
 
+// processNAT runs the k packets of w.nt.bufs through u's table, showing
+// them to the pre-nat and post-nat captures and recording the traced
+// packets' rewrites.
+func (w *Worker) processNAT(u *uplink, k int) {
+	o := w.obs
+	if o != nil && o.at[pointPreNAT] {
+		w.captureNAT(o, pointPreNAT)
+	}
+	if w.tracing {
+		w.traceNATPre()
+	}
+	u.nat.Process(w.t, w.nt.bufs, w.nt.dirs[:k], w.nt.verd[:k])
+	if o != nil && o.at[pointPostNAT] {
+		w.captureNAT(o, pointPostNAT)
+	}
+	if w.tracing {
+		w.traceNAT(u)
+	}
+}
+
 // uplinkTx writes w.nt.tx out of uplink u.
 func (w *Worker) uplinkTx(u *uplink) {
 	pkts := w.nt.tx
 	if len(pkts) == 0 {
 		return
 	}
+	w.rawDrops = true
+	defer func() { w.rawDrops = false }()
 	var io PortIO
 	if int(u.id) < len(w.nt.ios) {
 		io = w.nt.ios[u.id]
 	}
 	for rest := pkts; len(rest) > 0; {
 		if io == nil {
-			w.dropTx(StageUplinkTx, errNoQueue, len(rest))
+			r := w.dropTx(StageUplinkTx, errNoQueue, len(rest))
+			if w.obs != nil {
+				w.observeDrops(rest, StageUplinkTx, r, 0, netip.Addr{})
+			}
 			break
 		}
 		n, err := io.WriteBatch(rest)
+		if w.tracing {
+			for _, p := range rest[:n] {
+				if p.Trace {
+					w.traceEvent(p, traceEvent{stage: StageUplinkTx, kind: evUplinkTx, port: u.id})
+				}
+			}
+		}
 		rest = rest[n:]
 		if len(rest) == 0 {
 			break
@@ -243,7 +281,10 @@ func (w *Worker) uplinkTx(u *uplink) {
 		if errors.Is(err, ErrTxFull) {
 			lost = len(rest)
 		}
-		w.dropTx(StageUplinkTx, err, lost)
+		r := w.dropTx(StageUplinkTx, err, lost)
+		if w.obs != nil {
+			w.observeDrops(rest[:lost], StageUplinkTx, r, 0, netip.Addr{})
+		}
 		rest = rest[lost:]
 	}
 	w.mark(StageUplinkTx, len(pkts))
@@ -266,7 +307,14 @@ func (w *Worker) PollUplink(id uint16) (int, error) {
 	w.tbl = t
 	w.obs = w.obsSrc.Load()
 	if int(id) < len(t.uplinks) {
-		w.fromUplink(t, t.uplinks[id], b.Slice())
+		u := t.uplinks[id]
+		if w.obs != nil {
+			w.observeUplinkRx(u, b.Slice())
+		}
+		w.fromUplink(t, u, b.Slice())
+	}
+	if w.obs != nil {
+		w.endObserve()
 	}
 	w.obs = nil
 	b.Free()
@@ -276,7 +324,9 @@ func (w *Worker) PollUplink(id uint16) (int, error) {
 // fromUplink is nat (inbound) and the router for packets read from uplink
 // u.
 func (w *Worker) fromUplink(t *tables, u *uplink, pkts []*Packet) {
+	w.rawDrops = true // until the Ethernet header is prepended
 	w.nt.bufs = w.nt.bufs[:0]
+	w.nt.pkts = w.nt.pkts[:0]
 	k := 0
 	for _, p := range pkts {
 		if b := p.Bytes(); len(b) == 0 || b[0]>>4 != 4 {
@@ -284,12 +334,13 @@ func (w *Worker) fromUplink(t *tables, u *uplink, pkts []*Packet) {
 			continue
 		}
 		pkts[k] = p
+		w.nt.pkts = append(w.nt.pkts, p)
 		w.nt.bufs = append(w.nt.bufs, p.Bytes())
 		w.nt.dirs[k] = nat.Inbound
 		k++
 	}
 	pkts = pkts[:k]
-	u.nat.Process(w.t, w.nt.bufs, w.nt.dirs[:k], w.nt.verd[:k])
+	w.processNAT(u, k)
 	w.mark(StageNAT, k)
 	for i, p := range pkts {
 		switch v := w.nt.verd[i]; v {
@@ -315,6 +366,10 @@ func (w *Worker) fromUplink(t *tables, u *uplink, pkts []*Packet) {
 			}
 			continue
 		}
+		if w.tracing && p.Trace {
+			ttl := ttlOf(pkt)
+			w.traceEvent(p, traceEvent{stage: StageRouter, kind: evRouteNet, num: m.id, n1: ttl + 1, n2: ttl})
+		}
 		if m.mtu > 0 && router.NeedsFrag(pkt, m.mtu) {
 			undoTTL(pkt)
 			w.dropPkt(p, StageRouter, ReasonFragNeeded)
@@ -334,8 +389,11 @@ func (w *Worker) fromUplink(t *tables, u *uplink, pkts []*Packet) {
 		w.rt.routed = append(w.rt.routed, p)
 	}
 	w.mark(StageRouter, k)
+	w.rawDrops = false
 	clear(w.nt.bufs)
 	w.nt.bufs = w.nt.bufs[:0]
+	clear(w.nt.pkts)
+	w.nt.pkts = w.nt.pkts[:0]
 	if len(w.nt.out) > 0 {
 		w.natOutStage(t)
 	}
@@ -365,6 +423,9 @@ func (w *Worker) errorToUplink(u *uplink, p *Packet, pkt []byte, build func(out,
 	}
 	g.SetLen(header.EthernetLen + m)
 	g.InPort = u.id
+	if w.tracing && p.Trace {
+		w.traceICMPError(p, StageRouter, buf[header.EthernetLen:header.EthernetLen+m])
+	}
 	w.nt.out = append(w.nt.out, g)
 }
 
@@ -537,6 +598,72 @@ func (e *Engine) FlushConntrack(uplinkName string) (int, error) {
 		}
 		found = true
 		n += u.nat.Flush()
+	}
+	if uplinkName != "" && !found {
+		return 0, fmt.Errorf("no uplink %q", uplinkName)
+	}
+	return n, nil
+}
+
+// ConntrackFilter selects tracked connections by their original tuple,
+// in the shape of conntrack -D: every field that is set must match; Proto
+// is "tcp", "udp" or "icmp" (empty: any); ports apply to TCP and UDP.
+type ConntrackFilter struct {
+	Proto string     `json:"proto,omitempty"`
+	Src   netip.Addr `json:"src,omitzero"`
+	Dst   netip.Addr `json:"dst,omitzero"`
+	Sport uint16     `json:"sport,omitempty"`
+	Dport uint16     `json:"dport,omitempty"`
+}
+
+// matcher checks f and returns its test of a connection.
+func (f ConntrackFilter) matcher() (func(nat.Conn) bool, error) {
+	var proto header.IPProto
+	switch f.Proto {
+	case "":
+	case "tcp", "udp":
+		proto, _ = protoOf(f.Proto)
+	case "icmp":
+		proto = header.ProtoICMPv4
+		if f.Sport != 0 || f.Dport != 0 {
+			return nil, errors.New("icmp connections have no ports: drop --sport and --dport")
+		}
+	default:
+		return nil, fmt.Errorf("protocol %q: want tcp, udp or icmp", f.Proto)
+	}
+	if f == (ConntrackFilter{}) {
+		return nil, errors.New("no protocol, address or port given: name the connections to delete (or flush them all)")
+	}
+	for _, a := range []netip.Addr{f.Src, f.Dst} {
+		if a.IsValid() && !a.Unmap().Is4() {
+			return nil, fmt.Errorf("address %s: conntrack holds IPv4 connections only", a)
+		}
+	}
+	src, dst := f.Src.Unmap(), f.Dst.Unmap()
+	return func(c nat.Conn) bool {
+		o := c.Orig
+		return (f.Proto == "" || o.Proto == proto) &&
+			(!src.IsValid() || o.Src.Addr() == src) && (!dst.IsValid() || o.Dst.Addr() == dst) &&
+			(f.Sport == 0 || (o.Proto != header.ProtoICMPv4 && o.Src.Port() == f.Sport)) &&
+			(f.Dport == 0 || (o.Proto != header.ProtoICMPv4 && o.Dst.Port() == f.Dport))
+	}, nil
+}
+
+// DeleteConntrack removes the tracked connections of the named uplink (""
+// for every uplink) whose original tuple matches f, and returns how many.
+func (e *Engine) DeleteConntrack(uplinkName string, f ConntrackFilter) (int, error) {
+	match, err := f.matcher()
+	if err != nil {
+		return 0, err
+	}
+	now := e.now()
+	n, found := 0, false
+	for _, u := range e.tables.Load().uplinks {
+		if uplinkName != "" && u.name != uplinkName {
+			continue
+		}
+		found = true
+		n += u.nat.DeleteMatching(now, match)
 	}
 	if uplinkName != "" && !found {
 		return 0, fmt.Errorf("no uplink %q", uplinkName)

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 
 	"github.com/ferry-overlay/ferry/encap"
+	"github.com/ferry-overlay/ferry/header"
 )
 
 // The worker's observation hooks. The pipeline calls them only when the
@@ -19,36 +20,88 @@ func (w *Worker) observePortRx(t *tables, id uint16, pkts []*Packet) {
 		return
 	}
 	vni := t.ports[id].net.vni
+	ip := t.ports[id].net.l3 != nil // a TUN: bare IP packets
 	if o.at[pointRx] {
 		w.capturePort(o, pointRx, id, vni, pkts)
 	}
 	if s := o.trace; s != nil {
 		for _, p := range pkts {
-			if w.selectTrace(s, p, int(id), p.Bytes(), vni) {
+			if w.selectTrace(s, p, int(id), p.Bytes(), ip, vni) {
 				w.traceEvent(p, traceEvent{stage: StagePortRx, kind: evPortRx, port: id})
 			}
 		}
 	}
 }
 
-// observeTunnelRx selects datagrams for the trace (by their inner frame and
-// VNI) and captures them at tunnel-rx.
-func (w *Worker) observeTunnelRx(pkts []*Packet) {
+// observeTunnelRx is observeTunnelRxKind for the VXLAN tunnel.
+func (w *Worker) observeTunnelRx(pkts []*Packet) { w.observeTunnelRxKind(TunnelVXLAN, pkts) }
+
+// observeTunnelRxKind selects datagrams received by the tunnel of kind k
+// for the trace (by their inner packet and network) and captures them at
+// tunnel-rx.
+func (w *Worker) observeTunnelRxKind(k TunnelKind, pkts []*Packet) {
 	o := w.obs
 	if o.at[pointTunnelRx] {
-		w.captureTunnelRx(o, pkts)
+		w.captureTunnelRx(o, k, pkts)
 	}
 	if s := o.trace; s != nil {
 		for _, p := range pkts {
 			b := p.Bytes()
-			vni, _ := encap.DecodeVXLAN(b)
-			var inner []byte
-			if len(b) >= encap.VXLANHeaderLen {
-				inner = b[encap.VXLANHeaderLen:]
+			off, ip, vni := w.tbl.tunnelInner(k, b)
+			if w.selectTrace(s, p, -1, b[off:], ip, vni) {
+				w.traceEvent(p, traceEvent{stage: StageTunnelRx, kind: evTunnelRx, addr: p.Peer, n1: uint16(k)})
 			}
-			if w.selectTrace(s, p, -1, inner, vni) {
-				w.traceEvent(p, traceEvent{stage: StageTunnelRx, kind: evTunnelRx, addr: p.Peer})
-			}
+		}
+	}
+}
+
+// tunnelInner finds the inner packet of b, a datagram received by (or
+// about to be sent by) the tunnel of kind k: its offset in b, whether it
+// is a bare IP packet rather than an Ethernet frame, and the VNI of its
+// network for filters (the VXLAN VNI or GRE key; the configured vni of the
+// l3 network that owns its destination; NoVNI if none does).
+func (t *tables) tunnelInner(k TunnelKind, b []byte) (off int, ip bool, vni uint32) {
+	switch k {
+	case TunnelFlannelUDP:
+		return 0, true, t.l3VNI(t.l3UDP, b)
+	case TunnelGRE:
+		proto, key, hasKey, hlen, st := encap.DecodeGRE(b)
+		switch {
+		case st != encap.GREOK:
+			return len(b), false, NoVNI
+		case proto == encap.GREProtoTEB && hasKey:
+			return hlen, false, key
+		case proto == encap.GREProtoTEB:
+			return hlen, false, NoVNI
+		}
+		return hlen, true, t.l3VNI(t.l3GRE, b[hlen:])
+	}
+	v, _ := encap.DecodeVXLAN(b)
+	return min(encap.VXLANHeaderLen, len(b)), false, v
+}
+
+// l3VNI returns the vni of the network of nets whose subnet holds the
+// destination of the bare IPv4 packet b, or NoVNI.
+func (t *tables) l3VNI(nets []*network, b []byte) uint32 {
+	if len(b) < header.IPv4MinLen {
+		return NoVNI
+	}
+	if n := l3ByDst(nets, ipv4Dst(b)); n != nil {
+		return n.vni
+	}
+	return NoVNI
+}
+
+// observeUplinkRx selects packets read from uplink u for the trace. Only a
+// session that names no port traces uplink packets; their vni is NoVNI.
+func (w *Worker) observeUplinkRx(u *uplink, pkts []*Packet) {
+	s := w.obs.trace
+	if s == nil || s.port >= 0 {
+		return
+	}
+	for _, p := range pkts {
+		if w.selectTrace(s, p, -1, p.Bytes(), true, NoVNI) {
+			w.traceEvent(p, traceEvent{stage: StageUplinkRx, kind: evUplinkRx, port: u.id})
 		}
 	}
 }
@@ -79,13 +132,18 @@ func (w *Worker) traceDecap(t *tables, pkts []*Packet) {
 	}
 }
 
-// traceEncap records the VXLAN header given to the traced packets of
-// w.encap.
+// traceEncap records the VXLAN header, or on an l2 GRE network the GRE
+// header keyed by the VNI, given to the traced packets of w.encap.
 func (w *Worker) traceEncap(n *network) {
 	for _, p := range w.encap {
-		if p.Trace && p.encapDrop == ReasonNone {
-			w.traceEvent(p, traceEvent{stage: StageVXLANEncap, kind: evEncap, vni: n.vni})
+		if !p.Trace || p.encapDrop != ReasonNone {
+			continue
 		}
+		if n.encap == TunnelGRE {
+			w.traceGRE(p, encap.GREProtoTEB, n.vni, true)
+			continue
+		}
+		w.traceEvent(p, traceEvent{stage: StageVXLANEncap, kind: evEncap, vni: n.vni})
 	}
 }
 
@@ -143,7 +201,7 @@ func (w *Worker) observeTunnelTx(src, start, end int, refused []int) {
 	if !w.tracing {
 		return
 	}
-	_, srcPorts := tunnelAddrs(w.txTun)
+	_, srcPorts := tunnelAddrs(w.txTun, w.txKind())
 	var sport uint16
 	if src < len(srcPorts) {
 		sport = srcPorts[src]

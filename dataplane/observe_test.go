@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"bytes"
+	"encoding/binary"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/ferry-overlay/ferry/header"
 )
 
 // macE speaks from behind peer2 in the trace tests.
@@ -282,8 +285,17 @@ func TestCaptureDropsAndPortPointsAndSlowReader(t *testing.T) {
 	bad := vxlan(43, frame(bcast, macR, 60, 1))
 	r.fromPeer(t, peer1, bad)
 	got := drops.Read(nil, 0)
-	if len(got) != 1 || !bytes.Equal(got[0].Data, bad) || got[0].Comment != "dropped at vxlan-decap: unknown-vni (VXLAN VNI matches no network on this node)" {
+	// A datagram dropped at decap is written whole: synthesized outer
+	// Ethernet/IPv4/UDP from the peer to the VXLAN port, then the
+	// datagram as received.
+	const outerLen = 14 + 20 + 8
+	if len(got) != 1 || len(got[0].Data) != outerLen+len(bad) || !bytes.Equal(got[0].Data[outerLen:], bad) ||
+		got[0].Comment != "dropped at vxlan-decap: unknown-vni (VXLAN VNI matches no network on this node)" {
 		t.Fatalf("drop capture = %+v", got)
+	}
+	ip := header.IPv4(got[0].Data[14:])
+	if ip.Src() != peer1 || ip.Protocol() != header.ProtoUDP || binary.BigEndian.Uint16(got[0].Data[outerLen-6:]) != 4789 {
+		t.Errorf("drop capture outer headers: %x, want IPv4/UDP from %s to port 4789", got[0].Data[:outerLen], peer1)
 	}
 	// 300 frames: rx keeps the first 40 bytes of each; tx (64 KiB slots
 	// in a 4 MiB ring) has room for 63, and counts the rest as capture

@@ -112,6 +112,9 @@ func (w *Worker) toGateway(t *tables, gw *gateway, i int) bool {
 		return false
 	}
 	p.SetLen(n)
+	if w.tracing && p.Trace {
+		w.traceEvent(p, traceEvent{stage: StageGateway, kind: evGatewayARP})
+	}
 	w.sendBack(t, p)
 	return true
 }
@@ -158,6 +161,9 @@ func (w *Worker) gatewayStage(t *tables, n *network) {
 			w.learnARP(gw, b)
 			if m, ok := router.AnswerARP(b, gw.ip, gw.mac, b); ok {
 				p.SetLen(m)
+				if w.tracing && p.Trace {
+					w.traceEvent(p, traceEvent{stage: StageGateway, kind: evGatewayARP})
+				}
 				w.sendBack(t, p)
 				continue
 			}
@@ -220,6 +226,10 @@ func (w *Worker) routeIPv4(t *tables, n *network, p *Packet) {
 		w.fragNeeded(t, n, p, m.mtu)
 		return
 	}
+	if w.tracing && p.Trace {
+		ttl := ttlOf(pkt)
+		w.traceEvent(p, traceEvent{stage: StageRouter, kind: evRouteNet, num: m.id, n1: ttl + 1, n2: ttl})
+	}
 	p.Network = m.id
 	w.rt.routed = append(w.rt.routed, p)
 }
@@ -241,6 +251,9 @@ func (w *Worker) answerEcho(t *tables, gw *gateway, ip netip.Addr, p *Packet) {
 		return
 	}
 	p.SetLen(m)
+	if w.tracing && p.Trace {
+		w.traceEvent(p, traceEvent{stage: StageGateway, kind: evGatewayEcho, addr: ip})
+	}
 	w.sendBack(t, p)
 }
 
@@ -302,6 +315,9 @@ func (w *Worker) sendError(t *tables, n *network, p, g *Packet, m int, st router
 	buf := g.RxBuffer()
 	header.Ethernet(buf).Encode(header.MAC(p.Bytes()[6:12]), n.gw.mac, header.EtherTypeIPv4)
 	g.SetLen(header.EthernetLen + m)
+	if w.tracing && p.Trace {
+		w.traceICMPError(p, StageRouter, buf[header.EthernetLen:header.EthernetLen+m])
+	}
 	w.sendBack(t, g)
 }
 
@@ -334,6 +350,9 @@ func (w *Worker) neighbourStage(t *tables) {
 					w.solicit(t, m, p, ips[i])
 				}
 				continue
+			}
+			if w.tracing && p.Trace {
+				w.traceEvent(p, traceEvent{stage: StageNeighbour, kind: evNeighbour, addr: ips[i], mac: macs[i]})
 			}
 			b := p.Bytes()
 			copy(b[0:6], macs[i][:])

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ferry-overlay/ferry/encap"
 	"github.com/ferry-overlay/ferry/header"
 	bridge "github.com/ferry-overlay/ferry/switch"
 )
@@ -56,6 +55,21 @@ const (
 	evEncap                    // VXLAN header with VNI .vni
 	evTunnelTx                 // sent to peer .addr from outer source port .n1 (0: unknown)
 	evDrop                     // dropped: .reason (with .port/.addr context)
+	// Routed (L3) events, described in trace_l3.go.
+	evRouteL3     // l3 network: destination in peer .port's subnet, to peer .addr
+	evRouteNet    // gateway: destination in network .num's subnet; TTL .n1 → .n2
+	evRouteUplink // gateway: no local network; out of uplink .num; TTL .n1 → .n2
+	evGatewayARP  // ARP request for the gateway answered
+	evGatewayEcho // echo request to gateway address .addr answered
+	evNeighbour   // next hop .addr is at .mac
+	evNAT         // NAT on uplink .num, direction .n1, flags .n2: .tu[0] → .tu[1]
+	evTTL         // TTL .n1 → .n2 (flannel-UDP's userspace hop)
+	evICMPError   // ICMP type .n1 code .n2 sent to .addr
+	evL3Encap     // tunnel header of the event's stage (GRE, flannel-UDP, l3 VXLAN)
+	evL3Decap     // tunnel header of the event's stage removed, from peer .addr → network .num
+	evUplinkRx    // read from uplink .port
+	evUplinkTx    // written to uplink .port
+	evToGateway   // dst MAC is network .num's gateway: to the router
 )
 
 // traceEvent is one decision, with the clock when it was taken.
@@ -69,6 +83,10 @@ type traceEvent struct {
 	num    uint16
 	vni    uint32
 	addr   netip.Addr
+	// mac is a resolved next hop's address (evNeighbour) or a VTEP MAC
+	// (evL3Encap); tu the tuples before and after a NAT rewrite (evNAT).
+	mac [6]byte
+	tu  [2]tuple4
 }
 
 // traceRec is the record of one traced packet: its first bytes at ingress
@@ -389,13 +407,12 @@ func (ev *traceEvent) words(t *tables, head []byte, dry bool) string {
 	}
 	switch ev.kind {
 	case evPortRx:
+		if t.isL3Port(ev.port) {
+			return fmt.Sprintf("read from TUN port %s: %s", t.portName(ev.port), DescribeIP(head))
+		}
 		return fmt.Sprintf("read from port %s: %s", t.portName(ev.port), DescribeFrame(head))
 	case evTunnelRx:
-		inner := ""
-		if len(head) >= encap.VXLANHeaderLen {
-			inner = ": " + DescribeFrame(head[encap.VXLANHeaderLen:])
-		}
-		return fmt.Sprintf("datagram from peer %s%s", ev.addr, inner)
+		return describeTunnelRx(TunnelKind(ev.n1), ev.addr, head)
 	case evEthInput:
 		return fmt.Sprintf("network %s (VNI %d)", t.netName(ev.num), ev.vni)
 	case evDecap:
@@ -429,7 +446,7 @@ func (ev *traceEvent) words(t *tables, head []byte, dry bool) string {
 		}
 		return fmt.Sprintf("%s: %s%s", would("dropped"), ev.reason, where) + ": " + ev.reason.Help()
 	}
-	return "unknown event"
+	return ev.l3Words(t, would)
 }
 
 // DescribeFrame decodes an Ethernet frame's headers in one line, tcpdump
@@ -457,25 +474,8 @@ func DescribeFrame(b []byte) string {
 			fmt.Fprintf(&s, ", ARP op %d", p.ARPOp)
 		}
 	case p.IPVersion != 0:
-		fmt.Fprintf(&s, ", IPv%d %s > %s", p.IPVersion, p.SrcIP, p.DstIP)
-		switch {
-		case p.Fragment:
-			fmt.Fprintf(&s, " proto %d fragment", p.IPProto)
-		case p.HasPorts():
-			name := "TCP"
-			if p.IPProto == header.ProtoUDP {
-				name = "UDP"
-			}
-			fmt.Fprintf(&s, " %s %d > %d", name, p.SrcPort, p.DstPort)
-			if p.IPProto == header.ProtoTCP {
-				fmt.Fprintf(&s, " flags %s", tcpFlags(p.TCPFlags))
-			}
-		case p.Status == header.DecodeOK && (p.IPProto == header.ProtoICMPv4 || p.IPProto == header.ProtoICMPv6):
-			fmt.Fprintf(&s, " %s", icmpWords(&p))
-		default:
-			fmt.Fprintf(&s, " proto %d", p.IPProto)
-		}
-		fmt.Fprintf(&s, " ttl %d, length %d", p.TTL, p.IPLength)
+		s.WriteString(", ")
+		describeIPParsed(&s, &p)
 	default:
 		fmt.Fprintf(&s, ", ethertype 0x%04x", p.EtherType)
 	}
@@ -483,6 +483,48 @@ func DescribeFrame(b []byte) string {
 		fmt.Fprintf(&s, " [%s]", p.Status)
 	}
 	return s.String()
+}
+
+// DescribeIP decodes a bare IP packet (from a TUN port, an uplink, or
+// carried by flannel-UDP or GRE) in one line, like DescribeFrame without the
+// link layer: "IPv4 10.244.1.2 > 10.244.2.2 ICMP echo request id 7 ttl 64,
+// length 84". It never fails; undecodable parts are named.
+func DescribeIP(b []byte) string {
+	var p header.Parsed
+	p.DecodeIP(b)
+	var s strings.Builder
+	if p.IPVersion == 0 {
+		fmt.Fprintf(&s, "not an IP packet (%d bytes) [%s]", len(b), p.Status)
+		return s.String()
+	}
+	describeIPParsed(&s, &p)
+	if p.Status != header.DecodeOK {
+		fmt.Fprintf(&s, " [%s]", p.Status)
+	}
+	return s.String()
+}
+
+// describeIPParsed writes the IP part of a decoded packet (IPVersion != 0).
+func describeIPParsed(s *strings.Builder, p *header.Parsed) {
+	fmt.Fprintf(s, "IPv%d %s > %s", p.IPVersion, p.SrcIP, p.DstIP)
+	switch {
+	case p.Fragment:
+		fmt.Fprintf(s, " proto %d fragment", p.IPProto)
+	case p.HasPorts():
+		name := "TCP"
+		if p.IPProto == header.ProtoUDP {
+			name = "UDP"
+		}
+		fmt.Fprintf(s, " %s %d > %d", name, p.SrcPort, p.DstPort)
+		if p.IPProto == header.ProtoTCP {
+			fmt.Fprintf(s, " flags %s", tcpFlags(p.TCPFlags))
+		}
+	case p.Status == header.DecodeOK && (p.IPProto == header.ProtoICMPv4 || p.IPProto == header.ProtoICMPv6):
+		fmt.Fprintf(s, " %s", icmpWords(p))
+	default:
+		fmt.Fprintf(s, " proto %d", p.IPProto)
+	}
+	fmt.Fprintf(s, " ttl %d, length %d", p.TTL, p.IPLength)
 }
 
 func macOfARP(b []byte, l3 int) header.MAC {
@@ -532,18 +574,16 @@ func (w *Worker) traceEvent(p *Packet, ev traceEvent) {
 }
 
 // selectTrace decides, at ingress, whether p is traced by session s: the
-// port matches, the filter matches its frame (inner frame at offset off of
-// the packet, in the network with VXLAN VNI vni), and the session's count
-// and the worker's ring have room. It returns whether it traced p.
-func (w *Worker) selectTrace(s *traceSession, p *Packet, inPort int, frame []byte, vni uint32) bool {
+// port matches, the filter matches its frame (an Ethernet frame, or a
+// bare IP packet when ip is set, in the network with VXLAN VNI vni), and
+// the session's count and the worker's ring have room. It returns whether it
+// traced p.
+func (w *Worker) selectTrace(s *traceSession, p *Packet, inPort int, frame []byte, ip bool, vni uint32) bool {
 	if s.remaining.Load() <= 0 || (s.port >= 0 && s.port != inPort) {
 		return false
 	}
-	if s.filter.root != nil {
-		w.parsed.Decode(frame)
-		if !s.filter.Match(&w.parsed, vni) {
-			return false
-		}
+	if s.filter.root != nil && !w.matches(s.filter, frame, ip, vni) {
+		return false
 	}
 	r := s.rings[w.id]
 	if w.trRing != r {
@@ -581,7 +621,13 @@ func (w *Worker) traceBridge(t *tables, k int) {
 			continue
 		}
 		loc := w.out[i]
+		var gw *gateway
+		if int(p.Network) < len(t.nets) && !w.dry {
+			gw = t.nets[p.Network].gw
+		}
 		switch {
+		case gw != nil && header.MAC(w.dsts[i]) == gw.mac:
+			w.traceEvent(p, traceEvent{stage: StageBridge, kind: evToGateway, num: p.Network})
 		case w.dsts[i][0]&1 != 0:
 			w.traceEvent(p, traceEvent{stage: StageBridge, kind: evFDBBcast})
 		case !loc.IsValid():

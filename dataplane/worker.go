@@ -102,6 +102,9 @@ type Worker struct {
 	trRing  *traceRing
 	trNext  uint64
 	parsed  header.Parsed
+	// rawDrops says that packets dropped now are bare IP packets (l3
+	// and uplink stages), for drop captures; only read when obs is set.
+	rawDrops bool
 	// dry marks a what-if worker (trace inject): it looks the FDB up
 	// without learning, and its ports and tunnel are in-memory fakes.
 	dry bool
@@ -270,8 +273,8 @@ func (w *Worker) PollTunnelKind(k TunnelKind) (int, error) {
 	t := w.eng.tables.Load()
 	w.tbl = t
 	w.obs = w.obsSrc.Load()
-	if w.obs != nil && k == TunnelVXLAN { // GRE and flannel-UDP: not yet observed at rx
-		w.observeTunnelRx(b.Slice())
+	if w.obs != nil {
+		w.observeTunnelRxKind(k, b.Slice())
 	}
 	switch k { // gre.go
 	case TunnelGRE:

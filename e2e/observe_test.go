@@ -443,7 +443,9 @@ func TestE2EPcapTunnelTx(t *testing.T) {
 		if err != nil {
 			t.Fatalf("drop packet %d: %v", i, err)
 		}
-		if !bytes.Equal(data, bad) || len(opts.Comments) != 1 || !strings.HasPrefix(opts.Comments[0], "dropped at vxlan-decap: vxlan-bad-flags") {
+		// The dropped datagram, behind synthesized outer
+		// Ethernet/IPv4/UDP headers (14+20+8 bytes).
+		if len(data) != 42+len(bad) || !bytes.Equal(data[42:], bad) || len(opts.Comments) != 1 || !strings.HasPrefix(opts.Comments[0], "dropped at vxlan-decap: vxlan-bad-flags") {
 			t.Fatalf("drop packet %d: %x comments %q", i, data, opts.Comments)
 		}
 	}

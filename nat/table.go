@@ -441,6 +441,24 @@ func (t *Table) DeleteMatching(now int64, match func(Conn) bool) int {
 	return n
 }
 
+// Lookup returns the unexpired connection (at time now) that has tu as its
+// original or its reply tuple, and reports which: reply is true when tu is
+// the reply tuple. It takes the read lock; the packet tracer calls it for
+// traced packets only, never the fast path.
+func (t *Table) Lookup(now int64, tu Tuple) (c Conn, reply, ok bool) {
+	k, ok := keyOf(tu)
+	if !ok {
+		return Conn{}, false, false
+	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	idx, w := t.find(k)
+	if idx < 0 || now >= t.entries[idx].expires.Load() {
+		return Conn{}, false, false
+	}
+	return t.entries[idx].conn(now), w == dirReply, true
+}
+
 // Delete removes the connection with tuple tu as its original or its reply
 // tuple and reports whether there was one.
 func (t *Table) Delete(tu Tuple) bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/netip"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -83,7 +84,7 @@ func newPublishCmd(c *cli) *cobra.Command {
 	return cmd
 }
 
-// newConntrackCmd returns `ferry conntrack` with flush.
+// newConntrackCmd returns `ferry conntrack` with flush and delete.
 func newConntrackCmd(c *cli) *cobra.Command {
 	var uplink string
 	cmd := &cobra.Command{
@@ -119,6 +120,53 @@ func newConntrackCmd(c *cli) *cobra.Command {
 		},
 	}
 	cmd.PersistentFlags().StringVar(&uplink, "uplink", "", "only this uplink (default: all)")
-	cmd.AddCommand(flush)
+	cmd.AddCommand(flush, newConntrackDeleteCmd(c, &uplink))
+	return cmd
+}
+
+// newConntrackDeleteCmd returns `ferry conntrack delete`, conntrack -D's
+// shape: the flags select connections by their original tuple.
+func newConntrackDeleteCmd(c *cli, uplink *string) *cobra.Command {
+	var proto, src, dst string
+	var sport, dport uint16
+	cmd := &cobra.Command{
+		Use:   "delete [--proto tcp|udp|icmp] [--src ADDR] [--dst ADDR] [--sport N] [--dport N]",
+		Short: "Remove the tracked connections whose original tuple matches every flag given",
+		Long: `Remove the tracked connections whose original tuple (the first packet's: the
+first src/dst of each line of ferry conntrack) matches every flag given, as
+conntrack -D does, and print how many were removed. At least one flag is
+needed; ferry conntrack flush removes every connection.`,
+		Example: "  ferry conntrack delete --proto tcp --src 10.42.0.2 --dst 198.18.0.2 --dport 80",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			req := ctl.ConntrackDeleteRequest{Uplink: *uplink, ConntrackFilter: dataplane.ConntrackFilter{Proto: proto, Sport: sport, Dport: dport}}
+			for _, a := range []struct {
+				flag, s string
+				to      *netip.Addr
+			}{{"--src", src, &req.Src}, {"--dst", dst, &req.Dst}} {
+				if a.s == "" {
+					continue
+				}
+				addr, err := netip.ParseAddr(a.s)
+				if err != nil {
+					return fmt.Errorf("%s %q: not an IP address", a.flag, a.s)
+				}
+				*a.to = addr
+			}
+			f, err := call(cmd, c, func(cl *ctl.Client, ctx context.Context) (ctl.Flushed, error) {
+				return cl.DeleteConntrack(ctx, req)
+			})
+			if err != nil {
+				return err
+			}
+			return c.print(cmd, f, func(w io.Writer) { fmt.Fprintf(w, "deleted %d connections\n", f.Removed) })
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&proto, "proto", "", "protocol: tcp, udp or icmp")
+	fl.StringVar(&src, "src", "", "original source address")
+	fl.StringVar(&dst, "dst", "", "original destination address")
+	fl.Uint16Var(&sport, "sport", 0, "original source port (tcp, udp)")
+	fl.Uint16Var(&dport, "dport", 0, "original destination port (tcp, udp)")
 	return cmd
 }

@@ -332,14 +332,19 @@ func newPcapCmd(c *cli) *cobra.Command {
 		Short: "Capture packets at a point of the pipeline into a pcapng file (or stream it)",
 		Long: `Capture packets at one point of the pipeline as pcapng, which tcpdump and
 Wireshark read. Points:
-  rx:PORT, tx:PORT          frames read from / written to a local port
-  tunnel-rx, tunnel-tx      outer VXLAN packets from / to every peer
+  rx:PORT, tx:PORT          frames read from / written to a local port (on a
+                            TUN port: bare IP packets, link type RAW)
+  tunnel-rx, tunnel-tx      outer VXLAN, GRE or flannel-UDP packets from / to
+                            every peer
   tunnel-rx:PEER, ...:PEER  outer packets of one peer only
+  pre-nat, post-nat         the IPv4 packet just before / after NAT rewrites it
+                            (link type RAW)
   drop                      dropped packets; each carries a pcapng comment with
                             the stage and reason (tshark: frame.comment)
-At tunnel points the UDP socket only sees the VXLAN payload; ferry writes outer
-Ethernet (placeholder MACs), IP and UDP headers with the real addresses and
-ports, so Wireshark dissects VXLAN on port 4789 as on the wire.
+At tunnel points the sockets see no outer headers; ferry writes outer Ethernet
+(placeholder MACs) and IP headers with the real addresses, then UDP with the
+real ports (VXLAN, flannel-UDP) or nothing (GRE, IP protocol 47), so Wireshark
+dissects the packets as on the wire.
 
 A capture is always bounded: by --count (default 1000; 0 = no count bound),
 --max-size (default 64 MiB) and optionally --duration. "-w -" streams to stdout
