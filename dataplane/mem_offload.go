@@ -12,9 +12,13 @@ import (
 // its header. For tests and benchmarks of the offload path.
 type MemVnetPort struct {
 	MemPort
+	// NoUSO makes the port refuse UDP superpackets, like a TAP on a
+	// kernel without UDP segmentation offload.
+	NoUSO bool
 }
 
-func (m *MemVnetPort) writesVnet() {}
+func (m *MemVnetPort) writesVnet()    {}
+func (m *MemVnetPort) takesUSO() bool { return !m.NoUSO }
 
 // ReadBatch implements PortIO.
 func (m *MemVnetPort) ReadBatch(pkts []*Packet) (int, error) {

@@ -24,8 +24,9 @@ import (
 //	    see ordinary MTU-sized datagrams
 //	tunnel rx (UDP_GRO) ──► each buffer split into its datagrams by the
 //	    segment size the kernel reported ──► vxlan-decap ──► bridge
-//	    ──► gro-coalesce: consecutive TCP segments of a flow bound for one port
-//	    merged into a superpacket with a virtio-net header ──► port-tx
+//	    ──► gro-coalesce: consecutive TCP segments (and, for a TAP with
+//	    USO, equal-size UDP datagrams) of a flow bound for one port merged
+//	    into a superpacket with a virtio-net header ──► port-tx
 //
 // A superpacket replicated to several peers (flood) is segmented once and
 // sent to each. Coalescing only touches packets from peers that go to a
@@ -43,9 +44,11 @@ type SegmentWriter interface {
 }
 
 // vnetPort is implemented by a PortIO whose writes carry Packet.vnet (a
-// TAP with IFF_VNET_HDR), and which may therefore be given superpackets.
+// TAP with IFF_VNET_HDR), and which may therefore be given TCP
+// superpackets; UDP ones only if takesUSO says so.
 type vnetPort interface {
 	writesVnet()
+	takesUSO() bool
 }
 
 const (
@@ -373,7 +376,8 @@ func (w *Worker) coalesce(id uint16, pkts []*Packet) []*Packet {
 	if !o.on || len(pkts) < 2 || int(id) >= len(w.ports) {
 		return pkts
 	}
-	if _, ok := w.ports[id].(vnetPort); !ok {
+	vp, ok := w.ports[id].(vnetPort)
+	if !ok {
 		return pkts
 	}
 	for _, p := range pkts {
@@ -385,6 +389,7 @@ func (w *Worker) coalesce(id uint16, pkts []*Packet) []*Packet {
 	for i, p := range pkts {
 		bufs[i] = p.buf[p.off:p.end] // capacity to the end of p's own buffer
 	}
+	o.coal.SetUDP(vp.takesUSO())
 	left := o.coal.Coalesce(bufs, hdrs)
 	if left == len(pkts) {
 		clear(bufs)

@@ -49,6 +49,14 @@ func (t *TAPVnetQueue) Fd() int { return t.q.Fd() }
 
 func (t *TAPVnetQueue) writesVnet() {}
 
+// takesUSO reports whether the TAP was given UDP segmentation offload
+// (EnableTAPOffload on a kernel that has it), so gro-coalesce may hand it
+// UDP superpackets.
+func (t *TAPVnetQueue) takesUSO() bool {
+	const uso = tuntap.OffloadUSO4 | tuntap.OffloadUSO6
+	return t.q.Offload()&uso == uso
+}
+
 // ReadBatch implements PortIO. The header is read into the headroom just
 // in front of the frame, so the frame still starts at Headroom; a header
 // that is short or nonsense marks the packet for a port-rx drop.

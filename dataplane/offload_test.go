@@ -358,3 +358,90 @@ func BenchmarkOffload(b *testing.B) {
 		})
 	}
 }
+
+// udpDatagrams returns n Ethernet/IPv4/UDP frames of one flow from macA to
+// macR with payload bytes each, DF set and valid checksums, as a
+// container's stack sends them, each wrapped in VXLAN for VNI 42.
+func udpDatagrams(n, payload int) [][]byte {
+	var out [][]byte
+	for i := range n {
+		f := frame(macR, macA, 42+payload, 4000)
+		ip := header.IPv4(f[14:])
+		f[14+6] = 0x40 // DF
+		binary.BigEndian.PutUint16(f[14+4:], uint16(i))
+		for j := 42; j < len(f); j++ {
+			f[j] = byte(i + j)
+		}
+		ip.SetChecksum(ip.CalculateChecksum())
+		u := header.UDP(f[34:])
+		u.SetChecksum(^header.FoldChecksum(header.Checksum(f[34:], header.PseudoHeaderChecksum(header.ProtoUDP, ip.Src(), ip.Dst(), uint16(len(f)-34)))))
+		out = append(out, vxlan(42, f))
+	}
+	return out
+}
+
+func TestUDPDatagramsFromPeerAreCoalescedForUSO(t *testing.T) {
+	const n, payload = 10, 100
+	for _, tc := range []struct {
+		name       string
+		noUSO      bool
+		wantWrites int
+	}{
+		{"TAP with USO gets one superpacket", false, 1},
+		{"TAP without USO gets every datagram", true, n},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newOffRig(t, 1450)
+			r.ports[0].NoUSO = tc.noUSO
+			r.mirror(t)
+			in := udpDatagrams(n, payload)
+			r.fromPeer(t, peer1, in...)
+			if len(r.got[0]) != tc.wantWrites {
+				t.Fatalf("p0 got %d writes, want %d", len(r.got[0]), tc.wantWrites)
+			}
+			var payloads []byte
+			for _, w := range r.got[0] {
+				var h offload.VirtioNetHdr
+				if st := h.Decode(w); st != offload.StatusOK {
+					t.Fatal(st)
+				}
+				f := w[offload.VirtioNetHdrLen:]
+				if tc.noUSO {
+					if h != (offload.VirtioNetHdr{}) {
+						t.Fatalf("plain datagram written with header %+v", h)
+					}
+					payloads = append(payloads, f[42:]...)
+					continue
+				}
+				want := offload.VirtioNetHdr{Flags: offload.FlagNeedsCsum, GSOType: offload.GSOUDPL4, HdrLen: 42, GSOSize: payload, CsumStart: 34, CsumOffset: 6}
+				if h != want {
+					t.Fatalf("virtio-net header %+v, want %+v", h, want)
+				}
+				segs := make([][]byte, n)
+				for i := range segs {
+					segs[i] = make([]byte, 2048)
+				}
+				sizes := make([]int, n)
+				k, st := offload.Segment(f, 14, h, 1450, segs, sizes)
+				if st != offload.StatusOK || k != n {
+					t.Fatalf("Segment = %d, %v; want %d datagrams", k, st, n)
+				}
+				for i := range k {
+					s := segs[i][:sizes[i]]
+					ip := header.IPv4(s[14:])
+					if c := header.FoldChecksum(header.Checksum(s[34:], header.PseudoHeaderChecksum(header.ProtoUDP, ip.Src(), ip.Dst(), uint16(len(s)-34)))); c != 0xffff {
+						t.Fatalf("datagram %d: UDP checksum does not verify", i)
+					}
+					payloads = append(payloads, s[42:]...)
+				}
+			}
+			var want []byte
+			for _, d := range in {
+				want = append(want, d[8+42:]...)
+			}
+			if !bytes.Equal(payloads, want) {
+				t.Fatal("payloads written differ from the datagrams sent")
+			}
+		})
+	}
+}

@@ -42,10 +42,23 @@ const (
 // and Segment cuts a superpacket back into exactly the segments it was
 // made of.
 //
+// With SetUDP, UDP datagrams are coalesced too, into USO superpackets
+// (GSOUDPL4) that the kernel cuts back into the same datagrams: same
+// link-layer header, addresses and ports; IPv4 without options or
+// fragmentation with the same TOS, TTL and DF bit (and, without DF, the
+// next IP ID; with DF the ID carries nothing and the kernel numbers the
+// datagrams it cuts from the first one's); IPv6 as for TCP with UDP as the
+// next header; a UDP length that matches the packet; a payload of the
+// first datagram's size, but the last, which may be shorter and ends the
+// superpacket; a valid UDP checksum (or, over IPv4, none); at most
+// maxUDPSegments datagrams. A datagram that cannot be merged ends its
+// flow's superpacket, so datagrams of a flow keep their order.
+//
 // A Coalescer is owned by one worker: it is not safe for concurrent use.
 // It keeps no reference to packets between calls.
 type Coalescer struct {
 	linkLen int
+	udp     bool   // coalesce UDP datagrams too (SetUDP)
 	flows   []flow // flows opened in this batch, at most maxBatch
 	slots   []slot // open-addressing table: flow key -> latest flow
 	mask    uint32
@@ -74,14 +87,20 @@ type flow struct {
 	psh      bool // the last segment merged carried PSH
 	closed   bool // nothing more may be appended
 	verified bool // the head's TCP checksum was checked and is valid
+	udp      bool // a UDP flow: no sequence numbers, USO on finish
+	anyID    bool // UDP over IPv4 with DF: IP IDs need not follow
 }
 
 // segment is what Coalesce reads from a packet that may take part.
 type segment struct {
 	l4, payload int
-	v6          bool
-	flags       uint8
+	v6, udp     bool
+	flags       uint8 // TCP only
 }
+
+// maxUDPSegments bounds the datagrams of one UDP superpacket: the kernel's
+// UDP_MAX_SEGMENTS, the most it will cut one GSO packet into.
+const maxUDPSegments = 64
 
 // NewCoalescer returns a Coalescer for packets that begin with a
 // link-layer header of linkLen bytes (14 for Ethernet frames from a TAP
@@ -103,7 +122,13 @@ func NewCoalescer(linkLen, maxBatch int) *Coalescer {
 	}
 }
 
-// Coalesce merges the TCP segments in pkts, in place, and returns the
+// SetUDP sets whether Coalesce merges UDP datagrams as well as TCP
+// segments. Turn it on only for a device that takes UDP superpackets (a
+// TAP/TUN with TUN_F_USO4 and TUN_F_USO6); it may change between calls.
+func (c *Coalescer) SetUDP(on bool) { c.udp = on }
+
+// Coalesce merges the TCP segments (and with SetUDP the UDP datagrams) in
+// pkts, in place, and returns the
 // number of packets left to write.
 //
 // On return, for every i: if len(pkts[i]) == 0 the packet was merged into
@@ -155,7 +180,7 @@ func (c *Coalescer) Coalesce(pkts [][]byte, hdrs []VirtioNetHdr) int {
 			}
 			f.closed = true
 		}
-		if kind == kindTCP || seg.flags&header.TCPFlagPSH != 0 {
+		if kind == kindTCP || (!seg.udp && seg.flags&header.TCPFlagPSH != 0) {
 			// Nothing may be appended to it; the closed flow (if
 			// any) stays in the slot so no later segment of the flow
 			// jumps over this packet.
@@ -163,17 +188,22 @@ func (c *Coalescer) Coalesce(pkts [][]byte, hdrs []VirtioNetHdr) int {
 		}
 		s.gen = c.gen
 		s.flow = int32(len(c.flows))
-		tcp := header.TCP(p[seg.l4:])
-		c.flows = append(c.flows, flow{
+		f := flow{
 			head:    i,
 			l4:      seg.l4,
 			payload: seg.payload,
 			gsoSize: len(p) - seg.payload,
 			count:   1,
-			nextSeq: tcp.Seq() + uint32(len(p)-seg.payload),
 			nextID:  binary.BigEndian.Uint16(p[c.linkLen+4:]) + 1,
 			v6:      seg.v6,
-		})
+			udp:     seg.udp,
+		}
+		if seg.udp {
+			f.anyID = !seg.v6 && p[c.linkLen+6]&0x40 != 0 // DF
+		} else {
+			f.nextSeq = header.TCP(p[seg.l4:]).Seq() + uint32(len(p)-seg.payload)
+		}
+		c.flows = append(c.flows, f)
 	}
 	for fi := range c.flows {
 		if c.flows[fi].count > 1 {
@@ -185,16 +215,16 @@ func (c *Coalescer) Coalesce(pkts [][]byte, hdrs []VirtioNetHdr) int {
 
 // Kinds of packet, as candidate sees them.
 const (
-	kindOther   = iota // not TCP over IPv4/IPv6 as Coalesce understands it
-	kindTCP            // TCP that may not be merged (no payload, SYN, IP options...)
-	kindSegment        // TCP data segment that may be merged or start a superpacket
+	kindOther   = iota // not TCP (or UDP) over IPv4/IPv6 as Coalesce understands it
+	kindTCP            // TCP (or UDP) of a flow that may not be merged (no payload, SYN, IP options...)
+	kindSegment        // TCP segment (or UDP datagram) that may be merged or start a superpacket
 )
 
 // candidate classifies p and, for kindTCP and kindSegment, says where its
 // headers are.
 func (c *Coalescer) candidate(p []byte) (segment, int) {
 	var seg segment
-	if len(p) < c.linkLen+header.IPv4MinLen+header.TCPMinLen {
+	if len(p) < c.linkLen+header.IPv4MinLen+header.UDPLen {
 		return seg, kindOther
 	}
 	etherType := -1
@@ -207,8 +237,9 @@ func (c *Coalescer) candidate(p []byte) (segment, int) {
 	case 4:
 		v4 := header.IPv4(ip)
 		hl := v4.HeaderLength()
+		seg.udp = c.udp && v4.Protocol() == header.ProtoUDP
 		if (etherType >= 0 && etherType != etherTypeIPv4) || hl < header.IPv4MinLen ||
-			len(ip) < hl+header.TCPMinLen || v4.IsFragment() || v4.Protocol() != header.ProtoTCP {
+			len(ip) < hl+l4Min(seg.udp) || v4.IsFragment() || (v4.Protocol() != header.ProtoTCP && !seg.udp) {
 			return seg, kindOther
 		}
 		if hl != header.IPv4MinLen || int(v4.TotalLength()) != len(ip) {
@@ -217,8 +248,12 @@ func (c *Coalescer) candidate(p []byte) (segment, int) {
 		seg.l4 = c.linkLen + hl
 	case 6:
 		v6 := header.IPv6(ip)
-		if len(ip) < header.IPv6Len+header.TCPMinLen || (etherType >= 0 && etherType != etherTypeIPv6) ||
-			v6.NextHeader() != header.ProtoTCP {
+		if len(ip) < header.IPv6Len {
+			return seg, kindOther
+		}
+		seg.udp = c.udp && v6.NextHeader() == header.ProtoUDP
+		if len(ip) < header.IPv6Len+l4Min(seg.udp) || (etherType >= 0 && etherType != etherTypeIPv6) ||
+			(v6.NextHeader() != header.ProtoTCP && !seg.udp) {
 			return seg, kindOther
 		}
 		if int(v6.PayloadLength()) != len(ip)-header.IPv6Len {
@@ -229,6 +264,13 @@ func (c *Coalescer) candidate(p []byte) (segment, int) {
 	default:
 		return seg, kindOther
 	}
+	if seg.udp {
+		seg.payload = seg.l4 + header.UDPLen
+		if int(header.UDP(p[seg.l4:]).Length()) != len(p)-seg.l4 || seg.payload == len(p) {
+			kind = kindTCP // a length that disagrees, or no payload: not merged
+		}
+		return seg, kind
+	}
 	tcp := header.TCP(p[seg.l4:])
 	doff := tcp.DataOffset()
 	seg.payload = seg.l4 + doff
@@ -238,6 +280,14 @@ func (c *Coalescer) candidate(p []byte) (segment, int) {
 		kind = kindTCP
 	}
 	return seg, kind
+}
+
+// l4Min is the least L4 header length of a candidate.
+func l4Min(udp bool) int {
+	if udp {
+		return header.UDPLen
+	}
+	return header.TCPMinLen
 }
 
 // lookup returns the slot of p's flow key: the current generation if the
@@ -268,7 +318,7 @@ func (c *Coalescer) lookup(pkts [][]byte, p []byte, seg *segment) *slot {
 		if f.v6 {
 			hAddrs = hip[8:40]
 		}
-		if f.v6 == seg.v6 && bytes.Equal(hAddrs, addrs) && bytes.Equal(hp[f.l4:f.l4+4], ports) {
+		if f.v6 == seg.v6 && f.udp == seg.udp && bytes.Equal(hAddrs, addrs) && bytes.Equal(hp[f.l4:f.l4+4], ports) {
 			return s
 		}
 	}
@@ -288,6 +338,9 @@ func keyHash(addrs, ports []byte) uint32 {
 // merge appends packet i to flow f's superpacket if every rule in the
 // Coalescer comment holds, and reports whether it did.
 func (c *Coalescer) merge(pkts [][]byte, i int, f *flow, seg *segment) bool {
+	if f.udp {
+		return c.mergeUDP(pkts, i, f, seg)
+	}
 	if f.closed || seg.l4 != f.l4 || seg.payload != f.payload || seg.flags&header.TCPFlagCWR != 0 {
 		return false
 	}
@@ -344,6 +397,66 @@ func (c *Coalescer) merge(pkts [][]byte, i int, f *flow, seg *segment) bool {
 	return true
 }
 
+// mergeUDP is merge for a UDP flow.
+func (c *Coalescer) mergeUDP(pkts [][]byte, i int, f *flow, seg *segment) bool {
+	if f.closed || seg.l4 != f.l4 || f.count == maxUDPSegments {
+		return false
+	}
+	h, p := pkts[f.head], pkts[i]
+	if !bytes.Equal(h[:c.linkLen], p[:c.linkLen]) {
+		return false
+	}
+	hip, pip := h[c.linkLen:], p[c.linkLen:]
+	if f.v6 {
+		if !bytes.Equal(hip[:4], pip[:4]) || hip[7] != pip[7] {
+			return false
+		}
+	} else if hip[1] != pip[1] || hip[6]>>5 != pip[6]>>5 || hip[8] != pip[8] ||
+		(!f.anyID && binary.BigEndian.Uint16(pip[4:]) != f.nextID) {
+		return false
+	}
+	plen := len(p) - f.payload
+	newLen := len(h) + plen
+	if plen > f.gsoSize || newLen-c.linkLen > maxSuperpacket || newLen > cap(h) {
+		return false
+	}
+	if !f.verified {
+		if !udpChecksumsValid(h, c.linkLen, f.l4, f.v6) {
+			f.closed = true
+			return false
+		}
+		f.verified = true
+	}
+	if !udpChecksumsValid(p, c.linkLen, f.l4, f.v6) {
+		return false
+	}
+	h = h[:newLen]
+	copy(h[newLen-plen:], p[f.payload:])
+	pkts[f.head] = h
+	f.count++
+	f.nextID++
+	if plen < f.gsoSize {
+		f.closed = true
+	}
+	return true
+}
+
+// udpChecksumsValid reports whether the UDP checksum of datagram p
+// verifies — over IPv4 a zero checksum means none and passes — and for
+// IPv4 the header checksum too.
+func udpChecksumsValid(p []byte, linkLen, l4 int, v6 bool) bool {
+	ip := p[linkLen:]
+	if !v6 && header.FoldChecksum(header.Checksum(ip[:header.IPv4MinLen], 0)) != 0xffff {
+		return false
+	}
+	if header.UDP(p[l4:]).Checksum() == 0 {
+		return !v6
+	}
+	src, dst := addrs(ip, v6)
+	sum := header.PseudoHeaderChecksum(header.ProtoUDP, src, dst, uint16(len(p)-l4))
+	return header.FoldChecksum(header.Checksum(p[l4:], sum)) == 0xffff
+}
+
 // addrs returns the source and destination of the IP packet ip.
 func addrs(ip []byte, v6 bool) (src, dst netip.Addr) {
 	if v6 {
@@ -372,6 +485,10 @@ func (c *Coalescer) finish(pkts [][]byte, hdrs []VirtioNetHdr, f *flow) {
 	h := pkts[f.head]
 	ip := h[c.linkLen:]
 	gsoType := GSOTCPv4
+	if f.udp {
+		c.finishUDP(h, ip, hdrs, f)
+		return
+	}
 	if f.v6 {
 		binary.BigEndian.PutUint16(ip[4:], uint16(len(ip)-header.IPv6Len))
 		gsoType = GSOTCPv6
@@ -396,5 +513,30 @@ func (c *Coalescer) finish(pkts [][]byte, hdrs []VirtioNetHdr, f *flow) {
 		GSOSize:    uint16(f.gsoSize),
 		CsumStart:  uint16(f.l4),
 		CsumOffset: tcpCsumOffset,
+	}
+}
+
+// finishUDP is finish for a UDP flow: IP and UDP lengths over the whole
+// superpacket, the UDP checksum field set to the pseudo-header sum, and a
+// GSOUDPL4 header.
+func (c *Coalescer) finishUDP(h, ip []byte, hdrs []VirtioNetHdr, f *flow) {
+	if f.v6 {
+		binary.BigEndian.PutUint16(ip[4:], uint16(len(ip)-header.IPv6Len))
+	} else {
+		binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)))
+		v4 := header.IPv4(ip)
+		v4.SetChecksum(v4.CalculateChecksum())
+	}
+	udp := header.UDP(h[f.l4:])
+	udp.SetLength(uint16(len(h) - f.l4))
+	src, dst := addrs(ip, f.v6)
+	udp.SetChecksum(header.FoldChecksum(header.PseudoHeaderChecksum(header.ProtoUDP, src, dst, uint16(len(h)-f.l4))))
+	hdrs[f.head] = VirtioNetHdr{
+		Flags:      FlagNeedsCsum,
+		GSOType:    GSOUDPL4,
+		HdrLen:     uint16(f.payload),
+		GSOSize:    uint16(f.gsoSize),
+		CsumStart:  uint16(f.l4),
+		CsumOffset: udpCsumOffset,
 	}
 }

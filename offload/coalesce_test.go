@@ -80,17 +80,24 @@ func checkCoalesced(tb testing.TB, linkLen int, in, pkts [][]byte, hdrs []Virtio
 			continue
 		}
 		ip := p[linkLen:]
-		wantGSO, l3 := GSOTCPv4, header.IPv4MinLen
+		wantGSO, l3, proto := GSOTCPv4, header.IPv4MinLen, ip[9]
 		if ip[0]>>4 == 6 {
-			wantGSO, l3 = GSOTCPv6, header.IPv6Len
+			wantGSO, l3, proto = GSOTCPv6, header.IPv6Len, ip[6]
 		}
 		l4 := linkLen + l3
-		if p[l4+13]&header.TCPFlagCWR != 0 {
-			wantGSO |= GSOECN
+		var wantHdr VirtioNetHdr
+		if header.IPProto(proto) == header.ProtoUDP {
+			hl := l4 + header.UDPLen
+			wantHdr = VirtioNetHdr{Flags: FlagNeedsCsum, GSOType: GSOUDPL4, HdrLen: uint16(hl),
+				GSOSize: uint16(len(in[g[0]]) - hl), CsumStart: uint16(l4), CsumOffset: udpCsumOffset}
+		} else {
+			if p[l4+13]&header.TCPFlagCWR != 0 {
+				wantGSO |= GSOECN
+			}
+			hl := l4 + int(p[l4+12]>>4)*4
+			wantHdr = VirtioNetHdr{Flags: FlagNeedsCsum, GSOType: wantGSO, HdrLen: uint16(hl),
+				GSOSize: uint16(len(in[g[0]]) - hl), CsumStart: uint16(l4), CsumOffset: tcpCsumOffset}
 		}
-		hl := l4 + int(p[l4+12]>>4)*4
-		wantHdr := VirtioNetHdr{Flags: FlagNeedsCsum, GSOType: wantGSO, HdrLen: uint16(hl),
-			GSOSize: uint16(len(in[g[0]]) - hl), CsumStart: uint16(l4), CsumOffset: 16}
 		if h != wantHdr {
 			tb.Fatalf("group %v: header %+v, want %+v", g, h, wantHdr)
 		}
@@ -199,6 +206,100 @@ func TestCoalesce(t *testing.T) {
 			checkCoalesced(t, c.base.linkLen(), in, pkts, hdrs, n, c.want)
 		})
 	}
+}
+
+// TestCoalesceUDP covers the USO rules: datagrams of a flow of one size
+// (the last may be shorter) merge, anything that the kernel would not cut
+// back into the same datagrams does not, and nothing merges without SetUDP.
+func TestCoalesceUDP(t *testing.T) {
+	udp4, udp6 := baseSpec(false), baseSpec(true)
+	udp4.udp, udp6.udp = true, true
+	udpEther := udp4
+	udpEther.ether = true
+	noDF := udp4
+	noDF.df = false
+	three := []int{100, 100, 100}
+	cases := []struct {
+		name  string
+		base  spec
+		sizes []int
+		noUDP bool // without SetUDP
+		muts  map[int]func(*spec)
+		raw   map[int]func([]byte)
+		extra func(tb testing.TB, pkts [][]byte) [][]byte
+		want  [][]int
+		// plain: what the kernel cuts the superpacket into is the plain
+		// flow (consecutive IP IDs, every checksum set), not the input.
+		plain bool
+	}{
+		{name: "equal datagrams merge", base: udp4, sizes: three, want: [][]int{{0, 1, 2}}},
+		{name: "not without SetUDP", base: udp4, sizes: three, noUDP: true, want: [][]int{{0}, {1}, {2}}},
+		{name: "a shorter last one merges and ends it", base: udp4, sizes: []int{100, 100, 40, 100}, want: [][]int{{0, 1, 2}, {3}}},
+		{name: "a longer one starts anew", base: udp4, sizes: []int{100, 200, 200}, want: [][]int{{0}, {1, 2}}},
+		{name: "IPv6 datagrams merge", base: udp6, sizes: three, want: [][]int{{0, 1, 2}}},
+		{name: "Ethernet frames merge", base: udpEther, sizes: three, want: [][]int{{0, 1, 2}}},
+		{name: "with DF the IP ID may jump (and is renumbered)", base: udp4, sizes: three, muts: map[int]func(*spec){1: func(s *spec) { s.id += 7 }, 2: func(s *spec) { s.id += 8 }},
+			want: [][]int{{0, 1, 2}}, plain: true},
+		{name: "without DF the IP ID must follow", base: noDF, sizes: three, muts: map[int]func(*spec){1: func(s *spec) { s.id += 7 }, 2: func(s *spec) { s.id += 7 }}, want: [][]int{{0}, {1, 2}}},
+		{name: "without DF following IDs merge", base: noDF, sizes: three, want: [][]int{{0, 1, 2}}},
+		{name: "different TTL", base: udp4, sizes: []int{100, 100}, muts: map[int]func(*spec){1: func(s *spec) { s.ttl-- }}, want: [][]int{{0}, {1}}},
+		{name: "different DF", base: udp4, sizes: []int{100, 100}, muts: map[int]func(*spec){1: func(s *spec) { s.df = false }}, want: [][]int{{0}, {1}}},
+		{name: "bad UDP checksum on the second", base: udp4, sizes: three, raw: map[int]func([]byte){1: func(p []byte) { p[len(p)-1]++ }}, want: [][]int{{0}, {1}, {2}}},
+		{name: "no UDP checksum over IPv4 merges", base: udp4, sizes: []int{100, 100}, raw: map[int]func([]byte){0: zeroUDPChecksum, 1: zeroUDPChecksum}, want: [][]int{{0, 1}}, plain: true},
+		{name: "no UDP checksum over IPv6 never merges", base: udp6, sizes: []int{100, 100}, raw: map[int]func([]byte){1: zeroUDPChecksum}, want: [][]int{{0}, {1}}},
+		{name: "UDP length disagreeing with the packet", base: udp4, sizes: []int{100, 100}, raw: map[int]func([]byte){1: func(p []byte) { p[20+5]-- }}, want: [][]int{{0}, {1}}},
+		{name: "an empty datagram ends the superpacket", base: udp4, sizes: []int{100, 0, 100}, want: [][]int{{0}, {1}, {2}}},
+		{name: "bounded by UDP_MAX_SEGMENTS", base: udp4, sizes: repeat(100, 66), want: [][]int{seq(0, 64), {64, 65}}},
+		{name: "TCP and UDP of the same ports do not mix", base: udp4, sizes: []int{100, 100}, extra: func(tb testing.TB, p [][]byte) [][]byte {
+			tcp := flowSegs(tb, baseSpec(false), []int{100, 100}, nil, nil)
+			return [][]byte{p[0], tcp[0], p[1], tcp[1]}
+		}, want: [][]int{{0, 2}, {1, 3}}},
+		{name: "interleaved flows merge separately", base: udp4, sizes: three, extra: func(tb testing.TB, p [][]byte) [][]byte {
+			other := udp4
+			other.sport++
+			q := flowSegs(tb, other, []int{100, 100}, nil, nil)
+			return [][]byte{p[0], q[0], p[1], q[1], p[2]}
+		}, want: [][]int{{0, 2, 4}, {1, 3}}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			pkts := flowSegs(t, c.base, c.sizes, c.muts, c.raw)
+			if c.extra != nil {
+				pkts = c.extra(t, pkts)
+			}
+			in := make([][]byte, len(pkts))
+			for i, p := range pkts {
+				in[i] = bytes.Clone(p)
+			}
+			co := NewCoalescer(c.base.linkLen(), 128)
+			co.SetUDP(!c.noUDP)
+			hdrs := make([]VirtioNetHdr, len(pkts))
+			n := co.Coalesce(pkts, hdrs)
+			if c.plain {
+				in = flowSegs(t, c.base, c.sizes, nil, nil)
+			}
+			checkCoalesced(t, c.base.linkLen(), in, pkts, hdrs, n, c.want)
+		})
+	}
+}
+
+// seq returns the indices from..to-1.
+func seq(from, to int) []int {
+	s := make([]int, 0, to-from)
+	for i := from; i < to; i++ {
+		s = append(s, i)
+	}
+	return s
+}
+
+// zeroUDPChecksum clears the UDP checksum of an IPv4 (20-byte header) or
+// IPv6 datagram without a link-layer header.
+func zeroUDPChecksum(p []byte) {
+	l4 := 20
+	if p[0]>>4 == 6 {
+		l4 = 40
+	}
+	p[l4+6], p[l4+7] = 0, 0
 }
 
 // TestCoalesceRoundTrip is a property test with a fixed seed: superpackets

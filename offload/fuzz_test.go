@@ -91,7 +91,9 @@ func FuzzSegment(f *testing.F) {
 // header is consistent and Segment cuts it, at MTU 1500, into segments with
 // verifying checksums; and, cut at its own GSO size, all outputs together
 // are exactly the inputs again (checksum fields aside, where 0 and 0xffff
-// are the same value).
+// are the same value). With udp (SetUDP), UDP datagrams take part too; their
+// IP IDs are compared only where no DF bit frees them, and their checksums
+// not at all (a datagram without one gets one).
 func FuzzCoalesce(f *testing.F) {
 	enc := func(pkts [][]byte) []byte {
 		var b []byte
@@ -102,22 +104,26 @@ func FuzzCoalesce(f *testing.F) {
 		return b
 	}
 	v4, v6 := baseSpec(false), baseSpec(true)
-	f.Add(enc(flowSegs(f, v4, []int{1000, 1000, 700}, nil, nil)), false)
-	f.Add(enc(flowSegs(f, v6, []int{500, 500, 500, 500}, map[int]func(*spec){2: func(s *spec) { s.flags |= header.TCPFlagPSH }}, nil)), false)
+	f.Add(enc(flowSegs(f, v4, []int{1000, 1000, 700}, nil, nil)), false, false)
+	f.Add(enc(flowSegs(f, v6, []int{500, 500, 500, 500}, map[int]func(*spec){2: func(s *spec) { s.flags |= header.TCPFlagPSH }}, nil)), false, false)
+	u4, u6 := v4, v6
+	u4.udp, u6.udp = true, true
+	f.Add(enc(flowSegs(f, u4, []int{100, 100, 100, 30}, nil, nil)), false, true)
+	f.Add(enc(flowSegs(f, u6, []int{64, 64, 64}, nil, nil)), false, true)
 	eth := v4
 	eth.ether = true
-	f.Add(enc(flowSegs(f, eth, []int{300, 300, 300}, map[int]func(*spec){1: func(s *spec) { s.ack++ }}, nil)), true)
+	f.Add(enc(flowSegs(f, eth, []int{300, 300, 300}, map[int]func(*spec){1: func(s *spec) { s.ack++ }}, nil)), true, false)
 	other := v4
 	other.sport = 1
 	a, b := flowSegs(f, v4, []int{200, 200, 100}, nil, nil), flowSegs(f, other, []int{200, 200}, nil, nil)
-	f.Add(enc([][]byte{a[0], b[0], a[1], b[1], a[2]}), false)
+	f.Add(enc([][]byte{a[0], b[0], a[1], b[1], a[2]}), false, true)
 
 	bufs := make([][]byte, 64)
 	for i := range bufs {
 		bufs[i] = make([]byte, bufCap)
 	}
 	coalescers := [2]*Coalescer{NewCoalescer(0, len(bufs)), NewCoalescer(14, len(bufs))}
-	f.Fuzz(func(t *testing.T, data []byte, ether bool) {
+	f.Fuzz(func(t *testing.T, data []byte, ether, udp bool) {
 		var pkts, in [][]byte
 		for len(data) >= 2 && len(pkts) < len(bufs) {
 			l := min(int(binary.BigEndian.Uint16(data)), len(data)-2)
@@ -130,6 +136,7 @@ func FuzzCoalesce(f *testing.F) {
 		if ether {
 			linkLen, co = 14, coalescers[1]
 		}
+		co.SetUDP(udp)
 		hdrs := make([]VirtioNetHdr, len(pkts))
 		n := co.Coalesce(pkts, hdrs)
 		left := 0
@@ -150,7 +157,11 @@ func FuzzCoalesce(f *testing.F) {
 				again = append(again, p)
 				continue
 			}
-			if h.Flags != FlagNeedsCsum || h.CsumOffset != 16 || int(h.CsumStart) >= int(h.HdrLen) || int(h.HdrLen) >= len(p) || h.GSOSize == 0 {
+			csumOff := uint16(tcpCsumOffset)
+			if h.GSOType == GSOUDPL4 {
+				csumOff = udpCsumOffset
+			}
+			if h.Flags != FlagNeedsCsum || h.CsumOffset != csumOff || int(h.CsumStart) >= int(h.HdrLen) || int(h.HdrLen) >= len(p) || h.GSOSize == 0 {
 				t.Fatalf("packet %d: inconsistent header %+v for %d bytes", i, h, len(p))
 			}
 			m, st := Segment(p, linkLen, h, 1500, fuzzOut, fuzzSizes)
@@ -178,7 +189,17 @@ func FuzzCoalesce(f *testing.F) {
 			out := make([][]byte, len(ps))
 			for i, p := range ps {
 				out[i] = bytes.Clone(p)
-				if seg, kind := co.candidate(out[i]); kind == kindSegment {
+				seg, kind := co.candidate(out[i])
+				switch {
+				case kind == kindSegment && seg.udp:
+					out[i][seg.l4+6], out[i][seg.l4+7] = 0, 0
+					if !seg.v6 {
+						out[i][linkLen+10], out[i][linkLen+11] = 0, 0
+						if out[i][linkLen+6]&0x40 != 0 { // DF: the ID is free
+							out[i][linkLen+4], out[i][linkLen+5] = 0, 0
+						}
+					}
+				case kind == kindSegment:
 					out[i][seg.l4+16], out[i][seg.l4+17] = 0, 0
 					if !seg.v6 {
 						out[i][linkLen+10], out[i][linkLen+11] = 0, 0

@@ -204,10 +204,13 @@ func kernelAcceptsCoalesced(t *testing.T, tap bool) {
 		v6     bool
 		sizes  []int
 		cwrPSH bool // CWR on the first segment, PSH on the last
+		udp    bool
 	}{
-		{"TCPv4 40 segments", false, append(repeat(1398, 39), 700), false},
-		{"TCPv4 PSH on the last, CWR on the first", false, repeat(1000, 5), true},
-		{"TCPv6 30 segments", true, repeat(1378, 30), false},
+		{"TCPv4 40 segments", false, append(repeat(1398, 39), 700), false, false},
+		{"TCPv4 PSH on the last, CWR on the first", false, repeat(1000, 5), true, false},
+		{"TCPv6 30 segments", true, repeat(1378, 30), false, false},
+		{"UDPv4 64 datagrams of 64 bytes", false, repeat(64, 64), false, true},
+		{"UDPv6 20 datagrams and a short one", true, append(repeat(1000, 20), 30), false, true},
 	}
 	for ci, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -218,6 +221,7 @@ func kernelAcceptsCoalesced(t *testing.T, tap bool) {
 				s.src, s.dst = netip.MustParseAddr("fd09:1::2"), netip.MustParseAddr("fd09:2::2")
 			}
 			s.dport = uint16(7000 + ci)
+			s.udp = c.udp
 			muts := map[int]func(*spec){}
 			if c.cwrPSH {
 				muts[0] = func(s *spec) { s.flags |= header.TCPFlagCWR }
@@ -229,7 +233,9 @@ func kernelAcceptsCoalesced(t *testing.T, tap bool) {
 				want[i] = bytes.Clone(p[s.linkLen():]) // tout is a TUN device
 			}
 			hdrs := make([]VirtioNetHdr, len(pkts))
-			if n := NewCoalescer(s.linkLen(), 64).Coalesce(pkts, hdrs); n != 1 {
+			co := NewCoalescer(s.linkLen(), 64)
+			co.SetUDP(true)
+			if n := co.Coalesce(pkts, hdrs); n != 1 {
 				t.Fatalf("Coalesce left %d packets, want 1", n)
 			}
 			writeVnet(t, in, hdrs[0], pkts[0])

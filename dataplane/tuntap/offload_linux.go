@@ -39,5 +39,13 @@ func (d *Device) SetOffload(flags int) error {
 	if err := unix.IoctlSetInt(d.queues[0].fd, unix.TUNSETOFFLOAD, flags); err != nil {
 		return fmt.Errorf("tuntap: set offload %#x on %s: TUNSETOFFLOAD: %w", flags, d.name, err)
 	}
+	for _, q := range d.queues {
+		q.offload = flags
+	}
 	return nil
 }
+
+// Offload returns the offload flags last set on the queue's device with
+// SetOffload (0 before): what the device may be given, such as UDP
+// superpackets with OffloadUSO4 and OffloadUSO6.
+func (q *Queue) Offload() int { return q.offload }

@@ -86,9 +86,10 @@ type Device struct {
 // safe for the kernel but interleave frames unpredictably, so a worker should
 // own a queue.
 type Queue struct {
-	fd    int
-	index int
-	name  string
+	fd      int
+	index   int
+	name    string
+	offload int // the device's TUNSETOFFLOAD flags (offload_linux.go)
 }
 
 // Create creates (or attaches to) the device described by opts and opens its
