@@ -345,18 +345,7 @@ func (c *Coalescer) merge(pkts [][]byte, i int, f *flow, seg *segment) bool {
 		return false
 	}
 	h, p := pkts[f.head], pkts[i]
-	if !bytes.Equal(h[:c.linkLen], p[:c.linkLen]) {
-		return false
-	}
-	hip, pip := h[c.linkLen:], p[c.linkLen:]
-	if f.v6 {
-		// Version, traffic class, flow label; hop limit.
-		if !bytes.Equal(hip[:4], pip[:4]) || hip[7] != pip[7] {
-			return false
-		}
-	} else if hip[1] != pip[1] || hip[6]>>5 != pip[6]>>5 || hip[8] != pip[8] ||
-		binary.BigEndian.Uint16(pip[4:]) != f.nextID {
-		// TOS, flags (DF), TTL; IP ID.
+	if !c.sameHeaders(h, p, f) {
 		return false
 	}
 	ht, pt := h[f.l4:f.payload], p[f.l4:f.payload]
@@ -368,26 +357,10 @@ func (c *Coalescer) merge(pkts [][]byte, i int, f *flow, seg *segment) bool {
 		return false
 	}
 	plen := len(p) - f.payload
-	newLen := len(h) + plen
-	if plen > f.gsoSize || newLen-c.linkLen > maxSuperpacket || newLen > cap(h) {
+	if plen > f.gsoSize || !c.append(pkts, i, f) {
 		return false
 	}
-	if !f.verified {
-		if !checksumsValid(h, c.linkLen, f.l4, f.v6) {
-			f.closed = true
-			return false
-		}
-		f.verified = true
-	}
-	if !checksumsValid(p, c.linkLen, f.l4, f.v6) {
-		return false
-	}
-	h = h[:newLen]
-	copy(h[newLen-plen:], p[f.payload:])
-	pkts[f.head] = h
-	f.count++
 	f.nextSeq += uint32(plen)
-	f.nextID++
 	if seg.flags&header.TCPFlagPSH != 0 {
 		f.psh, f.closed = true, true
 	}
@@ -403,31 +376,54 @@ func (c *Coalescer) mergeUDP(pkts [][]byte, i int, f *flow, seg *segment) bool {
 		return false
 	}
 	h, p := pkts[f.head], pkts[i]
+	if !c.sameHeaders(h, p, f) {
+		return false
+	}
+	plen := len(p) - f.payload
+	if plen > f.gsoSize || !c.append(pkts, i, f) {
+		return false
+	}
+	if plen < f.gsoSize {
+		f.closed = true
+	}
+	return true
+}
+
+// sameHeaders reports whether packet p's link-layer and IP headers may
+// follow the head h's in flow f: the same link-layer header; for IPv6 the
+// same version, traffic class, flow label and hop limit; for IPv4 the same
+// TOS, flags (DF) and TTL, and the next IP ID unless the flow's IDs are
+// free.
+func (c *Coalescer) sameHeaders(h, p []byte, f *flow) bool {
 	if !bytes.Equal(h[:c.linkLen], p[:c.linkLen]) {
 		return false
 	}
 	hip, pip := h[c.linkLen:], p[c.linkLen:]
 	if f.v6 {
-		if !bytes.Equal(hip[:4], pip[:4]) || hip[7] != pip[7] {
-			return false
-		}
-	} else if hip[1] != pip[1] || hip[6]>>5 != pip[6]>>5 || hip[8] != pip[8] ||
-		(!f.anyID && binary.BigEndian.Uint16(pip[4:]) != f.nextID) {
-		return false
+		return bytes.Equal(hip[:4], pip[:4]) && hip[7] == pip[7]
 	}
+	return hip[1] == pip[1] && hip[6]>>5 == pip[6]>>5 && hip[8] == pip[8] &&
+		(f.anyID || binary.BigEndian.Uint16(pip[4:]) == f.nextID)
+}
+
+// append appends packet i's payload to flow f's superpacket if it fits (in
+// 64 KiB and in the head's buffer) and both packets' checksums verify, and
+// reports whether it did.
+func (c *Coalescer) append(pkts [][]byte, i int, f *flow) bool {
+	h, p := pkts[f.head], pkts[i]
 	plen := len(p) - f.payload
 	newLen := len(h) + plen
-	if plen > f.gsoSize || newLen-c.linkLen > maxSuperpacket || newLen > cap(h) {
+	if newLen-c.linkLen > maxSuperpacket || newLen > cap(h) {
 		return false
 	}
 	if !f.verified {
-		if !udpChecksumsValid(h, c.linkLen, f.l4, f.v6) {
+		if !checksumsValid(h, c.linkLen, f.l4, f.v6, f.udp) {
 			f.closed = true
 			return false
 		}
 		f.verified = true
 	}
-	if !udpChecksumsValid(p, c.linkLen, f.l4, f.v6) {
+	if !checksumsValid(p, c.linkLen, f.l4, f.v6, f.udp) {
 		return false
 	}
 	h = h[:newLen]
@@ -435,26 +431,7 @@ func (c *Coalescer) mergeUDP(pkts [][]byte, i int, f *flow, seg *segment) bool {
 	pkts[f.head] = h
 	f.count++
 	f.nextID++
-	if plen < f.gsoSize {
-		f.closed = true
-	}
 	return true
-}
-
-// udpChecksumsValid reports whether the UDP checksum of datagram p
-// verifies — over IPv4 a zero checksum means none and passes — and for
-// IPv4 the header checksum too.
-func udpChecksumsValid(p []byte, linkLen, l4 int, v6 bool) bool {
-	ip := p[linkLen:]
-	if !v6 && header.FoldChecksum(header.Checksum(ip[:header.IPv4MinLen], 0)) != 0xffff {
-		return false
-	}
-	if header.UDP(p[l4:]).Checksum() == 0 {
-		return !v6
-	}
-	src, dst := addrs(ip, v6)
-	sum := header.PseudoHeaderChecksum(header.ProtoUDP, src, dst, uint16(len(p)-l4))
-	return header.FoldChecksum(header.Checksum(p[l4:], sum)) == 0xffff
 }
 
 // addrs returns the source and destination of the IP packet ip.
@@ -465,16 +442,24 @@ func addrs(ip []byte, v6 bool) (src, dst netip.Addr) {
 	return header.IPv4(ip).Src(), header.IPv4(ip).Dst()
 }
 
-// checksumsValid reports whether the TCP checksum of packet p (IP header
-// at linkLen, TCP header at l4, nothing past the segment) verifies, and for
-// IPv4 the header checksum too, as the kernel's GRO requires.
-func checksumsValid(p []byte, linkLen, l4 int, v6 bool) bool {
+// checksumsValid reports whether the TCP (udp: UDP) checksum of packet p
+// (IP header at linkLen, L4 header at l4, nothing past the segment)
+// verifies, and for IPv4 the header checksum too, as the kernel's GRO
+// requires. A zero UDP checksum means none: valid over IPv4, not over IPv6.
+func checksumsValid(p []byte, linkLen, l4 int, v6, udp bool) bool {
 	ip := p[linkLen:]
 	if !v6 && header.FoldChecksum(header.Checksum(ip[:header.IPv4MinLen], 0)) != 0xffff {
 		return false
 	}
+	proto := header.ProtoTCP
+	if udp {
+		if header.UDP(p[l4:]).Checksum() == 0 {
+			return !v6
+		}
+		proto = header.ProtoUDP
+	}
 	src, dst := addrs(ip, v6)
-	sum := header.PseudoHeaderChecksum(header.ProtoTCP, src, dst, uint16(len(p)-l4))
+	sum := header.PseudoHeaderChecksum(proto, src, dst, uint16(len(p)-l4))
 	return header.FoldChecksum(header.Checksum(p[l4:], sum)) == 0xffff
 }
 

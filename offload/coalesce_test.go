@@ -192,18 +192,7 @@ func TestCoalesce(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			pkts := flowSegs(t, c.base, c.sizes, c.muts, c.raw)
-			if c.extra != nil {
-				pkts = c.extra(t, pkts)
-			}
-			in := make([][]byte, len(pkts))
-			for i, p := range pkts {
-				in[i] = bytes.Clone(p)
-			}
-			co := NewCoalescer(c.base.linkLen(), 128)
-			hdrs := make([]VirtioNetHdr, len(pkts))
-			n := co.Coalesce(pkts, hdrs)
-			checkCoalesced(t, c.base.linkLen(), in, pkts, hdrs, n, c.want)
+			coalesceCase(t, c.base, c.sizes, c.muts, c.raw, c.extra, false, false, c.want)
 		})
 	}
 }
@@ -263,24 +252,34 @@ func TestCoalesceUDP(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			pkts := flowSegs(t, c.base, c.sizes, c.muts, c.raw)
-			if c.extra != nil {
-				pkts = c.extra(t, pkts)
-			}
-			in := make([][]byte, len(pkts))
-			for i, p := range pkts {
-				in[i] = bytes.Clone(p)
-			}
-			co := NewCoalescer(c.base.linkLen(), 128)
-			co.SetUDP(!c.noUDP)
-			hdrs := make([]VirtioNetHdr, len(pkts))
-			n := co.Coalesce(pkts, hdrs)
-			if c.plain {
-				in = flowSegs(t, c.base, c.sizes, nil, nil)
-			}
-			checkCoalesced(t, c.base.linkLen(), in, pkts, hdrs, n, c.want)
+			coalesceCase(t, c.base, c.sizes, c.muts, c.raw, c.extra, !c.noUDP, c.plain, c.want)
 		})
 	}
+}
+
+// coalesceCase builds the segments of flow base (flowSegs, then extra),
+// coalesces them (with UDP if udp) and checks the result against want
+// (checkCoalesced): against the input, or, if plain, against the flow
+// built without muts and raw edits.
+func coalesceCase(t *testing.T, base spec, sizes []int, muts map[int]func(*spec), raw map[int]func([]byte),
+	extra func(tb testing.TB, pkts [][]byte) [][]byte, udp, plain bool, want [][]int) {
+	t.Helper()
+	pkts := flowSegs(t, base, sizes, muts, raw)
+	if extra != nil {
+		pkts = extra(t, pkts)
+	}
+	in := make([][]byte, len(pkts))
+	for i, p := range pkts {
+		in[i] = bytes.Clone(p)
+	}
+	co := NewCoalescer(base.linkLen(), 128)
+	co.SetUDP(udp)
+	hdrs := make([]VirtioNetHdr, len(pkts))
+	n := co.Coalesce(pkts, hdrs)
+	if plain {
+		in = flowSegs(t, base, sizes, nil, nil)
+	}
+	checkCoalesced(t, base.linkLen(), in, pkts, hdrs, n, want)
 }
 
 // seq returns the indices from..to-1.

@@ -84,28 +84,26 @@ func (c *Conn) EnableGSO() error {
 	if _, err := unix.GetsockoptInt(c.fd, unix.SOL_UDP, unix.UDP_SEGMENT); err != nil {
 		return fmt.Errorf("udpsock: UDP_SEGMENT on %s: %w", c.local, err)
 	}
-	c.gtx = newMsgs(c.batch)
-	c.txCtrl = make([]byte, c.batch*gsoCmsgSpace)
-	for i := range c.gtx.hdrs {
-		b := c.txCtrl[i*gsoCmsgSpace:]
-		cm := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
-		cm.Level, cm.Type = unix.SOL_UDP, unix.UDP_SEGMENT
-		cm.SetLen(unix.CmsgLen(2))
-		c.gtx.hdrs[i].hdr.Control = &b[0]
-		c.gtx.hdrs[i].hdr.SetControllen(gsoCmsgSpace)
-	}
-	c.grp = newMsgs(c.batch)
-	c.grpCtrl = make([]byte, c.batch*gsoCmsgSpace)
-	for i := range c.grp.hdrs {
-		b := c.grpCtrl[i*gsoCmsgSpace:]
-		cm := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
-		cm.Level, cm.Type = unix.SOL_UDP, unix.UDP_SEGMENT
-		cm.SetLen(unix.CmsgLen(2))
-		c.grp.hdrs[i].hdr.Control = &b[0]
-		c.grp.hdrs[i].hdr.SetControllen(gsoCmsgSpace)
-	}
+	c.gtx, c.txCtrl = newGSOMsgs(c.batch)
+	c.grp, c.grpCtrl = newGSOMsgs(c.batch)
 	c.runs = make([]run, c.batch)
 	return nil
+}
+
+// newGSOMsgs returns n messages, each with a UDP_SEGMENT control message
+// in ctl for the sender to fill with the segment size.
+func newGSOMsgs(n int) (m msgs, ctl []byte) {
+	m = newMsgs(n)
+	ctl = make([]byte, n*gsoCmsgSpace)
+	for i := range m.hdrs {
+		b := ctl[i*gsoCmsgSpace:]
+		cm := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+		cm.Level, cm.Type = unix.SOL_UDP, unix.UDP_SEGMENT
+		cm.SetLen(unix.CmsgLen(2))
+		m.hdrs[i].hdr.Control = &b[0]
+		m.hdrs[i].hdr.SetControllen(gsoCmsgSpace)
+	}
+	return m, ctl
 }
 
 // WriteSegmented sends bufs[i] to to[i] as datagrams of segSize[i] bytes

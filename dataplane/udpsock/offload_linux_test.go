@@ -37,31 +37,7 @@ func TestSegmentedSendArrivesAsDatagrams(t *testing.T) {
 	if n != 1 || err != nil || len(src.Skipped()) != 0 {
 		t.Fatalf("WriteSegmented = %d, %v, skipped %v", n, err, src.Skipped())
 	}
-	bufs, sizes, from := makeBufs(8, 65536)
-	var got [][]byte
-	buffers := 0
-	deadline := time.Now().Add(2 * time.Second)
-	for len(got) < len(want) && time.Now().Before(deadline) {
-		waitReadable(t, dst.Fd(), 100*time.Millisecond)
-		k, err := dst.ReadBatch(bufs, sizes, from, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		buffers += k
-		for i := range k {
-			b := bufs[i][:sizes[i]]
-			g := dst.GROSize(i)
-			if g == 0 {
-				g = len(b)
-			}
-			if g != seg && len(b) > g {
-				t.Fatalf("GRO buffer of %d bytes with segment size %d, want %d", len(b), g, seg)
-			}
-			for off := 0; off < len(b); off += g {
-				got = append(got, bytes.Clone(b[off:min(off+g, len(b))]))
-			}
-		}
-	}
+	got, buffers := receiveAll(t, dst, len(want))
 	if len(got) != len(want) {
 		t.Fatalf("received %d datagrams, want %d", len(got), len(want))
 	}
