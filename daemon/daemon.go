@@ -89,6 +89,10 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 	if workers <= 0 {
 		workers = runtime.NumCPU()
 	}
+	if need := dataplane.MinGOMAXPROCS(workers); runtime.GOMAXPROCS(0) < need {
+		// Each worker keeps a P while it waits for traffic (Runner.Run).
+		runtime.GOMAXPROCS(need)
+	}
 	underlayMTU := cfg.Node.UnderlayMTU
 	if underlayMTU == 0 && cfg.Node.Underlay.IsValid() {
 		if m, err := netconf.LinkMTUForAddr(cfg.Node.Underlay); err == nil {

@@ -164,6 +164,44 @@ func (p *Packet) takeVnet() {
 // it goes on a wire.
 func (p *Packet) isGSO() bool { return p.vnet.GSOType != offload.GSONone }
 
+// wireCount returns how many packets p stands for on a wire, and their
+// bytes: 1 and its length, or for a superpacket its segments, each with a
+// copy of the headers. Port counters count these, so a container's
+// counters and ferry's agree whether or not offloads merged its packets.
+func (p *Packet) wireCount() (pkts, bytes int) {
+	if !p.isGSO() {
+		return 1, p.Len()
+	}
+	hl := int(p.vnet.HdrLen)
+	if p.vnet.Flags&offload.FlagNeedsCsum != 0 {
+		// HdrLen may be the kernel's linear length; csum_start is the
+		// exact start of the L4 header.
+		l4 := int(p.vnet.CsumStart)
+		switch {
+		case p.vnet.GSOType == offload.GSOUDPL4:
+			hl = l4 + header.UDPLen
+		case l4+header.TCPMinLen <= p.Len():
+			hl = l4 + header.TCP(p.Bytes()[l4:]).DataOffset()
+		}
+	}
+	gs, payload := int(p.vnet.GSOSize), p.Len()-hl
+	if hl <= 0 || gs <= 0 || payload <= 0 {
+		return 1, p.Len()
+	}
+	n := (payload + gs - 1) / gs
+	return n, p.Len() + (n-1)*hl
+}
+
+// wireTotal sums wireCount over pkts.
+func wireTotal(pkts []*Packet) (n, bytes int) {
+	for _, p := range pkts {
+		k, b := p.wireCount()
+		n += k
+		bytes += b
+	}
+	return n, bytes
+}
+
 // finishChecksum completes, in place, the partial checksum of a frame that
 // is not a superpacket and is bound for a peer (a wire wants the real
 // checksum), and returns the drop reason if the header's offsets are bad.

@@ -138,9 +138,19 @@ func TestSuperpacketToPeerIsSegmentedAndCoalescedBack(t *testing.T) {
 	h, f := tcpSuper(payload, mss)
 	want := bytes.Clone(f[54:])
 	a := newOffRig(t, mtu)
+	before := a.eng.Ports()[0]
 	a.fromPort(t, 0, withVnet(h, f))
 
 	nseg := (payload + mss - 1) / mss // 46
+	// The port counts the segments the container's stack handed over in
+	// one superpacket, each with its own headers.
+	after := a.eng.Ports()[0]
+	if got := after.RxPackets - before.RxPackets; got != uint64(nseg) {
+		t.Fatalf("p0 rx packets += %d, want %d", got, nseg)
+	}
+	if got, want := after.RxBytes-before.RxBytes, uint64(payload+nseg*54); got != want {
+		t.Fatalf("p0 rx bytes += %d, want %d", got, want)
+	}
 	if len(a.tunOut) != nseg {
 		t.Fatalf("peer got %d datagrams, want %d", len(a.tunOut), nseg)
 	}
@@ -394,8 +404,18 @@ func TestUDPDatagramsFromPeerAreCoalescedForUSO(t *testing.T) {
 			r := newOffRig(t, 1450)
 			r.ports[0].NoUSO = tc.noUSO
 			r.mirror(t)
+			before := r.eng.Ports()[0]
 			in := udpDatagrams(n, payload)
 			r.fromPeer(t, peer1, in...)
+			// The port counts the datagrams the container receives, merged
+			// or not.
+			after := r.eng.Ports()[0]
+			if got := after.TxPackets - before.TxPackets; got != n {
+				t.Fatalf("p0 tx packets += %d, want %d", got, n)
+			}
+			if got, want := after.TxBytes-before.TxBytes, uint64(n*(len(in[0])-8)); got != want {
+				t.Fatalf("p0 tx bytes += %d, want %d", got, want)
+			}
 			if len(r.got[0]) != tc.wantWrites {
 				t.Fatalf("p0 got %d writes, want %d", len(r.got[0]), tc.wantWrites)
 			}

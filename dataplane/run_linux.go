@@ -2,13 +2,20 @@ package dataplane
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ferry-overlay/ferry/internal/sysraw"
 )
+
+// MinGOMAXPROCS is the least GOMAXPROCS a program running workers Runners
+// needs: each Runner holds a P even while it waits for traffic, and the
+// control plane, the metrics server and the garbage collector need Ps of
+// their own.
+func MinGOMAXPROCS(workers int) int { return workers + 2 }
 
 // Poller is a PortIO or TunnelIO backed by a file descriptor that the
 // worker's epoll set can wait on.
@@ -96,18 +103,23 @@ func NewRunner(w *Worker) (*Runner, error) {
 }
 
 // Run processes traffic until Stop is called. It locks its goroutine to an
-// OS thread for its whole life.
+// OS thread for its whole life, and keeps its P while it waits for traffic
+// (sysraw.EpollWait): the program must leave GOMAXPROCS room for its other
+// goroutines beyond the running Runners (see MinGOMAXPROCS).
 func (r *Runner) Run() error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	events := make([]unix.EpollEvent, 64)
 	for {
-		n, err := unix.EpollWait(r.epfd, events, -1)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) {
+		n, e := sysraw.EpollWait(r.epfd, events, -1)
+		if e != 0 {
+			if e == unix.EINTR {
+				// A signal: maybe the runtime asking every thread to
+				// stop (GC); let it.
+				runtime.Gosched()
 				continue
 			}
-			return fmt.Errorf("worker %d: epoll_wait: %w", r.w.id, err)
+			return fmt.Errorf("worker %d: epoll_wait: %w", r.w.id, e)
 		}
 		for _, ev := range events[:n] {
 			var err error

@@ -227,12 +227,9 @@ func (w *Worker) PollPort(id uint16) (int, error) {
 		return 0, err
 	}
 	b := &w.rx
-	var bytes int
-	for _, p := range b.Slice() {
-		bytes += p.Len()
-	}
+	wire, bytes := wireTotal(b.Slice())
 	pc := &w.c.ports[id].rx
-	pc.packets.Add(uint64(n))
+	pc.packets.Add(uint64(wire))
 	pc.bytes.Add(uint64(bytes))
 	w.mark(StagePortRx, n)
 	t := w.eng.tables.Load()
@@ -562,7 +559,7 @@ func (w *Worker) flushPorts() {
 		if int(id) < len(w.ports) {
 			io = w.ports[id]
 		}
-		sent, bytes := 0, 0
+		wire, bytes := 0, 0
 		for rest := out; len(rest) > 0; {
 			if io == nil {
 				r := w.dropTx(StagePortTx, errNoQueue, len(rest))
@@ -573,13 +570,12 @@ func (w *Worker) flushPorts() {
 				break
 			}
 			n, err := io.WriteBatch(rest)
-			for _, p := range rest[:n] {
-				bytes += p.Len()
-			}
+			k, b := wireTotal(rest[:n])
+			wire += k
+			bytes += b
 			if w.obs != nil && n > 0 {
 				w.observePortTx(id, rest[:n])
 			}
-			sent += n
 			rest = rest[n:]
 			if len(rest) == 0 {
 				break
@@ -596,7 +592,7 @@ func (w *Worker) flushPorts() {
 			rest = rest[lost:]
 		}
 		pc := &w.c.ports[id].tx
-		pc.packets.Add(uint64(sent))
+		pc.packets.Add(uint64(wire))
 		pc.bytes.Add(uint64(bytes))
 		clear(pkts)
 		w.portTx[id] = pkts[:0]
