@@ -3,11 +3,9 @@
 package ctl
 
 import (
-	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -20,26 +18,8 @@ import (
 // uplink through the client: list, add, replace and delete published
 // ports, list and flush conntrack, and the errors.
 func TestPublishAndConntrackOverTheSocket(t *testing.T) {
-	eng, err := dataplane.NewEngine([]dataplane.NetworkSpec{{
-		Name: "blue", VNI: 42, MTU: 1450, Ports: []string{"p0"},
-		Gateway: netip.MustParseAddr("10.42.0.1"), Subnet: netip.MustParsePrefix("10.42.0.0/24"),
-	}}, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tbl, err := nat.New(nat.Options{NATAddr: netip.MustParseAddr("100.64.0.2"), MaxEntries: 64})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := eng.SetUplinks([]dataplane.UplinkSpec{{Name: "up0", NAT: tbl, Networks: []string{"blue"}}}); err != nil {
-		t.Fatal(err)
-	}
-	path := socketPath(t)
-	srv := &http.Server{Handler: NewServer(eng, testInfo), ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(listen(t, path))
-	t.Cleanup(func() { srv.Close() })
-	c := NewClient(path)
-	t.Cleanup(c.hc.CloseIdleConnections)
+	eng, _ := natEngine(t)
+	c := serveEngine(t, eng)
 	ctx := testContext(t)
 
 	d, err := c.AddPublish(ctx, PublishRequest{Proto: "tcp", Port: 8080, To: "10.42.0.2:80"})
@@ -114,20 +94,7 @@ func udpOut(t *testing.T, src, dst string, sport, dport uint16) []byte {
 // deletes them by tuple through the client: each request removes exactly
 // the flows it names; bad requests are one-line errors.
 func TestConntrackDeleteOverTheSocket(t *testing.T) {
-	eng, err := dataplane.NewEngine([]dataplane.NetworkSpec{{
-		Name: "blue", VNI: 42, MTU: 1450, Ports: []string{"p0"},
-		Gateway: netip.MustParseAddr("10.42.0.1"), Subnet: netip.MustParsePrefix("10.42.0.0/24"),
-	}}, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tbl, err := nat.New(nat.Options{NATAddr: netip.MustParseAddr("100.64.0.2"), MaxEntries: 64})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := eng.SetUplinks([]dataplane.UplinkSpec{{Name: "up0", NAT: tbl, Networks: []string{"blue"}}}); err != nil {
-		t.Fatal(err)
-	}
+	eng, tbl := natEngine(t)
 	pkts := [][]byte{
 		udpOut(t, "10.42.0.2", "198.18.0.2", 1000, 53),
 		udpOut(t, "10.42.0.2", "198.18.0.2", 1001, 53),
@@ -142,12 +109,7 @@ func TestConntrackDeleteOverTheSocket(t *testing.T) {
 			t.Fatalf("packet %d: verdict %s", i, v)
 		}
 	}
-	path := socketPath(t)
-	srv := &http.Server{Handler: NewServer(eng, testInfo), ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(listen(t, path))
-	t.Cleanup(func() { srv.Close() })
-	c := NewClient(path)
-	t.Cleanup(c.hc.CloseIdleConnections)
+	c := serveEngine(t, eng)
 	ctx := testContext(t)
 
 	for _, tc := range []struct {
@@ -189,4 +151,26 @@ func TestConntrackDeleteOverTheSocket(t *testing.T) {
 			}
 		})
 	}
+}
+
+// natEngine returns an engine with one gateway network, blue
+// (10.42.0.0/24), masqueraded by uplink up0 as 100.64.0.2, and up0's NAT
+// table.
+func natEngine(t *testing.T) (*dataplane.Engine, *nat.Table) {
+	t.Helper()
+	eng, err := dataplane.NewEngine([]dataplane.NetworkSpec{{
+		Name: "blue", VNI: 42, MTU: 1450, Ports: []string{"p0"},
+		Gateway: netip.MustParseAddr("10.42.0.1"), Subnet: netip.MustParsePrefix("10.42.0.0/24"),
+	}}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := nat.New(nat.Options{NATAddr: netip.MustParseAddr("100.64.0.2"), MaxEntries: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.SetUplinks([]dataplane.UplinkSpec{{Name: "up0", NAT: tbl, Networks: []string{"blue"}}}); err != nil {
+		t.Fatal(err)
+	}
+	return eng, tbl
 }

@@ -40,6 +40,13 @@ func startEngine(t *testing.T) (*Client, *dataplane.Engine, *dataplane.Worker, *
 	w.SetPort(0, p0)
 	w.SetPort(1, &dataplane.MemPort{})
 	w.SetTunnel(&dataplane.MemTunnel{})
+	return serveEngine(t, eng), eng, w, p0
+}
+
+// serveEngine serves eng's control API on a socket of the test's own
+// until the test ends, and returns a client of it.
+func serveEngine(t *testing.T, eng *dataplane.Engine) *Client {
+	t.Helper()
 	path := socketPath(t)
 	ln := listen(t, path)
 	srv := &http.Server{Handler: NewServer(eng, testInfo), ReadHeaderTimeout: 5 * time.Second}
@@ -47,7 +54,7 @@ func startEngine(t *testing.T) (*Client, *dataplane.Engine, *dataplane.Worker, *
 	t.Cleanup(func() { srv.Close() })
 	c := NewClient(path)
 	t.Cleanup(c.hc.CloseIdleConnections)
-	return c, eng, w, p0
+	return c
 }
 
 func mustBuild(t *testing.T, desc string) []byte {
