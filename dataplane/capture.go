@@ -414,26 +414,39 @@ func (w *Worker) captureTunnelTx(o *observer, src, start, end int, refused []int
 	if src < len(srcPorts) {
 		from = netip.AddrPortFrom(local.Addr(), srcPorts[src])
 	}
-	for _, s := range o.captures {
-		if s.point != pointTunnelTx {
+	ri := 0
+	for i := start; i < end; i++ {
+		if ri < len(refused) && start+refused[ri] == i {
+			ri++
 			continue
 		}
-		ri := 0
-		for i := start; i < end; i++ {
-			if ri < len(refused) && start+refused[ri] == i {
-				ri++
-				continue
-			}
-			if s.peer.IsValid() && s.peer != w.sortDst[i] {
-				continue
-			}
-			b := w.sortPkts[i].Bytes()
-			off, ip, vni := w.tbl.tunnelInner(k, b)
-			if sl := w.capture(s, b, vni, off, ip); sl != nil {
-				sl.outer, sl.kind = true, k
-				sl.src = from
-				sl.dst = netip.AddrPortFrom(w.sortDst[i], local.Port())
-			}
+		w.captureTunnelTxAt(o, k, from, netip.AddrPortFrom(w.sortDst[i], local.Port()), w.sortPkts[i].Bytes())
+	}
+}
+
+// captureTunnelTxDatagram captures datagram b (a tunnel header and the
+// inner packet, as sent) sent from source index src to peer dst.
+func (w *Worker) captureTunnelTxDatagram(o *observer, src int, dst netip.Addr, b []byte) {
+	k := w.txKind()
+	local, srcPorts := tunnelAddrs(w.txTun, k)
+	from := netip.AddrPortFrom(local.Addr(), local.Port())
+	if src < len(srcPorts) {
+		from = netip.AddrPortFrom(local.Addr(), srcPorts[src])
+	}
+	w.captureTunnelTxAt(o, k, from, netip.AddrPortFrom(dst, local.Port()), b)
+}
+
+// captureTunnelTxAt hands datagram b of tunnel kind k, from → to, to every
+// tunnel-tx capture that wants it.
+func (w *Worker) captureTunnelTxAt(o *observer, k TunnelKind, from, to netip.AddrPort, b []byte) {
+	for _, s := range o.captures {
+		if s.point != pointTunnelTx || (s.peer.IsValid() && s.peer != to.Addr()) {
+			continue
+		}
+		off, ip, vni := w.tbl.tunnelInner(k, b)
+		if sl := w.capture(s, b, vni, off, ip); sl != nil {
+			sl.outer, sl.kind = true, k
+			sl.src, sl.dst = from, to
 		}
 	}
 }

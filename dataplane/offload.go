@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"fmt"
 	"net/netip"
 
 	"github.com/ferry-overlay/ferry/encap"
@@ -253,7 +254,11 @@ func (w *Worker) sendSuper(p *Packet, dst netip.Addr, peer uint16, spread int) {
 		w.c.peers[peer].drops.Add(uint64(o.lastNSeg))
 		return
 	}
-	sent, err := sw.WriteSegmented(bucket(p.Hash, spread), o.buf[:o.lastLen], o.lastSeg, dst)
+	src := bucket(p.Hash, spread)
+	sent, err := sw.WriteSegmented(src, o.buf[:o.lastLen], o.lastSeg, dst)
+	if w.obs != nil {
+		w.observeSuper(p, src, dst, sent)
+	}
 	pc := &w.c.peers[peer]
 	if sent > 0 {
 		pc.tx.packets.Add(uint64(sent))
@@ -267,6 +272,46 @@ func (w *Worker) sendSuper(p *Packet, dst netip.Addr, peer uint16, spread int) {
 		pc.drops.Add(uint64(lost))
 	}
 	w.mark(StageTunnelTx, sent)
+}
+
+// observeSuper shows superpacket p, segmented into o.buf and sent (its
+// first sent datagrams) from source index src to dst, to the trace and
+// the tunnel-tx captures: a capture gets each datagram as it went on the
+// wire, a trace the segmentation and the send.
+func (w *Worker) observeSuper(p *Packet, src int, dst netip.Addr, sent int) {
+	o := &w.off
+	obs := w.obs
+	if obs.at[pointTunnelTx] {
+		for i := range sent {
+			w.captureTunnelTxDatagram(obs, src, dst, o.buf[i*o.lastSeg:min((i+1)*o.lastSeg, o.lastLen)])
+		}
+	}
+	if !p.Trace {
+		return
+	}
+	w.traceEvent(p, traceEvent{stage: StageGSOSegment, kind: evGSOSegment,
+		vni: uint32(p.Len()), num: uint16(p.vnet.GSOType), n1: p.vnet.GSOSize, n2: uint16(o.lastNSeg)})
+	if sent > 0 {
+		_, srcPorts := tunnelAddrs(w.txTun, w.txKind())
+		var sport uint16
+		if src < len(srcPorts) {
+			sport = srcPorts[src]
+		}
+		w.traceEvent(p, traceEvent{stage: StageTunnelTx, kind: evTunnelTx, addr: dst, n1: sport})
+	}
+}
+
+// gsoName names a virtio-net GSO type for a trace.
+func gsoName(t uint8) string {
+	switch t &^ offload.GSOECN {
+	case offload.GSOTCPv4:
+		return "TCP/IPv4"
+	case offload.GSOTCPv6:
+		return "TCP/IPv6"
+	case offload.GSOUDPL4:
+		return "UDP"
+	}
+	return fmt.Sprintf("GSO type %d", t)
 }
 
 // segment cuts the VXLAN datagram d (VXLAN header, then a superpacket

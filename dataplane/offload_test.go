@@ -3,9 +3,15 @@ package dataplane
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 
 	"github.com/ferry-overlay/ferry/header"
 	"github.com/ferry-overlay/ferry/offload"
@@ -463,5 +469,60 @@ func TestUDPDatagramsFromPeerAreCoalescedForUSO(t *testing.T) {
 				t.Fatal("payloads written differ from the datagrams sent")
 			}
 		})
+	}
+}
+
+// TestSuperpacketIsCapturedAndTracedAsOnTheWire sends a TCP superpacket of
+// three segments from a port to a peer with a tunnel-tx capture and a trace
+// running: the capture holds the three VXLAN datagrams as the wire carries
+// them (gopacket decodes each, the inner TCP sequence numbers advance by
+// the MSS and the checksums verify), and the trace says how it was cut.
+func TestSuperpacketIsCapturedAndTracedAsOnTheWire(t *testing.T) {
+	const mss, mtu = 1410, 1450
+	payload := 2*mss + 500
+	r := newOffRig(t, mtu)
+	c, err := r.eng.StartCapture(CaptureSpec{Point: "tunnel-tx", Snaplen: MaxSnaplen, Filter: "tcp and dst port 5201"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	mustStartTrace(t, r.eng, TraceSpec{Count: 1})
+	h, f := tcpSuper(payload, mss)
+	r.fromPort(t, 0, withVnet(h, f))
+
+	got := c.Read(nil, 0)
+	if len(got) != 3 {
+		t.Fatalf("captured %d packets at tunnel-tx, want 3", len(got))
+	}
+	var stream []byte
+	for i, cp := range got {
+		pkt := gopacket.NewPacket(cp.Data, layers.LayerTypeEthernet, gopacket.Default)
+		vx, _ := pkt.Layer(layers.LayerTypeVXLAN).(*layers.VXLAN)
+		if vx == nil || vx.VNI != 42 || pkt.ErrorLayer() != nil {
+			t.Fatalf("packet %d does not decode as VXLAN VNI 42: %v", i, pkt)
+		}
+		if len(cp.Data) > 14+mtu+50 {
+			t.Fatalf("packet %d: %d bytes, more than the wire carries at MTU %d", i, len(cp.Data), mtu)
+		}
+		seq, p := checkSegment(t, i, vx.Payload)
+		if seq != superSeq+uint32(i*mss) {
+			t.Fatalf("segment %d: seq %d, want %d", i, seq, superSeq+i*mss)
+		}
+		stream = append(stream, p...)
+	}
+	if !bytes.Equal(stream, f[54:]) {
+		t.Fatal("captured segments do not carry the superpacket's payload")
+	}
+	tr := r.eng.TraceShow()
+	if len(tr) != 1 {
+		t.Fatalf("traced %d packets, want 1", len(tr))
+	}
+	var lines []string
+	for _, s := range tr[0].Steps {
+		lines = append(lines, s.Stage+": "+s.Decision)
+	}
+	want := fmt.Sprintf("gso-segment: superpacket of %d bytes (TCP/IPv4, segment payload %d): cut into 3 datagrams", 8+len(f), mss)
+	if !slices.Contains(lines, want) || !strings.HasPrefix(lines[len(lines)-1], "tunnel-tx: sent to peer "+peer1.String()) {
+		t.Fatalf("trace:\n%s\nwant a line %q and a last line sending to %s", strings.Join(lines, "\n"), want, peer1)
 	}
 }

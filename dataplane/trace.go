@@ -70,6 +70,8 @@ const (
 	evUplinkRx    // read from uplink .port
 	evUplinkTx    // written to uplink .port
 	evToGateway   // dst MAC is network .num's gateway: to the router
+	// Offload events.
+	evGSOSegment // superpacket of .vni bytes, GSO type .num, size .n1, cut into .n2 datagrams
 )
 
 // traceEvent is one decision, with the clock when it was taken.
@@ -431,6 +433,9 @@ func (ev *traceEvent) words(t *tables, head []byte, dry bool) string {
 		return would(fmt.Sprintf("written to port %s", t.portName(ev.port)))
 	case evEncap:
 		return fmt.Sprintf("VXLAN header, VNI %d", ev.vni)
+	case evGSOSegment:
+		return fmt.Sprintf("superpacket of %d bytes (%s, segment payload %d): cut into %d datagrams",
+			ev.vni, gsoName(uint8(ev.num)), ev.n1, ev.n2)
 	case evTunnelTx:
 		if ev.n1 == 0 {
 			return would(fmt.Sprintf("sent to peer %s", ev.addr))
