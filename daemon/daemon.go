@@ -52,9 +52,42 @@ type node struct {
 	wg      sync.WaitGroup
 	ready   bool
 	mu      sync.Mutex
+	// kernelStats holds the kernel counters of each port's device, by
+	// port name; complete before the engine reads it (kernelDrops).
+	kernelStats map[string]*netconf.LinkStats
 }
 
 func (n *node) onClose(f func() error) { n.undo = append(n.undo, f) }
+
+// watchKernelDrops opens the kernel counters of port's device, ifname in
+// namespace ns ("" for ferry's own), for kernelDrops.
+func (n *node) watchKernelDrops(port, ns, ifname string) error {
+	ls, err := netconf.OpenLinkStats(ns, ifname)
+	if err != nil {
+		return err
+	}
+	n.onClose(ls.Close)
+	if n.kernelStats == nil {
+		n.kernelStats = map[string]*netconf.LinkStats{}
+	}
+	n.kernelStats[port] = ls
+	return nil
+}
+
+// kernelDrops is the engine's KernelStatsFunc: the drop counters of the
+// named port's device, read from the kernel now.
+func (n *node) kernelDrops(port string) (tx, rx uint64, ok bool) {
+	s := n.kernelStats[port]
+	if s == nil {
+		return 0, 0, false
+	}
+	d, err := s.Drops()
+	if err != nil {
+		slog.Debug("kernel counters unreadable", "port", port, "err", err)
+		return 0, 0, false
+	}
+	return d.TxDropped, d.RxDropped, true
+}
 
 // close undoes everything, newest first, and reports every failure.
 func (n *node) close() error {
@@ -148,6 +181,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 	if err := n.createL3Devices(cfg, eng, ws, mtus, workers); err != nil { // l3.go
 		return err
 	}
+	eng.SetKernelStats(n.kernelDrops) // every port's device exists now
 	if err := n.openTunnels(cfg, ws); err != nil {
 		return err
 	}
@@ -267,6 +301,13 @@ func (n *node) createPorts(cfg *config.Config, eng *dataplane.Engine, ws []*data
 				if err := netconf.PlaceInNetns(p.Name, p.Netns, p.Ifname, p.Address, gw); err != nil {
 					return fmt.Errorf("port %q: %w", p.Name, err)
 				}
+			}
+			ifname := p.Name
+			if p.Netns != "" && p.Ifname != "" {
+				ifname = p.Ifname
+			}
+			if err := n.watchKernelDrops(p.Name, p.Netns, ifname); err != nil {
+				return fmt.Errorf("port %q: %w", p.Name, err)
 			}
 			id, ok := eng.PortID(p.Name)
 			if !ok {

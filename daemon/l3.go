@@ -67,6 +67,9 @@ func (n *node) createL3Devices(cfg *config.Config, eng *dataplane.Engine, ws []*
 		if err := netconf.SetupOverlayDevice(nw.Device, mtus[ni], nw.DeviceAddress(), nw.Network); err != nil {
 			return fmt.Errorf("network %q: %w", nw.Name, err)
 		}
+		if err := n.watchKernelDrops(nw.Device, "", nw.Device); err != nil {
+			return fmt.Errorf("network %q: device %q: %w", nw.Name, nw.Device, err)
+		}
 		id, ok := eng.PortID(nw.Device)
 		if !ok {
 			return fmt.Errorf("network %q: device %q not in the engine", nw.Name, nw.Device)

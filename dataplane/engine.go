@@ -68,6 +68,10 @@ type Engine struct {
 	trace *traceSession
 	// captures are the running capture sessions; guarded by ctlMu.
 	captures []*captureSession
+
+	// kernel reads ports' kernel drop counters (SetKernelStats); nil
+	// until set.
+	kernel atomic.Pointer[KernelStatsFunc]
 }
 
 type tables struct {

@@ -76,18 +76,40 @@ type PortInfo struct {
 	Name    string `json:"name"`
 	Network string `json:"network"`
 	EndpointStats
+	// KernelTxDropped counts packets the container sent that the kernel
+	// dropped before ferry read them (the TAP/TUN queue was full);
+	// KernelRxDropped packets ferry wrote that the kernel dropped after
+	// taking them. Both are the device's own counters, nil when they
+	// could not be read (or nobody reads them: in-memory ports).
+	KernelTxDropped *uint64 `json:"kernel_tx_dropped,omitempty"`
+	KernelRxDropped *uint64 `json:"kernel_rx_dropped,omitempty"`
 }
+
+// KernelStatsFunc returns the kernel's drop counters of the device of the
+// port named name (see PortInfo), or ok false when it cannot.
+type KernelStatsFunc func(name string) (tx, rx uint64, ok bool)
+
+// SetKernelStats makes Ports report the kernel's drop counters of each
+// port, read with f when asked. Safe to call at any time.
+func (e *Engine) SetKernelStats(f KernelStatsFunc) { e.kernel.Store(&f) }
 
 // Ports returns every local port with its counters.
 func (e *Engine) Ports() []PortInfo {
 	t := e.tables.Load()
+	kernel := e.kernel.Load()
 	out := make([]PortInfo, 0, len(t.ports))
 	for _, p := range t.ports {
-		out = append(out, PortInfo{
+		pi := PortInfo{
 			Name:          p.name,
 			Network:       p.net.name,
 			EndpointStats: sumEndpoint(e.counters, func(c *Counters) *endpointCounters { return &c.ports[p.id] }),
-		})
+		}
+		if kernel != nil {
+			if tx, rx, ok := (*kernel)(p.name); ok {
+				pi.KernelTxDropped, pi.KernelRxDropped = &tx, &rx
+			}
+		}
+		out = append(out, pi)
 	}
 	return out
 }

@@ -65,6 +65,7 @@ var (
 	portTxPackets = desc("ferry_port_tx_packets_total", "Packets sent to a local port.", portLabels...)
 	portTxBytes   = desc("ferry_port_tx_bytes_total", "Bytes sent to a local port.", portLabels...)
 	portDrops     = desc("ferry_port_drops_total", "Packets dropped on a local port.", portLabels...)
+	portKernel    = desc("ferry_port_kernel_drops_total", "Packets the kernel dropped on a local port's device: direction tx, sent by the container but not read by ferry in time (queue full); rx, written by ferry and dropped by the kernel.", "port", "network", "direction")
 
 	peerRxPackets = desc("ferry_peer_rx_packets_total", "Packets received from a remote peer.", peerLabels...)
 	peerTxPackets = desc("ferry_peer_tx_packets_total", "Packets sent to a remote peer.", peerLabels...)
@@ -92,7 +93,7 @@ type natBackend interface {
 }
 
 var allDescs = []*prometheus.Desc{
-	portRxPackets, portRxBytes, portTxPackets, portTxBytes, portDrops,
+	portRxPackets, portRxBytes, portTxPackets, portTxBytes, portDrops, portKernel,
 	peerRxPackets, peerTxPackets, peerRxBytes, peerTxBytes, peerLastHeard,
 	stagePackets, stageBatches, stageSeconds,
 	dropPackets, fdbEntries, info, uptime, conntrackEntries,
@@ -125,6 +126,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(portTxPackets, p.TxPackets, p.Name, p.Network)
 		counter(portTxBytes, p.TxBytes, p.Name, p.Network)
 		counter(portDrops, p.Drops, p.Name, p.Network)
+		if p.KernelTxDropped != nil {
+			counter(portKernel, *p.KernelTxDropped, p.Name, p.Network, "tx")
+			counter(portKernel, *p.KernelRxDropped, p.Name, p.Network, "rx")
+		}
 	}
 	for _, p := range c.b.Peers() {
 		addr := p.Address.String()

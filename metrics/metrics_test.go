@@ -54,6 +54,10 @@ ferry_peer_tx_packets_total{network="red",peer="192.0.2.11"} 502
 ferry_port_drops_total{network="blue",port="tap-a"} 3
 ferry_port_drops_total{network="blue",port="tap-b"} 0
 ferry_port_drops_total{network="red",port="tap-c"} 5
+# HELP ferry_port_kernel_drops_total Packets the kernel dropped on a local port's device: direction tx, sent by the container but not read by ferry in time (queue full); rx, written by ferry and dropped by the kernel.
+# TYPE ferry_port_kernel_drops_total counter
+ferry_port_kernel_drops_total{direction="rx",network="blue",port="tap-a"} 0
+ferry_port_kernel_drops_total{direction="tx",network="blue",port="tap-a"} 7
 # HELP ferry_port_rx_bytes_total Bytes received from a local port.
 # TYPE ferry_port_rx_bytes_total counter
 ferry_port_rx_bytes_total{network="blue",port="tap-a"} 10100

@@ -110,9 +110,15 @@ func newPortsCmd(c *cli) *cobra.Command {
 				return err
 			}
 			return c.print(cmd, ports, func(w io.Writer) {
-				row(w, "PORT", "NETWORK", "RX PACKETS", "RX BYTES", "TX PACKETS", "TX BYTES", "DROPS")
+				row(w, "PORT", "NETWORK", "RX PACKETS", "RX BYTES", "TX PACKETS", "TX BYTES", "DROPS", "KERNEL DROPS IN/OUT")
 				for _, p := range ports {
-					row(w, p.Name, p.Network, p.RxPackets, bytesSI(p.RxBytes), p.TxPackets, bytesSI(p.TxBytes), p.Drops)
+					kernel := "-"
+					if p.KernelTxDropped != nil {
+						// in: sent by the container, dropped before ferry
+						// read it; out: written by ferry, dropped after.
+						kernel = fmt.Sprintf("%d/%d", *p.KernelTxDropped, *p.KernelRxDropped)
+					}
+					row(w, p.Name, p.Network, p.RxPackets, bytesSI(p.RxBytes), p.TxPackets, bytesSI(p.TxBytes), p.Drops, kernel)
 				}
 			})
 		},

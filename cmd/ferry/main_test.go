@@ -80,9 +80,9 @@ func TestTables(t *testing.T) {
 			{"red", "7", "1400", "1", "1", "1"},
 		}},
 		{"ports with humanized bytes", []string{"ports"}, [][]string{
-			{"PORT", "NETWORK", "RX", "PACKETS", "RX", "BYTES", "TX", "PACKETS", "TX", "BYTES", "DROPS"},
-			{"tap-a", "blue", "101", "10.1", "kB", "102", "10.2", "kB", "3"},
-			{"tap-c", "red", "301", "1.2", "MB", "302", "30.2", "kB", "5"},
+			{"PORT", "NETWORK", "RX", "PACKETS", "RX", "BYTES", "TX", "PACKETS", "TX", "BYTES", "DROPS", "KERNEL", "DROPS", "IN/OUT"},
+			{"tap-a", "blue", "101", "10.1", "kB", "102", "10.2", "kB", "3", "7/0"},
+			{"tap-c", "red", "301", "1.2", "MB", "302", "30.2", "kB", "5", "-"},
 		}},
 		{"peers with last heard", []string{"peers"}, [][]string{
 			{"blue", "192.0.2.10", "401", "40.1", "kB", "402", "40.2", "kB", "0", "12s", "ago"},

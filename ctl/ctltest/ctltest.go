@@ -42,7 +42,8 @@ func New() *Backend {
 			{Name: "red", VNI: 7, MTU: 1400, Ports: 1, Peers: 1, FDBEntries: 1},
 		},
 		PortList: []dataplane.PortInfo{
-			{Name: "tap-a", Network: "blue", EndpointStats: dataplane.EndpointStats{RxPackets: 101, RxBytes: 10100, TxPackets: 102, TxBytes: 10200, Drops: 3}},
+			{Name: "tap-a", Network: "blue", EndpointStats: dataplane.EndpointStats{RxPackets: 101, RxBytes: 10100, TxPackets: 102, TxBytes: 10200, Drops: 3},
+				KernelTxDropped: ptr(uint64(7)), KernelRxDropped: ptr(uint64(0))},
 			{Name: "tap-b", Network: "blue", EndpointStats: dataplane.EndpointStats{RxPackets: 201, RxBytes: 20100, TxPackets: 202, TxBytes: 20200, Drops: 0}},
 			{Name: "tap-c", Network: "red", EndpointStats: dataplane.EndpointStats{RxPackets: 301, RxBytes: 1_234_567, TxPackets: 302, TxBytes: 30200, Drops: 5}},
 		},
@@ -125,3 +126,6 @@ func (b *Backend) Uptime() time.Duration { return b.Up }
 
 // Workers returns NumWorkers.
 func (b *Backend) Workers() int { return b.NumWorkers }
+
+// ptr returns a pointer to v.
+func ptr[T any](v T) *T { return &v }
