@@ -79,6 +79,9 @@ func (e *Engine) Inject(spec InjectSpec) (TracePacket, error) {
 	for _, p := range t.ports {
 		w.SetPort(p.id, &MemPort{})
 	}
+	for _, u := range t.uplinks {
+		w.SetUplink(u.id, &MemPort{})
+	}
 	tun := &MemTunnel{}
 	w.SetTunnel(tun)
 	for k := TunnelFlannelUDP; k < NumTunnelKinds; k++ {

@@ -236,6 +236,10 @@ func (w *Worker) processNAT(u *uplink, k int) {
 	if w.tracing {
 		w.traceNATPre()
 	}
+	if w.dry {
+		w.dryNAT(u, k)
+		return
+	}
 	u.nat.Process(w.t, w.nt.bufs, w.nt.dirs[:k], w.nt.verd[:k])
 	if o != nil && o.at[pointPostNAT] {
 		w.captureNAT(o, pointPostNAT)
@@ -684,4 +688,53 @@ func (e *Engine) ConntrackStats() []ConntrackStats {
 		out = append(out, ConntrackStats{Uplink: u.name, Stats: u.nat.Stats()})
 	}
 	return out
+}
+
+// dryNAT is the NAT stage of a what-if worker for the k packets of
+// w.nt.bufs: it reads the uplink's conntrack table and rules and changes
+// neither, nor the packets. A packet of a tracked connection is traced with
+// the rewrite its entry makes; a new connection with the translation its
+// first packet would get. Every packet then goes on as translated (to the
+// uplink, whose queue is a fake).
+func (w *Worker) dryNAT(u *uplink, k int) {
+	for i, p := range w.nt.pkts[:k] {
+		w.nt.verd[i] = nat.Translated
+		if !w.tracing || !p.Trace {
+			continue
+		}
+		pre, icmpErr := w.tupleOf(w.nt.bufs[i])
+		if icmpErr {
+			continue
+		}
+		c, reply, ok := u.nat.Lookup(w.t, pre.natTuple())
+		if !ok {
+			ev := traceEvent{stage: StageNAT, kind: evNATPlan, num: u.id, addr: u.nat.NATAddr()}
+			ev.tu[0] = pre
+			for _, r := range u.nat.Rules() {
+				if r.Proto == pre.proto && r.Port == pre.dport && netip.AddrFrom4(pre.dst) == u.nat.NATAddr() {
+					ev.n2 = 1
+					ev.tu[1] = tupleFrom(nat.Tuple{Proto: r.Proto, Src: r.To, Dst: r.To})
+				}
+			}
+			w.traceEvent(p, ev)
+			continue
+		}
+		var flags uint16
+		post := c.Reply.Reverse()
+		switch {
+		case reply:
+			flags, post = natEvReply, c.Orig.Reverse()
+		case !c.SeenReply:
+			flags = natEvNew
+		}
+		if pre.proto == header.ProtoTCP {
+			flags |= uint16(c.State) << 8
+		}
+		w.traceEvent(p, traceEvent{stage: StageNAT, kind: evNAT, num: u.id, n1: uint16(w.nt.dirs[i]), n2: flags, tu: [2]tuple4{pre, tupleFrom(post)}})
+	}
+}
+
+// tupleFrom converts a conntrack tuple to a trace tuple4.
+func tupleFrom(t nat.Tuple) tuple4 {
+	return tuple4{proto: t.Proto, src: t.Src.Addr().As4(), dst: t.Dst.Addr().As4(), sport: t.Src.Port(), dport: t.Dst.Port()}
 }

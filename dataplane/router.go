@@ -123,7 +123,7 @@ func (w *Worker) toGateway(t *tables, gw *gateway, i int) bool {
 // it is a host of the network's subnet.
 func (w *Worker) learnARP(gw *gateway, b []byte) {
 	a := header.ARP(b[header.EthernetLen:])
-	if !a.IsValid() {
+	if !a.IsValid() || w.dry { // a what-if teaches nothing
 		return
 	}
 	if ip := a.SenderIP(); gw.subnet.Contains(ip) && ip != gw.ip {
@@ -194,7 +194,7 @@ func (w *Worker) routeIPv4(t *tables, n *network, p *Packet) {
 	}
 	src := netip.AddrFrom4([4]byte(pkt[12:16]))
 	dst := netip.AddrFrom4([4]byte(pkt[16:20]))
-	if n.gw.subnet.Contains(src) && src != n.gw.ip {
+	if n.gw.subnet.Contains(src) && src != n.gw.ip && !w.dry {
 		w.rt.binds = append(w.rt.binds, router.Binding{IP: src, MAC: header.MAC(b[6:12])})
 	}
 	hop, ok := t.routes.Lookup(dst)
@@ -342,8 +342,16 @@ func (w *Worker) neighbourStage(t *tables) {
 			sol = append(sol, false)
 			pk = append(pk, p)
 		}
-		m.gw.neigh.Resolve(ips, macs, sol, w.t)
+		if w.dry {
+			w.dryResolve(m, ips, macs)
+		} else {
+			m.gw.neigh.Resolve(ips, macs, sol, w.t)
+		}
 		for i, p := range pk {
+			if macs[i].IsZero() && w.dry {
+				w.dryUnresolved(p, ips[i])
+				continue
+			}
 			if macs[i].IsZero() {
 				w.dropPkt(p, StageNeighbour, ReasonNeighbourUnresolved)
 				if sol[i] {
@@ -376,6 +384,23 @@ func (w *Worker) neighbourStage(t *tables) {
 	}
 	clear(w.rt.routed)
 	w.rt.routed = w.rt.routed[:0]
+}
+
+// dryResolve is the neighbour lookup of a what-if worker: it reads the
+// table and records no request.
+func (w *Worker) dryResolve(m *network, ips []netip.Addr, macs []header.MAC) {
+	for i, ip := range ips {
+		macs[i], _ = m.gw.neigh.Lookup(ip, w.t)
+	}
+}
+
+// dryUnresolved ends a what-if packet whose next hop is not in the
+// neighbour table: the live path would hold it back and ask with ARP.
+func (w *Worker) dryUnresolved(p *Packet, ip netip.Addr) {
+	if w.tracing && p.Trace {
+		w.traceEvent(p, traceEvent{stage: StageNeighbour, kind: evNeighbourMiss, addr: ip})
+	}
+	w.dropPkt(p, StageNeighbour, ReasonNeighbourUnresolved)
 }
 
 // solicit floods an ARP request for target from m's gateway into m.

@@ -72,6 +72,9 @@ const (
 	evToGateway   // dst MAC is network .num's gateway: to the router
 	// Offload events.
 	evGSOSegment // superpacket of .vni bytes, GSO type .num, size .n1, cut into .n2 datagrams
+	// What-if (dry run) events of the routed stages.
+	evNeighbourMiss // next hop .addr not in the neighbour table
+	evNATPlan       // new connection .tu[0] on uplink .num: published to .tu[1] if .n2, else masqueraded to .addr
 )
 
 // traceEvent is one decision, with the clock when it was taken.
@@ -627,7 +630,7 @@ func (w *Worker) traceBridge(t *tables, k int) {
 		}
 		loc := w.out[i]
 		var gw *gateway
-		if int(p.Network) < len(t.nets) && !w.dry {
+		if int(p.Network) < len(t.nets) {
 			gw = t.nets[p.Network].gw
 		}
 		switch {

@@ -222,6 +222,15 @@ func (ev *traceEvent) l3Words(t *tables, would func(string) string) string {
 		return fmt.Sprintf("echo request to gateway address %s: %s", ev.addr, would("answered"))
 	case evNeighbour:
 		return fmt.Sprintf("next hop %s is at %s", ev.addr, header.MAC(ev.mac))
+	case evNeighbourMiss:
+		return fmt.Sprintf("next hop %s is not in the neighbour table: the gateway would ask for it with ARP and drop this packet", ev.addr)
+	case evNATPlan:
+		if ev.n2 != 0 {
+			return fmt.Sprintf("new connection on uplink %s: %s would get a conntrack entry and be published (DNAT, hairpin) to %s",
+				t.uplinkName(ev.num), ev.tu[0], netip.AddrPortFrom(netip.AddrFrom4(ev.tu[1].dst), ev.tu[1].dport))
+		}
+		return fmt.Sprintf("new connection on uplink %s: %s would get a conntrack entry and be masqueraded (SNAT) to %s, its source port chosen then",
+			t.uplinkName(ev.num), ev.tu[0], ev.addr)
 	case evNAT:
 		return ev.natWords(t)
 	case evTTL:

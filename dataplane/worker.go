@@ -457,9 +457,6 @@ func (w *Worker) forward(t *tables, n *network, k int) {
 		w.traceBridge(t, k)
 	}
 	gw := n.gw // router.go: frames for the gateway leave the bridge here
-	if w.dry {
-		gw = nil // what-if traces must not teach neighbours or open NAT flows
-	}
 	for i := range k {
 		p := w.keep[i]
 		if gw != nil && w.toGateway(t, gw, i) {
