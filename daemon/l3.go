@@ -54,7 +54,10 @@ func (n *node) createL3Devices(cfg *config.Config, eng *dataplane.Engine, ws []*
 		} else if exists {
 			return fmt.Errorf("network %q: device %q: a link with this name already exists", nw.Name, nw.Device)
 		}
-		dev, err := tuntap.Create(tuntap.Options{Name: nw.Device, Kind: tuntap.TUN, Queues: workers})
+		// node.offload: the host's stack hands ferry TCP/UDP superpackets
+		// and partial checksums, and takes them from it (offload.go).
+		off := cfg.Node.Offload
+		dev, err := tuntap.Create(tuntap.Options{Name: nw.Device, Kind: tuntap.TUN, Queues: workers, VnetHdr: off})
 		if err != nil {
 			return fmt.Errorf("network %q: device %q: %w", nw.Name, nw.Device, err)
 		}
@@ -64,6 +67,11 @@ func (n *node) createL3Devices(cfg *config.Config, eng *dataplane.Engine, ws []*
 			slog.Debug("removing device", "device", nw.Device)
 			return dev.Close()
 		})
+		if off {
+			if err := dataplane.EnableTAPOffload(dev); err != nil {
+				return fmt.Errorf("network %q: device %q: %w", nw.Name, nw.Device, err)
+			}
+		}
 		if err := netconf.SetupOverlayDevice(nw.Device, mtus[ni], nw.DeviceAddress(), nw.Network); err != nil {
 			return fmt.Errorf("network %q: %w", nw.Name, err)
 		}
@@ -75,7 +83,11 @@ func (n *node) createL3Devices(cfg *config.Config, eng *dataplane.Engine, ws []*
 			return fmt.Errorf("network %q: device %q not in the engine", nw.Name, nw.Device)
 		}
 		for i, q := range dev.Queues() {
-			ws[i].SetPort(id, dataplane.NewTAPQueue(q))
+			if off {
+				ws[i].SetPort(id, dataplane.NewTAPVnetQueue(q))
+			} else {
+				ws[i].SetPort(id, dataplane.NewTAPQueue(q))
+			}
 		}
 		if nw.SubnetFile != "" {
 			f := subnetfile.File{Network: nw.Network, Subnet: nw.BridgeAddress(), MTU: mtus[ni], IPMasq: false}
@@ -123,7 +135,7 @@ func (n *node) openTunnels(cfg *config.Config, ws []*dataplane.Worker) error {
 				return fmt.Errorf("worker %d: %s: %w", i, k, err)
 			}
 			n.onClose(t.Close)
-			if k == dataplane.TunnelVXLAN && cfg.Node.Offload {
+			if cfg.Node.Offload { // UDP_SEGMENT out, UDP_GRO in (VXLAN and flannel-UDP alike)
 				if err := t.EnableOffload(); err != nil {
 					slog.Warn("UDP_GRO unavailable; receiving one datagram per buffer", "worker", i, "err", err)
 				}

@@ -19,6 +19,7 @@ type GRETunnel struct {
 	sizes   []int
 	from    []netip.Addr
 	refused []int
+	segDst  []netip.Addr // WriteSegmented's destinations, all one peer
 }
 
 // NewGRETunnel opens a raw GRE socket bound to local; sendOnly makes it
@@ -34,6 +35,7 @@ func NewGRETunnel(local netip.Addr, sendOnly bool) (*GRETunnel, error) {
 		sizes:   make([]int, MaxBatch),
 		from:    make([]netip.Addr, MaxBatch),
 		refused: make([]int, 0, MaxBatch),
+		segDst:  make([]netip.Addr, MaxBatch),
 	}, nil
 }
 
@@ -91,6 +93,39 @@ func (g *GRETunnel) WriteBatch(_ int, pkts []*Packet, dst []netip.Addr) (int, er
 		pkts, dst = pkts[len(chunk):], dst[len(chunk):]
 	}
 	return written, nil
+}
+
+// WriteSegmented implements SegmentWriter: a raw IP socket has no
+// UDP_SEGMENT, so the datagrams of buf, segSize bytes each but the last,
+// go out with sendmmsg, up to MaxBatch per call — one system call where a
+// TAP without offloads would have needed one read per segment. src is
+// ignored.
+func (g *GRETunnel) WriteSegmented(_ int, buf []byte, segSize int, dst netip.Addr) (int, error) {
+	if segSize <= 0 {
+		return 0, errRefused
+	}
+	sent := 0
+	for off := 0; off < len(buf); {
+		k := 0
+		for ; k < len(g.bufs) && off < len(buf); k++ {
+			g.bufs[k] = buf[off:min(off+segSize, len(buf))]
+			g.segDst[k] = dst
+			off += segSize
+		}
+		n, err := g.c.WriteBatch(g.bufs[:k], g.segDst[:k], 0)
+		clear(g.bufs[:k])
+		sent += n - len(g.c.Skipped())
+		if err != nil {
+			if errors.Is(err, rawsock.ErrTxFull) {
+				err = ErrTxFull
+			}
+			return sent, err
+		}
+		if len(g.c.Skipped()) > 0 {
+			return sent, errRefused
+		}
+	}
+	return sent, nil
 }
 
 // LocalAddr implements TunnelAddrs: the bound underlay address; GRE has

@@ -316,7 +316,11 @@ func (w *Worker) l3Encapsulate(t *tables, n *network) {
 		return
 	}
 	for i, p := range w.tunPkts {
-		if n.mtu > 0 && p.Len() > n.mtu {
+		if r := finishChecksum(p); r != ReasonNone { // partial checksum from the TUN (offload.go)
+			p.encapDrop = r
+			continue
+		}
+		if n.mtu > 0 && p.Len() > n.mtu && !p.isGSO() { // a superpacket is cut at tunnel-tx
 			p.encapDrop = ReasonTooBig
 			continue
 		}
@@ -343,6 +347,12 @@ func (w *Worker) l3Encapsulate(t *tables, n *network) {
 			}
 			encap.PutVXLAN(h, n.vni)
 			header.Ethernet(h[encap.VXLANHeaderLen:]).Encode(t.peers[w.tunPeer[i]].mac, n.l3.vtep, header.EtherTypeIPv4)
+			if p.isGSO() {
+				// The superpacket's offsets counted from its IP header;
+				// it now starts with an Ethernet header.
+				p.vnet.CsumStart += header.EthernetLen
+				p.vnet.HdrLen += header.EthernetLen
+			}
 		}
 		if w.tracing && p.Trace {
 			w.traceL3Encap(t, n, p, w.tunPeer[i])

@@ -33,9 +33,6 @@ func (w *Worker) observePortRx(t *tables, id uint16, pkts []*Packet) {
 	}
 }
 
-// observeTunnelRx is observeTunnelRxKind for the VXLAN tunnel.
-func (w *Worker) observeTunnelRx(pkts []*Packet) { w.observeTunnelRxKind(TunnelVXLAN, pkts) }
-
 // observeTunnelRxKind selects datagrams received by the tunnel of kind k
 // for the trace (by their inner packet and network) and captures them at
 // tunnel-rx.

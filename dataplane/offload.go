@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 
@@ -84,12 +85,14 @@ type offloadState struct {
 	// Receive: the batch of UDP_GRO buffers read at once.
 	gro Batch
 
-	// Coalescing: the coalescer and its per-batch arguments, and the list
-	// of packets left to write.
-	coal  *offload.Coalescer
-	bufs  [][]byte
-	hdrs  []offload.VirtioNetHdr
-	wrOut []*Packet
+	// Coalescing: the coalescers (Ethernet frames for TAP ports, bare IP
+	// packets for the TUN of an l3 network) and their per-batch arguments,
+	// and the list of packets left to write.
+	coal   *offload.Coalescer
+	coalIP *offload.Coalescer
+	bufs   [][]byte
+	hdrs   []offload.VirtioNetHdr
+	wrOut  []*Packet
 }
 
 // EnableOffload turns on the offload path for this worker: superpackets
@@ -104,6 +107,7 @@ func (w *Worker) EnableOffload() {
 	o.out = make([][]byte, maxGSOSegments)
 	o.sizes = make([]int, maxGSOSegments)
 	o.coal = offload.NewCoalescer(header.EthernetLen, MaxBatch)
+	o.coalIP = offload.NewCoalescer(0, MaxBatch)
 	o.bufs = make([][]byte, MaxBatch)
 	o.hdrs = make([]offload.VirtioNetHdr, MaxBatch)
 	o.wrOut = make([]*Packet, 0, MaxBatch)
@@ -222,10 +226,10 @@ func finishChecksum(p *Packet) Reason {
 // packet goes back to its pool with the batch.
 func (o *offloadState) endBatch() { o.last = nil }
 
-// sendSuper is gso-segment and tunnel-tx for superpacket p (its VXLAN
+// sendSuper is gso-segment and tunnel-tx for superpacket p (its tunnel
 // header already prepended) to the peer with id peer at dst: it cuts the
-// inner frame at the network's MTU into o.buf as [VXLAN header + segment]
-// datagrams of equal size (but the last) and sends them with one
+// inner packet at the network's MTU into o.buf as [tunnel header +
+// segment] datagrams of equal size (but the last) and sends them with one
 // SegmentWriter call, or drops p with a counted reason.
 func (w *Worker) sendSuper(p *Packet, dst netip.Addr, peer uint16, spread int) {
 	o := &w.off
@@ -235,7 +239,8 @@ func (w *Worker) sendSuper(p *Packet, dst netip.Addr, peer uint16, spread int) {
 		if n := w.tbl.nets[p.Network]; n.mtu > 0 {
 			mtu = n.mtu
 		}
-		total, seg, nseg, st := o.segment(p.Bytes(), p.vnet, mtu)
+		hdrLen, linkLen := tunnelFraming(w.txStage, p.Bytes())
+		total, seg, nseg, st := o.segment(p.Bytes(), hdrLen, linkLen, p.vnet, mtu)
 		w.mark(StageGSOSegment, nseg)
 		if st != offload.StatusOK {
 			r := reasonOf(st)
@@ -248,7 +253,7 @@ func (w *Worker) sendSuper(p *Packet, dst netip.Addr, peer uint16, spread int) {
 		}
 		o.last, o.lastLen, o.lastSeg, o.lastNSeg = p, total, seg, nseg
 	}
-	sw, ok := w.tunnel.(SegmentWriter)
+	sw, ok := w.txTun.(SegmentWriter)
 	if !ok {
 		w.dropTx(StageTunnelTx, errNoQueue, o.lastNSeg)
 		w.c.peers[peer].drops.Add(uint64(o.lastNSeg))
@@ -314,23 +319,47 @@ func gsoName(t uint8) string {
 	return fmt.Sprintf("GSO type %d", t)
 }
 
-// segment cuts the VXLAN datagram d (VXLAN header, then a superpacket
-// frame that hdr describes) at mtu into o.buf: datagram i is the VXLAN
-// header and segment i, at i*seg. It returns the bytes used, the datagram
-// size of every segment but the last (seg), and the number of segments.
-func (o *offloadState) segment(d []byte, hdr offload.VirtioNetHdr, mtu int) (total, seg, nseg int, st offload.Status) {
-	const vx = encap.VXLANHeaderLen
+// tunnelFraming returns, for a datagram d that encap stage st built around
+// a superpacket, the length of its tunnel header and of the link-layer
+// header of the packet inside: VXLAN 8 and an Ethernet frame (l2, and l3
+// VXLAN's inner Ethernet header); flannel-UDP nothing and a bare IP
+// packet; GRE 4 or 8 (with a key) and an Ethernet frame (protocol 0x6558)
+// or a bare IP packet.
+func tunnelFraming(st Stage, d []byte) (hdrLen, linkLen int) {
+	switch st {
+	case StageUDPEncap:
+		return 0, 0
+	case StageGREEncap:
+		hdrLen = encap.GREHeaderLen
+		if len(d) >= encap.GREHeaderLen && d[0]&0x20 != 0 { // K bit
+			hdrLen = encap.GREKeyHeaderLen
+		}
+		if len(d) >= 4 && binary.BigEndian.Uint16(d[2:4]) == encap.GREProtoTEB {
+			linkLen = header.EthernetLen
+		}
+		return hdrLen, linkLen
+	}
+	return encap.VXLANHeaderLen, header.EthernetLen
+}
+
+// segment cuts the datagram d (a tunnel header of hdrLen bytes, then a
+// superpacket that hdr describes, behind a link-layer header of linkLen
+// bytes) at mtu into o.buf: datagram i is the tunnel header and segment i,
+// at i*seg. It returns the bytes used, the datagram size of every segment
+// but the last (seg), and the number of segments.
+func (o *offloadState) segment(d []byte, hdrLen, linkLen int, hdr offload.VirtioNetHdr, mtu int) (total, seg, nseg int, st offload.Status) {
+	vx := hdrLen
 	if len(d) < vx {
 		return 0, 0, 0, offload.StatusBadLength
 	}
 	// Segment writes each segment in a slot big enough for any, then the
 	// slots are packed back to back if the segments came out smaller.
-	slot := vx + header.EthernetLen + mtu
+	slot := vx + linkLen + mtu
 	slots := min(len(o.buf)/slot, len(o.out))
 	for i := range slots {
 		o.out[i] = o.buf[i*slot+vx : (i+1)*slot]
 	}
-	nseg, st = offload.Segment(d[vx:], header.EthernetLen, hdr, mtu, o.out[:slots], o.sizes[:slots])
+	nseg, st = offload.Segment(d[vx:], linkLen, hdr, mtu, o.out[:slots], o.sizes[:slots])
 	clear(o.out[:slots])
 	if st != offload.StatusOK {
 		return 0, 0, 0, st
@@ -352,13 +381,13 @@ func (o *offloadState) segment(d []byte, hdr offload.VirtioNetHdr, mtu int) (tot
 // each one datagram or a UDP_GRO train of them, splits the trains into
 // packets and runs them through the pipeline in batches of up to MaxBatch.
 // It returns the number of datagrams.
-func (w *Worker) pollTunnelGRO() (int, error) {
+func (w *Worker) pollTunnelGRO(k TunnelKind) (int, error) {
 	g := &w.off.gro
 	w.t = w.eng.now()
 	if w.pool.GetBatch(g) == 0 {
 		return 0, nil
 	}
-	n, err := w.tunnel.ReadBatch(g.Slice())
+	n, err := w.tunnels[k].ReadBatch(g.Slice())
 	for _, p := range g.Pkts[n:g.Len] {
 		p.pool.Put(p)
 	}
@@ -372,13 +401,22 @@ func (w *Worker) pollTunnelGRO() (int, error) {
 	b := &w.rx
 	total := 0
 	for _, gp := range g.Slice() {
-		total += w.splitGRO(t, gp)
+		total += w.splitGRO(t, k, gp)
 	}
 	g.Clear()
 	if b.Len > 0 {
-		w.runTunnelBatch(t)
+		w.runTunnelBatch(t, k)
 	}
 	return total, err
+}
+
+// minDatagram is the least a datagram of tunnel kind k can hold: a UDP_GRO
+// segment size below it is nonsense.
+func minDatagram(k TunnelKind) int {
+	if k == TunnelFlannelUDP {
+		return header.IPv4MinLen
+	}
+	return encap.VXLANHeaderLen + header.EthernetLen
 }
 
 // splitGRO moves the datagrams of buffer gp into w.rx, running the batch
@@ -386,18 +424,18 @@ func (w *Worker) pollTunnelGRO() (int, error) {
 // datagram stays in gp's buffer when every datagram fits in the batch at
 // once (they are all copied out before the batch runs and coalescing
 // reuses that buffer); otherwise each is copied into a packet of its own.
-func (w *Worker) splitGRO(t *tables, gp *Packet) int {
+func (w *Worker) splitGRO(t *tables, k TunnelKind, gp *Packet) int {
 	b := &w.rx
 	seg, size := gp.groSize, gp.Len()
 	if seg == 0 || seg >= size || gp.truncated {
 		if b.Full() {
-			w.runTunnelBatch(t)
+			w.runTunnelBatch(t, k)
 		}
 		b.Push(gp)
 		return 1
 	}
 	m := (size + seg - 1) / seg
-	if seg < encap.VXLANHeaderLen+header.EthernetLen {
+	if seg < minDatagram(k) {
 		w.c.drop(StageTunnelRx, ReasonGROBadSize, m)
 		gp.pool.Put(gp)
 		return m
@@ -406,7 +444,7 @@ func (w *Worker) splitGRO(t *tables, gp *Packet) int {
 	first := 0
 	if m <= MaxBatch {
 		if b.Len+m > MaxBatch {
-			w.runTunnelBatch(t)
+			w.runTunnelBatch(t, k)
 		}
 		gp.SetLen(seg)
 		b.Push(gp)
@@ -414,7 +452,7 @@ func (w *Worker) splitGRO(t *tables, gp *Packet) int {
 	}
 	for i := first; i < m; i++ {
 		if b.Full() {
-			w.runTunnelBatch(t)
+			w.runTunnelBatch(t, k)
 		}
 		p := w.pool.Get()
 		if p == nil {
@@ -431,16 +469,20 @@ func (w *Worker) splitGRO(t *tables, gp *Packet) int {
 	return m
 }
 
-// runTunnelBatch runs the datagrams in w.rx through the pipeline from
-// tunnel-rx on and frees them.
-func (w *Worker) runTunnelBatch(t *tables) {
+// runTunnelBatch runs the datagrams in w.rx, from the tunnel of kind k,
+// through the pipeline from tunnel-rx on and frees them.
+func (w *Worker) runTunnelBatch(t *tables, k TunnelKind) {
 	b := &w.rx
 	w.mark(StageTunnelRx, b.Len)
 	w.obs = w.obsSrc.Load()
 	if w.obs != nil {
-		w.observeTunnelRx(b.Slice())
+		w.observeTunnelRxKind(k, b.Slice())
 	}
-	w.fromTunnel(t, b.Slice())
+	if k == TunnelFlannelUDP {
+		w.fromFlannelUDP(t, b.Slice()) // gre.go
+	} else {
+		w.fromTunnel(t, b.Slice())
+	}
 	if w.obs != nil {
 		w.endObserve()
 	}
@@ -472,8 +514,12 @@ func (w *Worker) coalesce(id uint16, pkts []*Packet) []*Packet {
 	for i, p := range pkts {
 		bufs[i] = p.buf[p.off:p.end] // capacity to the end of p's own buffer
 	}
-	o.coal.SetUDP(vp.takesUSO())
-	left := o.coal.Coalesce(bufs, hdrs)
+	co := o.coal
+	if w.tbl.isL3Port(id) {
+		co = o.coalIP
+	}
+	co.SetUDP(vp.takesUSO())
+	left := co.Coalesce(bufs, hdrs)
 	if left == len(pkts) {
 		clear(bufs)
 		w.mark(StageGROCoalesce, len(pkts))

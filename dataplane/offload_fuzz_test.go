@@ -58,9 +58,9 @@ func FuzzGROSplit(f *testing.F) {
 		}
 		gp.Peer, gp.groSize = peer1, int(seg)
 		r.w.tbl = tbl
-		r.w.splitGRO(tbl, gp)
+		r.w.splitGRO(tbl, TunnelVXLAN, gp)
 		if r.w.rx.Len > 0 {
-			r.w.runTunnelBatch(tbl)
+			r.w.runTunnelBatch(tbl, TunnelVXLAN)
 		}
 		if r.w.pool.Free() != r.w.pool.Cap() {
 			t.Fatalf("pool leaks: %d of %d free", r.w.pool.Free(), r.w.pool.Cap())

@@ -286,9 +286,9 @@ func TestGROBufferIsSplitIntoDatagrams(t *testing.T) {
 			gp.Peer, gp.groSize = peer1, tc.seg
 			tbl := b.eng.tables.Load()
 			b.w.tbl = tbl
-			b.w.splitGRO(tbl, gp)
+			b.w.splitGRO(tbl, TunnelVXLAN, gp)
 			if b.w.rx.Len > 0 {
-				b.w.runTunnelBatch(tbl)
+				b.w.runTunnelBatch(tbl, TunnelVXLAN)
 			}
 			if len(b.got[0]) != tc.wantPorts {
 				t.Fatalf("p0 got %d frames, want %d", len(b.got[0]), tc.wantPorts)
@@ -524,5 +524,112 @@ func TestSuperpacketIsCapturedAndTracedAsOnTheWire(t *testing.T) {
 	want := fmt.Sprintf("gso-segment: superpacket of %d bytes (TCP/IPv4, segment payload %d): cut into 3 datagrams", 8+len(f), mss)
 	if !slices.Contains(lines, want) || !strings.HasPrefix(lines[len(lines)-1], "tunnel-tx: sent to peer "+peer1.String()) {
 		t.Fatalf("trace:\n%s\nwant a line %q and a last line sending to %s", strings.Join(lines, "\n"), want, peer1)
+	}
+}
+
+// tunSuper is tcpSuper as the TUN of an l3 network hands it over: a bare
+// IPv4/TCP superpacket from 10.244.1.5 to 10.244.2.5, the virtio-net
+// offsets counted from the IP header.
+func tunSuper(payload, mss int) (offload.VirtioNetHdr, []byte) {
+	h, f := tcpSuper(payload, mss)
+	ip := f[14:]
+	copy(ip[12:16], []byte{10, 244, 1, 5})
+	copy(ip[16:20], []byte{10, 244, 2, 5})
+	v4 := header.IPv4(ip)
+	v4.SetChecksum(0)
+	v4.SetChecksum(v4.CalculateChecksum())
+	pseudo := header.PseudoHeaderChecksum(header.ProtoTCP, v4.Src(), v4.Dst(), uint16(len(ip)-20))
+	binary.BigEndian.PutUint16(ip[20+16:], header.FoldChecksum(pseudo))
+	h.CsumStart -= 14
+	h.HdrLen -= 14
+	return h, ip
+}
+
+// TestL3SuperpacketIsCutForEveryEncapAndCoalescedBack reads a TCP
+// superpacket from the TUN of an l3 network with offloads, for each
+// encapsulation: the peer gets MTU-sized datagrams whose inner TCP
+// segments verify and carry the stream in order. The same segments, sent
+// back from the peer, reach the TUN as one superpacket again.
+func TestL3SuperpacketIsCutForEveryEncapAndCoalescedBack(t *testing.T) {
+	const mss, payload = 1360, 3*1360 + 100
+	for _, k := range []TunnelKind{TunnelFlannelUDP, TunnelGRE, TunnelVXLAN} {
+		t.Run(k.String(), func(t *testing.T) {
+			r := newL3Rig(t, k)
+			// A worker with room for superpackets, on the rig's devices.
+			r.w = r.eng.NewWorker(0, 4*MaxBatch, 0)
+			tun := &MemVnetPort{}
+			tun.Sink = func(f []byte) { r.toTUN = append(r.toTUN, bytes.Clone(f)) }
+			r.w.SetPort(0, tun)
+			r.w.SetPort(1, r.l2Port)
+			for i, mt := range r.tuns {
+				r.w.SetTunnelKind(TunnelKind(i), mt)
+			}
+			r.w.EnableOffload()
+			h, sp := tunSuper(payload, mss)
+			tun.Queue(withVnet(h, sp))
+			drain(t, func() (int, error) { return r.w.PollPort(0) })
+
+			hdrLen := map[TunnelKind]int{TunnelFlannelUDP: 0, TunnelGRE: 4, TunnelVXLAN: 8 + 14}[k]
+			if len(r.out) != 4 {
+				t.Fatalf("peer got %d datagrams, want 4 (drops %+v)", len(r.out), r.eng.Errors())
+			}
+			var stream []byte
+			var segs [][]byte
+			for i, s := range r.out {
+				ip := s.data[hdrLen:]
+				if s.dst != peer1 || len(ip) > 1400 {
+					t.Fatalf("datagram %d: to %v, inner packet of %d bytes (MTU 1400)", i, s.dst, len(ip))
+				}
+				seq, p := checkSegment(t, i, append(make([]byte, 14), ip...))
+				if seq != superSeq+uint32(i*mss) {
+					t.Fatalf("segment %d: seq %d, want %d", i, seq, superSeq+i*mss)
+				}
+				stream = append(stream, p...)
+				segs = append(segs, bytes.Clone(ip))
+			}
+			if !bytes.Equal(stream, sp[40:]) {
+				t.Fatal("the segments do not carry the superpacket's payload")
+			}
+
+			// Back from the peer: addresses swapped (checksums still
+			// hold), wrapped as the peer wraps them.
+			var back [][]byte
+			for _, s := range segs {
+				ip := bytes.Clone(s)
+				var a [4]byte
+				copy(a[:], ip[12:16])
+				copy(ip[12:16], ip[16:20])
+				copy(ip[16:20], a[:])
+				if k == TunnelFlannelUDP {
+					ip[8]++ // the receiving hop takes one off again
+					v4 := header.IPv4(ip)
+					v4.SetChecksum(0)
+					v4.SetChecksum(v4.CalculateChecksum())
+				}
+				back = append(back, encapsulated(k, ip, vtepLocal, vtepPeer1))
+			}
+			r.reset()
+			r.fromPeer(t, k, peer1, back...)
+			if len(r.toTUN) != 1 {
+				t.Fatalf("TUN got %d writes, want 1 superpacket (drops %+v)", len(r.toTUN), r.eng.Errors())
+			}
+			var gh offload.VirtioNetHdr
+			if st := gh.Decode(r.toTUN[0]); st != offload.StatusOK || gh.GSOType != offload.GSOTCPv4 || gh.GSOSize != mss || gh.HdrLen != 40 {
+				t.Fatalf("virtio-net header %+v (%v), want a TCP/IPv4 superpacket of MSS %d", gh, st, mss)
+			}
+			if got := r.toTUN[0][offload.VirtioNetHdrLen+40:]; !bytes.Equal(got, stream) {
+				t.Fatal("the coalesced superpacket does not carry the stream")
+			}
+
+			// Steady state: cutting and sending allocates nothing.
+			const runs = 50
+			tun.Sink, r.tuns[k].Sink = nil, nil
+			for range runs + 1 {
+				tun.Queue(withVnet(h, sp))
+			}
+			if a := testing.AllocsPerRun(runs, func() { r.w.PollPort(0) }); a != 0 {
+				t.Fatalf("a superpacket from the TUN allocates %v times", a)
+			}
+		})
 	}
 }

@@ -258,8 +258,8 @@ func (w *Worker) PollTunnel() (int, error) { return w.PollTunnelKind(TunnelVXLAN
 // PollTunnelKind reads one batch from this worker's tunnel socket of kind k
 // and runs it to completion. It returns the number of datagrams read.
 func (w *Worker) PollTunnelKind(k TunnelKind) (int, error) {
-	if k == TunnelVXLAN && w.off.on {
-		return w.pollTunnelGRO() // datagrams may be UDP_GRO buffers (offload.go)
+	if k != TunnelGRE && w.off.on {
+		return w.pollTunnelGRO(k) // datagrams may be UDP_GRO buffers (offload.go)
 	}
 	n, err := w.readBatch(w.tunnels[k])
 	if n == 0 {

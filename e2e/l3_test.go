@@ -28,7 +28,7 @@ type l3Host struct {
 // with the given peers (underlay address → subnet number).
 func l3Config(h *nstest.Host, n int, enc string, subnetFile string, peers map[netip.Addr]int) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "node:\n  name: %s\n  underlay: %s\n  workers: 2\ncontrol:\n  socket: SOCKET\nmetrics:\n  listen: \"\"\n", h.Name, h.Addr)
+	fmt.Fprintf(&b, "node:\n  name: %s\n  underlay: %s\n  workers: 2\n%scontrol:\n  socket: SOCKET\nmetrics:\n  listen: \"\"\n", h.Name, h.Addr, offloadKey())
 	fmt.Fprintf(&b, "networks:\n  - name: pods\n    mode: l3\n    network: 10.244.0.0/16\n    subnet: 10.244.%d.0/24\n    encap: %s\n    device: ferry0\n", n, enc)
 	if subnetFile != "" {
 		fmt.Fprintf(&b, "    subnet_file: %s\n", subnetFile)
