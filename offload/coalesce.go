@@ -469,18 +469,14 @@ func checksumsValid(p []byte, linkLen, l4 int, v6, udp bool) bool {
 func (c *Coalescer) finish(pkts [][]byte, hdrs []VirtioNetHdr, f *flow) {
 	h := pkts[f.head]
 	ip := h[c.linkLen:]
-	gsoType := GSOTCPv4
+	setIPLength(ip, f.v6)
 	if f.udp {
 		c.finishUDP(h, ip, hdrs, f)
 		return
 	}
+	gsoType := GSOTCPv4
 	if f.v6 {
-		binary.BigEndian.PutUint16(ip[4:], uint16(len(ip)-header.IPv6Len))
 		gsoType = GSOTCPv6
-	} else {
-		binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)))
-		v4 := header.IPv4(ip)
-		v4.SetChecksum(v4.CalculateChecksum())
 	}
 	tcp := header.TCP(h[f.l4:])
 	if f.psh {
@@ -501,17 +497,22 @@ func (c *Coalescer) finish(pkts [][]byte, hdrs []VirtioNetHdr, f *flow) {
 	}
 }
 
-// finishUDP is finish for a UDP flow: IP and UDP lengths over the whole
-// superpacket, the UDP checksum field set to the pseudo-header sum, and a
+// setIPLength sets the length field of the IP header ip to the whole
+// packet (and for IPv4 the header checksum).
+func setIPLength(ip []byte, v6 bool) {
+	if v6 {
+		binary.BigEndian.PutUint16(ip[4:], uint16(len(ip)-header.IPv6Len))
+		return
+	}
+	binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)))
+	v4 := header.IPv4(ip)
+	v4.SetChecksum(v4.CalculateChecksum())
+}
+
+// finishUDP is finish for a UDP flow (its IP length already set): the UDP
+// length over the whole superpacket, the UDP checksum field set to the pseudo-header sum, and a
 // GSOUDPL4 header.
 func (c *Coalescer) finishUDP(h, ip []byte, hdrs []VirtioNetHdr, f *flow) {
-	if f.v6 {
-		binary.BigEndian.PutUint16(ip[4:], uint16(len(ip)-header.IPv6Len))
-	} else {
-		binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)))
-		v4 := header.IPv4(ip)
-		v4.SetChecksum(v4.CalculateChecksum())
-	}
 	udp := header.UDP(h[f.l4:])
 	udp.SetLength(uint16(len(h) - f.l4))
 	src, dst := addrs(ip, f.v6)
