@@ -383,7 +383,11 @@ func (w *Worker) captureTunnelRx(o *observer, k TunnelKind, pkts []*Packet) {
 			off, ip, vni := w.tbl.tunnelInner(k, b)
 			if sl := w.capture(s, b, vni, off, ip); sl != nil {
 				sport := local.Port()
-				if a, ok := tun.(TunnelAddrs); ok && k != TunnelGRE {
+				if w.off.rxSportOn { // split from UDP_GRO buffers: offload.go
+					if sp := w.off.rxSport[i]; sp != 0 {
+						sport = sp
+					}
+				} else if a, ok := tun.(TunnelAddrs); ok && k != TunnelGRE {
 					sport = a.RxSourcePort(i)
 				}
 				sl.outer, sl.kind = true, k

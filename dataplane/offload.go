@@ -82,8 +82,19 @@ type offloadState struct {
 	lastSeg  int
 	lastNSeg int
 
-	// Receive: the batch of UDP_GRO buffers read at once.
-	gro Batch
+	// Receive: the batch of UDP_GRO buffers read at once. Splitting a
+	// buffer shifts the datagrams' indices from those of the read, so
+	// while a tunnel-rx capture may want outer source ports (rxAddrs
+	// set, checked once per read), rxSport keeps each w.rx datagram's
+	// source port by its index: the datagrams from rxFrom on came from
+	// port rxCur. rxSportOn says rxSport is valid for the batch being
+	// observed (0: the port is not known).
+	gro       Batch
+	rxAddrs   TunnelAddrs
+	rxSport   []uint16
+	rxFrom    int
+	rxCur     uint16
+	rxSportOn bool
 
 	// Coalescing: the coalescers (Ethernet frames for TAP ports, bare IP
 	// packets for the TUN of an l3 network) and their per-batch arguments,
@@ -111,6 +122,7 @@ func (w *Worker) EnableOffload() {
 	o.bufs = make([][]byte, MaxBatch)
 	o.hdrs = make([]offload.VirtioNetHdr, MaxBatch)
 	o.wrOut = make([]*Packet, 0, MaxBatch)
+	o.rxSport = make([]uint16, MaxBatch)
 }
 
 // reasonOf maps an offload status to its drop reason.
@@ -294,8 +306,9 @@ func (w *Worker) observeSuper(p *Packet, src int, dst netip.Addr, sent int) {
 	if !p.Trace {
 		return
 	}
+	hdrLen, _ := tunnelFraming(w.txStage, p.Bytes())
 	w.traceEvent(p, traceEvent{stage: StageGSOSegment, kind: evGSOSegment,
-		vni: uint32(p.Len()), num: uint16(p.vnet.GSOType), n1: p.vnet.GSOSize, n2: uint16(o.lastNSeg)})
+		vni: uint32(p.Len() - hdrLen), num: uint16(p.vnet.GSOType), n1: p.vnet.GSOSize, n2: uint16(o.lastNSeg)})
 	if sent > 0 {
 		_, srcPorts := tunnelAddrs(w.txTun, w.txKind())
 		var sport uint16
@@ -306,17 +319,19 @@ func (w *Worker) observeSuper(p *Packet, src int, dst netip.Addr, sent int) {
 	}
 }
 
-// gsoName names a virtio-net GSO type for a trace.
-func gsoName(t uint8) string {
+// gsoWords says, for a trace, what a virtio-net GSO type t with segment
+// size size asks for: "gso tcp mss 1410", "gso tcp6 mss 1390", "gso udp
+// size 1400".
+func gsoWords(t uint8, size uint16) string {
 	switch t &^ offload.GSOECN {
 	case offload.GSOTCPv4:
-		return "TCP/IPv4"
+		return fmt.Sprintf("gso tcp mss %d", size)
 	case offload.GSOTCPv6:
-		return "TCP/IPv6"
+		return fmt.Sprintf("gso tcp6 mss %d", size)
 	case offload.GSOUDPL4:
-		return "UDP"
+		return fmt.Sprintf("gso udp size %d", size)
 	}
-	return fmt.Sprintf("GSO type %d", t)
+	return fmt.Sprintf("gso type %d size %d", t, size)
 }
 
 // tunnelFraming returns, for a datagram d that encap stage st built around
@@ -399,9 +414,14 @@ func (w *Worker) pollTunnelGRO(k TunnelKind) (int, error) {
 	t := w.eng.tables.Load()
 	w.tbl = t
 	b := &w.rx
+	o := &w.off
+	o.rxAddrs = nil
+	if w.obsSrc.Load() != nil {
+		o.rxAddrs, _ = w.tunnels[k].(TunnelAddrs)
+	}
 	total := 0
-	for _, gp := range g.Slice() {
-		total += w.splitGRO(t, k, gp)
+	for gi, gp := range g.Slice() {
+		total += w.splitGRO(t, k, gi, gp)
 	}
 	g.Clear()
 	if b.Len > 0 {
@@ -419,13 +439,18 @@ func minDatagram(k TunnelKind) int {
 	return encap.VXLANHeaderLen + header.EthernetLen
 }
 
-// splitGRO moves the datagrams of buffer gp into w.rx, running the batch
-// whenever it fills, and returns how many datagrams gp held. The first
+// splitGRO moves the datagrams of buffer gp (the gi-th of the read) into
+// w.rx, running the batch whenever it fills, and returns how many
+// datagrams gp held. The first
 // datagram stays in gp's buffer when every datagram fits in the batch at
 // once (they are all copied out before the batch runs and coalescing
 // reuses that buffer); otherwise each is copied into a packet of its own.
-func (w *Worker) splitGRO(t *tables, k TunnelKind, gp *Packet) int {
+func (w *Worker) splitGRO(t *tables, k TunnelKind, gi int, gp *Packet) int {
 	b := &w.rx
+	if o := &w.off; o.rxAddrs != nil {
+		o.fillRxPorts(b.Len)
+		o.rxCur = o.rxAddrs.RxSourcePort(gi)
+	}
 	seg, size := gp.groSize, gp.Len()
 	if seg == 0 || seg >= size || gp.truncated {
 		if b.Full() {
@@ -473,10 +498,18 @@ func (w *Worker) splitGRO(t *tables, k TunnelKind, gp *Packet) int {
 // through the pipeline from tunnel-rx on and frees them.
 func (w *Worker) runTunnelBatch(t *tables, k TunnelKind) {
 	b := &w.rx
+	o := &w.off
 	w.mark(StageTunnelRx, b.Len)
 	w.obs = w.obsSrc.Load()
 	if w.obs != nil {
+		if o.rxAddrs != nil {
+			o.fillRxPorts(b.Len)
+		} else {
+			clear(o.rxSport[:b.Len])
+		}
+		o.rxSportOn = true
 		w.observeTunnelRxKind(k, b.Slice())
+		o.rxSportOn = false
 	}
 	if k == TunnelFlannelUDP {
 		w.fromFlannelUDP(t, b.Slice()) // gre.go
@@ -487,6 +520,16 @@ func (w *Worker) runTunnelBatch(t *tables, k TunnelKind) {
 		w.endObserve()
 	}
 	b.Free()
+	o.rxFrom = 0
+}
+
+// fillRxPorts records rxCur as the source port of the datagrams in w.rx
+// from rxFrom up to n.
+func (o *offloadState) fillRxPorts(n int) {
+	for i := o.rxFrom; i < n; i++ {
+		o.rxSport[i] = o.rxCur
+	}
+	o.rxFrom = n
 }
 
 // coalesce is gro-coalesce for the frames bound for port id: when the port
@@ -534,8 +577,29 @@ func (w *Worker) coalesce(id uint16, pkts []*Packet) []*Packet {
 		p.vnet = hdrs[i]
 		out = append(out, p)
 	}
+	if w.tracing {
+		w.traceCoalesce(id, pkts, bufs)
+	}
 	clear(bufs)
 	o.wrOut = out
 	w.mark(StageGROCoalesce, len(pkts))
 	return out
+}
+
+// traceCoalesce records gro-coalesce for the traced packets of pkts, bound
+// for port id, after Coalesce left bufs: a packet merged into the
+// superpacket of its flow (its buffer emptied) says so, and a packet that
+// became a superpacket says how big and of how many segments.
+func (w *Worker) traceCoalesce(id uint16, pkts []*Packet, bufs [][]byte) {
+	for i, p := range pkts {
+		switch {
+		case !p.Trace:
+		case len(bufs[i]) == 0:
+			w.traceEvent(p, traceEvent{stage: StageGROCoalesce, kind: evGROMerged, port: id})
+		case p.isGSO():
+			n, _ := p.wireCount()
+			w.traceEvent(p, traceEvent{stage: StageGROCoalesce, kind: evGROCoalesce, port: id,
+				vni: uint32(p.Len()), num: uint16(p.vnet.GSOType), n1: p.vnet.GSOSize, n2: uint16(n)})
+		}
+	}
 }

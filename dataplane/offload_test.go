@@ -286,7 +286,7 @@ func TestGROBufferIsSplitIntoDatagrams(t *testing.T) {
 			gp.Peer, gp.groSize = peer1, tc.seg
 			tbl := b.eng.tables.Load()
 			b.w.tbl = tbl
-			b.w.splitGRO(tbl, TunnelVXLAN, gp)
+			b.w.splitGRO(tbl, TunnelVXLAN, 0, gp)
 			if b.w.rx.Len > 0 {
 				b.w.runTunnelBatch(tbl, TunnelVXLAN)
 			}
@@ -521,7 +521,7 @@ func TestSuperpacketIsCapturedAndTracedAsOnTheWire(t *testing.T) {
 	for _, s := range tr[0].Steps {
 		lines = append(lines, s.Stage+": "+s.Decision)
 	}
-	want := fmt.Sprintf("gso-segment: superpacket of %d bytes (TCP/IPv4, segment payload %d): cut into 3 datagrams", 8+len(f), mss)
+	want := fmt.Sprintf("gso-segment: superpacket of %d bytes, gso tcp mss %d → 3 segments", len(f), mss)
 	if !slices.Contains(lines, want) || !strings.HasPrefix(lines[len(lines)-1], "tunnel-tx: sent to peer "+peer1.String()) {
 		t.Fatalf("trace:\n%s\nwant a line %q and a last line sending to %s", strings.Join(lines, "\n"), want, peer1)
 	}

@@ -71,10 +71,13 @@ const (
 	evUplinkTx    // written to uplink .port
 	evToGateway   // dst MAC is network .num's gateway: to the router
 	// Offload events.
-	evGSOSegment // superpacket of .vni bytes, GSO type .num, size .n1, cut into .n2 datagrams
+	evGSOSegment // superpacket of .vni bytes, GSO type .num, size .n1, cut into .n2 segments
 	// What-if (dry run) events of the routed stages.
 	evNeighbourMiss // next hop .addr not in the neighbour table
 	evNATPlan       // new connection .tu[0] on uplink .num: published to .tu[1] if .n2, else masqueraded to .addr
+	// Receive offload events.
+	evGROCoalesce // superpacket of .vni bytes, GSO type .num, size .n1, from .n2 segments, for port .port
+	evGROMerged   // merged into the superpacket of its flow ahead of it, for port .port
 )
 
 // traceEvent is one decision, with the clock when it was taken.
@@ -437,8 +440,12 @@ func (ev *traceEvent) words(t *tables, head []byte, dry bool) string {
 	case evEncap:
 		return fmt.Sprintf("VXLAN header, VNI %d", ev.vni)
 	case evGSOSegment:
-		return fmt.Sprintf("superpacket of %d bytes (%s, segment payload %d): cut into %d datagrams",
-			ev.vni, gsoName(uint8(ev.num)), ev.n1, ev.n2)
+		return fmt.Sprintf("superpacket of %d bytes, %s → %d segments", ev.vni, gsoWords(uint8(ev.num), ev.n1), ev.n2)
+	case evGROCoalesce:
+		return fmt.Sprintf("superpacket of %d bytes for port %s, %s ← %d segments coalesced",
+			ev.vni, t.portName(ev.port), gsoWords(uint8(ev.num), ev.n1), ev.n2)
+	case evGROMerged:
+		return fmt.Sprintf("merged into the superpacket of its flow ahead of it, for port %s", t.portName(ev.port))
 	case evTunnelTx:
 		if ev.n1 == 0 {
 			return would(fmt.Sprintf("sent to peer %s", ev.addr))
