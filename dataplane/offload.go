@@ -84,11 +84,10 @@ type offloadState struct {
 
 	// Receive: the batch of UDP_GRO buffers read at once. Splitting a
 	// buffer shifts the datagrams' indices from those of the read, so
-	// while a tunnel-rx capture may want outer source ports (rxAddrs
-	// set, checked once per read), rxSport keeps each w.rx datagram's
-	// source port by its index: the datagrams from rxFrom on came from
-	// port rxCur. rxSportOn says rxSport is valid for the batch being
-	// observed (0: the port is not known).
+	// while a capture or trace runs (rxAddrs set, checked once per read),
+	// rxSport keeps each w.rx datagram's outer source port by its index:
+	// the datagrams from rxFrom on came from port rxCur. rxSportOn says
+	// rxSport is valid for the batch being observed (0: port unknown).
 	gro       Batch
 	rxAddrs   TunnelAddrs
 	rxSport   []uint16
@@ -420,8 +419,16 @@ func (w *Worker) pollTunnelGRO(k TunnelKind) (int, error) {
 		o.rxAddrs, _ = w.tunnels[k].(TunnelAddrs)
 	}
 	total := 0
-	for gi, gp := range g.Slice() {
-		total += w.splitGRO(t, k, gi, gp)
+	if o.rxAddrs == nil {
+		for _, gp := range g.Slice() {
+			total += w.splitGRO(t, k, gp)
+		}
+	} else {
+		for gi, gp := range g.Slice() {
+			o.fillRxPorts(b.Len)
+			o.rxCur = o.rxAddrs.RxSourcePort(gi)
+			total += w.splitGRO(t, k, gp)
+		}
 	}
 	g.Clear()
 	if b.Len > 0 {
@@ -439,18 +446,13 @@ func minDatagram(k TunnelKind) int {
 	return encap.VXLANHeaderLen + header.EthernetLen
 }
 
-// splitGRO moves the datagrams of buffer gp (the gi-th of the read) into
-// w.rx, running the batch whenever it fills, and returns how many
-// datagrams gp held. The first
+// splitGRO moves the datagrams of buffer gp into w.rx, running the batch
+// whenever it fills, and returns how many datagrams gp held. The first
 // datagram stays in gp's buffer when every datagram fits in the batch at
 // once (they are all copied out before the batch runs and coalescing
 // reuses that buffer); otherwise each is copied into a packet of its own.
-func (w *Worker) splitGRO(t *tables, k TunnelKind, gi int, gp *Packet) int {
+func (w *Worker) splitGRO(t *tables, k TunnelKind, gp *Packet) int {
 	b := &w.rx
-	if o := &w.off; o.rxAddrs != nil {
-		o.fillRxPorts(b.Len)
-		o.rxCur = o.rxAddrs.RxSourcePort(gi)
-	}
 	seg, size := gp.groSize, gp.Len()
 	if seg == 0 || seg >= size || gp.truncated {
 		if b.Full() {

@@ -286,7 +286,7 @@ func TestGROBufferIsSplitIntoDatagrams(t *testing.T) {
 			gp.Peer, gp.groSize = peer1, tc.seg
 			tbl := b.eng.tables.Load()
 			b.w.tbl = tbl
-			b.w.splitGRO(tbl, TunnelVXLAN, 0, gp)
+			b.w.splitGRO(tbl, TunnelVXLAN, gp)
 			if b.w.rx.Len > 0 {
 				b.w.runTunnelBatch(tbl, TunnelVXLAN)
 			}
