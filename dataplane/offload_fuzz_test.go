@@ -58,7 +58,7 @@ func FuzzGROSplit(f *testing.F) {
 		}
 		gp.Peer, gp.groSize = peer1, int(seg)
 		r.w.tbl = tbl
-		r.w.splitGRO(tbl, TunnelVXLAN, 0, gp)
+		r.w.splitGRO(tbl, TunnelVXLAN, gp)
 		if r.w.rx.Len > 0 {
 			r.w.runTunnelBatch(tbl, TunnelVXLAN)
 		}
