@@ -262,11 +262,10 @@ func buildSpecs(cfg *config.Config, underlayMTU int) ([]dataplane.NetworkSpec, [
 func (n *node) createPorts(cfg *config.Config, eng *dataplane.Engine, ws []*dataplane.Worker, mtus []int, workers int) error {
 	for ni := range cfg.Networks {
 		nw := &cfg.Networks[ni]
-		// Superpackets from a container are cut and sent at tunnel-tx
-		// (offload.go): ports of networks with a gateway (whose router
-		// and NAT stages take MTU-sized packets only) stay without the
-		// virtio-net header.
-		off := cfg.Node.Offload && !nw.Gateway.IsValid()
+		// Superpackets from a container are cut at tunnel-tx
+		// (offload.go), and routed whole through the gateway and NAT,
+		// then cut for an uplink (offload_route.go).
+		off := cfg.Node.Offload
 		for _, p := range nw.Ports {
 			if exists, err := netconf.LinkExists(p.Name); err != nil {
 				return fmt.Errorf("port %q: %w", p.Name, err)

@@ -129,8 +129,9 @@ type natScratch struct {
 	bufs [][]byte  // their IPv4 bytes
 	dirs []nat.Dir // their direction
 	verd []nat.Verdict
-	tx   []*Packet // translated, to one uplink
-	pre  []tuple4  // traced packets' tuples before translation (trace_l3.go)
+	tx   []*Packet    // translated, to one uplink
+	pre  []tuple4     // traced packets' tuples before translation (trace_l3.go)
+	psum []partialSum // partial checksums kept across NAT (offload_route.go)
 }
 
 func (s *natScratch) init() {
@@ -141,6 +142,7 @@ func (s *natScratch) init() {
 	s.verd = make([]nat.Verdict, MaxBatch)
 	s.tx = make([]*Packet, 0, MaxBatch)
 	s.pre = make([]tuple4, MaxBatch)
+	s.psum = make([]partialSum, MaxBatch)
 }
 
 // SetUplink attaches this worker's queue of uplink id.
@@ -162,7 +164,7 @@ func (w *Worker) toUplink(t *tables, n *network, p *Packet) {
 		w.icmpError(t, n, p, ReasonNoRoute, router.NetUnreachable)
 		return
 	}
-	if u.mtu > 0 && router.NeedsFrag(p.Bytes()[header.EthernetLen:], u.mtu) {
+	if u.mtu > 0 && routeTooBig(p, p.Bytes()[header.EthernetLen:], u.mtu) {
 		undoTTL(p.Bytes()[header.EthernetLen:])
 		w.fragNeeded(t, n, p, u.mtu)
 		return
@@ -197,17 +199,21 @@ func (w *Worker) natOutStage(t *tables) {
 		for i := range k {
 			w.nt.dirs[i] = nat.Outbound
 		}
+		for i, p := range w.nt.pkts {
+			w.nt.psum[i].save(p, w.nt.bufs[i], header.EthernetLen)
+		}
 		w.processNAT(u, k)
 		for i, p := range w.nt.pkts {
 			switch v := w.nt.verd[i]; v {
 			case nat.Translated:
+				w.nt.psum[i].restore(w.nt.bufs[i])
 				dst := netip.AddrFrom4([4]byte(w.nt.bufs[i][16:20]))
 				if hop, ok := t.routes.Lookup(dst); ok && hop.Kind == router.ToNetwork {
 					p.Network = uint16(hop.Index)
 					w.rt.routed = append(w.rt.routed, p)
 					continue
 				}
-				p.Advance(header.EthernetLen)
+				stripEthernet(p)
 				w.nt.tx = append(w.nt.tx, p)
 			case nat.NoMatch:
 				w.dropPkt(p, StageNAT, ReasonNATNoMatch)
@@ -261,6 +267,25 @@ func (w *Worker) uplinkTx(u *uplink) {
 	if int(u.id) < len(w.nt.ios) {
 		io = w.nt.ios[u.id]
 	}
+	// The uplink takes no superpackets: each is cut and its segments
+	// written in its place (offload_route.go).
+	from := 0
+	for i, p := range pkts {
+		if p.isGSO() {
+			w.writeUplink(u, io, pkts[from:i])
+			w.writeUplink(u, io, w.cutForUplink(u, p))
+			from = i + 1
+		}
+	}
+	w.writeUplink(u, io, pkts[from:])
+	w.mark(StageUplinkTx, len(pkts))
+	clear(pkts)
+	w.nt.tx = pkts[:0]
+}
+
+// writeUplink writes pkts out of uplink u through io (nil: this worker has
+// no queue), counting what it does not take.
+func (w *Worker) writeUplink(u *uplink, io PortIO, pkts []*Packet) {
 	for rest := pkts; len(rest) > 0; {
 		if io == nil {
 			r := w.dropTx(StageUplinkTx, errNoQueue, len(rest))
@@ -291,9 +316,6 @@ func (w *Worker) uplinkTx(u *uplink) {
 		}
 		rest = rest[lost:]
 	}
-	w.mark(StageUplinkTx, len(pkts))
-	clear(pkts)
-	w.nt.tx = pkts[:0]
 }
 
 // PollUplink reads one batch from this worker's queue of uplink id and runs

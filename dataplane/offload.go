@@ -81,6 +81,9 @@ type offloadState struct {
 	lastLen  int
 	lastSeg  int
 	lastNSeg int
+	// upSegs are packets over buf for the segments of a superpacket cut
+	// for an uplink (offload_route.go); they belong to no pool.
+	upSegs []*Packet
 
 	// Receive: the batch of UDP_GRO buffers read at once. Splitting a
 	// buffer shifts the datagrams' indices from those of the read, so
@@ -116,6 +119,10 @@ func (w *Worker) EnableOffload() {
 	o.buf = make([]byte, gsoScratch)
 	o.out = make([][]byte, maxGSOSegments)
 	o.sizes = make([]int, maxGSOSegments)
+	o.upSegs = make([]*Packet, maxGSOSegments)
+	for i := range o.upSegs {
+		o.upSegs[i] = &Packet{}
+	}
 	o.coal = offload.NewCoalescer(header.EthernetLen, MaxBatch)
 	o.coalIP = offload.NewCoalescer(0, MaxBatch)
 	o.bufs = make([][]byte, MaxBatch)

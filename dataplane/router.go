@@ -169,6 +169,10 @@ func (w *Worker) gatewayStage(t *tables, n *network) {
 			}
 			w.dropPkt(p, StageGateway, ReasonGatewayConsumed)
 		case header.EtherTypeIPv4:
+			if r := finishChecksum(p); r != ReasonNone { // offload_route.go
+				w.dropPkt(p, StageGateway, r)
+				continue
+			}
 			w.routeIPv4(t, n, p)
 		default:
 			w.dropPkt(p, StageGateway, ReasonGatewayUnhandled)
@@ -219,7 +223,7 @@ func (w *Worker) routeIPv4(t *tables, n *network, p *Packet) {
 		w.forwardFailed(t, n, p, st)
 		return
 	}
-	if m.mtu > 0 && router.NeedsFrag(pkt, m.mtu) {
+	if m.mtu > 0 && routeTooBig(p, pkt, m.mtu) { // a superpacket by its segments (offload_route.go)
 		// Forward decremented the TTL; the quote shows the packet as it
 		// arrived, so undo it (RFC 1624 update back).
 		undoTTL(pkt)

@@ -1,0 +1,265 @@
+package dataplane
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+
+	"github.com/ferry-overlay/ferry/header"
+	"github.com/ferry-overlay/ferry/nat"
+	"github.com/ferry-overlay/ferry/offload"
+	"github.com/ferry-overlay/ferry/router"
+)
+
+var (
+	natAddr = netip.MustParseAddr("100.64.0.2")
+	outside = netip.MustParseAddr("198.18.0.2")
+	redHost = netip.MustParseAddr("10.43.0.2")
+)
+
+// gwRig is routedRig with offloads: blue (p0) and red (p1, MTU redMTU)
+// are TAPs with virtio-net headers, the worker has room for superpackets,
+// and blue masquerades through uplink up0 (a MemPort, MTU 1500) as
+// 100.64.0.2. red's host is in red's neighbour table.
+type gwRig struct {
+	eng   *Engine
+	w     *Worker
+	ports [2]*MemVnetPort
+	up    *MemPort
+	got   [2][][]byte
+	upOut [][]byte
+}
+
+func newGWRig(t testing.TB, redMTU int) *gwRig {
+	t.Helper()
+	eng, err := NewEngine([]NetworkSpec{
+		{Name: "blue", VNI: 42, MTU: 1500, Ageing: 300 * time.Second, Ports: []string{"p0"}, Gateway: blueGW, Subnet: netip.MustParsePrefix("10.42.0.0/24")},
+		{Name: "red", VNI: 43, MTU: redMTU, Ageing: 300 * time.Second, Ports: []string{"p1"}, Gateway: redGW, Subnet: netip.MustParsePrefix("10.43.0.0/24")},
+	}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := nat.New(nat.Options{NATAddr: natAddr, MaxEntries: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.SetUplinks([]UplinkSpec{{Name: "up0", NAT: tbl, MTU: 1500, Networks: []string{"blue"}}}); err != nil {
+		t.Fatal(err)
+	}
+	r := &gwRig{eng: eng, w: eng.NewWorker(0, 4*MaxBatch, 0)}
+	r.w.EnableOffload()
+	for i := range r.ports {
+		r.ports[i] = &MemVnetPort{}
+		r.ports[i].Sink = func(f []byte) { r.got[i] = append(r.got[i], bytes.Clone(f)) }
+		r.w.SetPort(uint16(i), r.ports[i])
+	}
+	r.up = &MemPort{Sink: func(b []byte) { r.upOut = append(r.upOut, bytes.Clone(b)) }}
+	r.w.SetUplink(0, r.up)
+	redMAC := router.GatewayMAC("red")
+	r.ports[1].Queue(withVnet(offload.VirtioNetHdr{}, arpFrame(header.ARPReply, [6]byte(redMAC), macRedHost, redHost, redGW, [6]byte(redMAC))))
+	poll(t, r.w, 1)
+	r.got, r.upOut = [2][][]byte{}, nil
+	return r
+}
+
+// gwSuper is tcpSuper from blue's host through blue's gateway to dst.
+func gwSuper(dst netip.Addr, payload, mss int) (offload.VirtioNetHdr, []byte) {
+	h, f := tcpSuper(payload, mss)
+	gw := router.GatewayMAC("blue")
+	copy(f[0:6], gw[:])
+	copy(f[6:12], macBlueHost[:])
+	ip := header.IPv4(f[14:])
+	copy(f[14+16:14+20], dst.AsSlice())
+	ip.SetChecksum(0)
+	ip.SetChecksum(ip.CalculateChecksum())
+	pseudo := header.PseudoHeaderChecksum(header.ProtoTCP, ip.Src(), ip.Dst(), uint16(len(f)-34))
+	binary.BigEndian.PutUint16(f[34+16:], header.FoldChecksum(pseudo))
+	return h, f
+}
+
+// decodeTCP decodes a bare IPv4/TCP packet with gopacket.
+func decodeTCP(t *testing.T, i int, b []byte) (*layers.IPv4, *layers.TCP) {
+	t.Helper()
+	pk := gopacket.NewPacket(b, layers.LayerTypeIPv4, gopacket.Default)
+	ip, _ := pk.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	tcp, _ := pk.Layer(layers.LayerTypeTCP).(*layers.TCP)
+	if ip == nil || tcp == nil || pk.ErrorLayer() != nil {
+		t.Fatalf("segment %d does not decode as IPv4/TCP: %v", i, pk.ErrorLayer())
+	}
+	return ip, tcp
+}
+
+func TestSuperpacketThroughNATIsCutForTheUplink(t *testing.T) {
+	const mss, payload = 1448, 6*1448 + 500
+	r := newGWRig(t, 1500)
+	h, f := gwSuper(outside, payload, mss)
+	r.ports[0].Queue(withVnet(h, f))
+	poll(t, r.w, 0)
+	if len(r.upOut) != 7 {
+		t.Fatalf("uplink got %d packets, want 7 segments (drops %+v)", len(r.upOut), r.eng.Errors())
+	}
+	var stream []byte
+	var sport layers.TCPPort
+	for i, s := range r.upOut {
+		if len(s) > 1500 {
+			t.Fatalf("segment %d: %d bytes, over the uplink MTU", i, len(s))
+		}
+		seq, p := checkSegment(t, i, append(make([]byte, 14), s...))
+		ip, tcp := decodeTCP(t, i, s)
+		if i == 0 {
+			sport = tcp.SrcPort
+		}
+		last := i == len(r.upOut)-1
+		if ip.SrcIP.String() != natAddr.String() || ip.DstIP.String() != outside.String() || ip.TTL != 63 || ip.Id != 7+uint16(i) ||
+			tcp.SrcPort != sport || tcp.DstPort != 5201 || seq != superSeq+uint32(i*mss) || tcp.Seq != seq || tcp.PSH != last || !tcp.ACK {
+			t.Fatalf("segment %d: %v:%d > %v:%d ttl %d id %d seq %d psh %v; want %v > %v:5201 ttl 63 id %d seq %d psh %v",
+				i, ip.SrcIP, tcp.SrcPort, ip.DstIP, tcp.DstPort, ip.TTL, ip.Id, tcp.Seq, tcp.PSH, natAddr, outside, 7+i, superSeq+i*mss, last)
+		}
+		stream = append(stream, p...)
+	}
+	if !bytes.Equal(stream, f[54:]) {
+		t.Fatal("the segments do not carry the superpacket's payload")
+	}
+	if n := r.eng.Drops(StageGSOSegment, ReasonVnetBadCsumOffset); n != 0 {
+		t.Fatalf("unexpected drops %+v", r.eng.Errors())
+	}
+	// The answer to a segment comes back through NAT to the container.
+	back := bytes.Clone(r.upOut[0])
+	copy(back[12:16], r.upOut[0][16:20])
+	copy(back[16:20], r.upOut[0][12:16])
+	copy(back[20:22], r.upOut[0][22:24])
+	copy(back[22:24], r.upOut[0][20:22])
+	r.up.Queue(back)
+	pollUplink(t, r.w)
+	if len(r.got[0]) != 1 {
+		t.Fatalf("container got %d frames back, want 1 (drops %+v)", len(r.got[0]), r.eng.Errors())
+	}
+	in := r.got[0][0][offload.VirtioNetHdrLen:]
+	if ip := header.IPv4(in[14:]); ip.Dst() != netip.MustParseAddr("10.42.0.2") || binary.BigEndian.Uint16(in[36:]) != 40000 {
+		t.Fatalf("answer reached the container as % x", in[:54])
+	}
+}
+
+func TestSuperpacketIsRoutedWholeWithItsPartialChecksum(t *testing.T) {
+	const mss, payload = 1448, 20000
+	r := newGWRig(t, 1500)
+	h, f := gwSuper(redHost, payload, mss)
+	r.ports[0].Queue(withVnet(h, f))
+	poll(t, r.w, 0)
+	if len(r.got[1]) != 1 {
+		t.Fatalf("red's port got %d writes, want the superpacket (drops %+v)", len(r.got[1]), r.eng.Errors())
+	}
+	var gh offload.VirtioNetHdr
+	if st := gh.Decode(r.got[1][0]); st != offload.StatusOK || gh != h {
+		t.Fatalf("virtio-net header %+v (%v), want %+v as it came", gh, st, h)
+	}
+	out := bytes.Clone(r.got[1][0][offload.VirtioNetHdrLen:])
+	if len(out) != len(f) || header.Ethernet(out).Dst() != header.MAC(macRedHost) || header.IPv4(out[14:]).TTL() != 63 ||
+		header.IPv4(out[14:]).CalculateChecksum() != header.IPv4(out[14:]).Checksum() || !bytes.Equal(out[34:], f[34:]) {
+		t.Fatalf("routed superpacket: % x", out[:54])
+	}
+	// The kernel completes the partial checksum the header asks for.
+	if st := offload.FinishChecksum(out, gh); st != offload.StatusOK {
+		t.Fatal(st)
+	}
+	tcp := out[34:]
+	pseudo := header.PseudoHeaderChecksum(header.ProtoTCP, header.IPv4(out[14:]).Src(), redHost, uint16(len(tcp)))
+	if c := header.FoldChecksum(header.Checksum(tcp, pseudo)); c != 0xffff {
+		t.Fatalf("completed TCP checksum does not verify (sum %#x)", c)
+	}
+
+	// Segments too big for the egress MTU, with DF: frag-needed back.
+	r = newGWRig(t, 1200)
+	r.ports[0].Queue(withVnet(h, f))
+	poll(t, r.w, 0)
+	if n := r.eng.Drops(StageRouter, ReasonFragNeeded); n != 1 || len(r.got[1]) != 0 || len(r.got[0]) != 1 {
+		t.Fatalf("frag-needed drops %d, red got %d, blue got %d; want 1, 0 and one ICMP error", n, len(r.got[1]), len(r.got[0]))
+	}
+	icmp := r.got[0][0][offload.VirtioNetHdrLen+34:]
+	if icmp[0] != 3 || icmp[1] != 4 || binary.BigEndian.Uint16(icmp[6:]) != 1200 {
+		t.Fatalf("ICMP error type %d code %d mtu %d, want 3/4 mtu 1200", icmp[0], icmp[1], binary.BigEndian.Uint16(icmp[6:]))
+	}
+}
+
+// TestNATKeepsThePartialChecksum runs superpackets through a real NAT
+// table: the checksum field must hold the pseudo-header sum for the new
+// addresses (NAT's port change is not part of it), so completing it gives
+// a checksum that verifies.
+func TestNATKeepsThePartialChecksum(t *testing.T) {
+	tests := []struct {
+		name string
+		csum bool // FlagNeedsCsum set
+	}{
+		{name: "partial checksum is moved to the new addresses", csum: true},
+		{name: "complete checksum is left to NAT", csum: false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tbl, err := nat.New(nat.Options{NATAddr: natAddr, MaxEntries: 16})
+			if err != nil {
+				t.Fatal(err)
+			}
+			verd := make([]nat.Verdict, 1)
+			// Another host's flow takes source port 40000 first, so
+			// NAT must change this one's port as well as its address.
+			_, other := gwSuper(outside, 100, 1448)
+			copy(other[14+12:14+16], []byte{10, 42, 0, 9})
+			tbl.Process(1, [][]byte{other[14:]}, []nat.Dir{nat.Outbound}, verd)
+			h, f := gwSuper(outside, 5000, 1448)
+			ip := f[14:]
+			if !tc.csum {
+				h.Flags = 0
+				binary.BigEndian.PutUint16(ip[36:], 0)
+				pseudo := header.PseudoHeaderChecksum(header.ProtoTCP, header.IPv4(ip).Src(), outside, uint16(len(ip)-20))
+				binary.BigEndian.PutUint16(ip[36:], ^header.FoldChecksum(header.Checksum(ip[20:], pseudo)))
+			}
+			p := &Packet{vnet: h}
+			var s partialSum
+			s.save(p, ip, header.EthernetLen)
+			tbl.Process(1, [][]byte{ip}, []nat.Dir{nat.Outbound}, verd)
+			if verd[0] != nat.Translated || header.IPv4(ip).Src() != natAddr || binary.BigEndian.Uint16(ip[20:]) == 40000 {
+				t.Fatalf("NAT verdict %v, source %v:%d; want translated to %v and another port", verd[0], header.IPv4(ip).Src(), binary.BigEndian.Uint16(ip[20:]), natAddr)
+			}
+			s.restore(ip)
+			if st := offload.FinishChecksum(f, h); st != offload.StatusOK {
+				t.Fatal(st)
+			}
+			pseudo := header.PseudoHeaderChecksum(header.ProtoTCP, natAddr, outside, uint16(len(ip)-20))
+			if c := header.FoldChecksum(header.Checksum(ip[20:], pseudo)); c != 0xffff {
+				t.Fatalf("TCP checksum after NAT does not verify (sum %#x)", c)
+			}
+		})
+	}
+}
+
+func TestBadSuperpacketForTheUplinkIsCounted(t *testing.T) {
+	r := newGWRig(t, 1500)
+	h, f := gwSuper(outside, 5000, 1448)
+	h.CsumOffset = 10
+	r.ports[0].Queue(withVnet(h, f))
+	poll(t, r.w, 0)
+	if n := r.eng.Drops(StageGSOSegment, ReasonVnetBadCsumOffset); n != 1 || len(r.upOut) != 0 {
+		t.Fatalf("vnet-bad-csum-offset drops at gso-segment %d, uplink got %d; want 1 and 0 (drops %+v)", n, len(r.upOut), r.eng.Errors())
+	}
+}
+
+func TestSuperpacketThroughNATAllocatesNothing(t *testing.T) {
+	r := newGWRig(t, 1500)
+	h, f := gwSuper(outside, 30000, 1448)
+	r.ports[0].Sink, r.up.Sink = nil, nil
+	r.ports[0].Queue(withVnet(h, f))
+	r.ports[0].Loop = true
+	r.w.PollPort(0)
+	const runs = 100
+	if a := testing.AllocsPerRun(runs, func() { r.w.PollPort(0) }); a != 0 {
+		t.Fatalf("a superpacket through NAT to the uplink allocates %v times", a)
+	}
+	if want := (runs + 2) * 21; r.up.TxPackets < want {
+		t.Fatalf("uplink wrote %d segments, want at least %d", r.up.TxPackets, want)
+	}
+}
