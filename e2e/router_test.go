@@ -18,7 +18,7 @@ func routedConfig(host *nstest.Host, blueTap, blueNS, redTap, redNS, blueExtra, 
   name: %s
   underlay: %s
   workers: 2
-control:
+%scontrol:
   socket: SOCKET
 metrics:
   listen: ""
@@ -37,7 +37,7 @@ metrics:
     mtu: 1280
     ports:
       - {name: %s, netns: %s, ifname: eth0, address: 10.43.0.2/24, mac: "02:42:0a:2b:00:02"}
-`, host.Name, host.Addr, top, blueExtra, blueTap, blueNS, redTap, redNS)
+`, host.Name, host.Addr, offloadKey(), top, blueExtra, blueTap, blueNS, redTap, redNS)
 }
 
 // TestE2ERouterBetweenNetworks: containers of blue and red reach each other
