@@ -19,7 +19,7 @@ import (
 // before and after.
 func TestE2EInjectThroughGateway(t *testing.T) {
 	tp := newNATTopology(t, "192.168.97.0/24", "")
-	mustPing(t, tp.c1, "10.42.0.1")  // teach the gateway c1's address
+	mustPing(t, tp.c1, "10.42.0.1") // teach the gateway c1's address
 	serveUDPEcho(t, tp.out, "198.18.0.2:7000")
 	conn := udpDial(t, tp.c1, "198.18.0.2:7000") // a tracked, replied connection
 	if got, err := udpAsk(conn, "hello", 5); err != nil || got != "hello from "+natAddr+" at 198.18.0.2:7000" {
