@@ -215,11 +215,11 @@ func TestE2ECountersMatchTrafficSent(t *testing.T) {
 	m := r.scrape(t)
 	metric := func(name string) string { return m[name] }
 	wantMetrics := map[string]string{
-		fmt.Sprintf(`ferry_port_rx_packets_total{network="blue",port="%s"}`, r.port1):                  fmt.Sprint(a1[0].RxPackets),
-		fmt.Sprintf(`ferry_port_rx_bytes_total{network="blue",port="%s"}`, r.port1):                    fmt.Sprint(a1[0].RxBytes),
-		fmt.Sprintf(`ferry_peer_tx_packets_total{network="blue",peer="%s"}`, r.h2.Addr):                fmt.Sprint(b1[0].TxPackets),
-		`ferry_stage_packets_total{stage="port-rx"}`:                                                   fmt.Sprint(n),
-		`ferry_stage_packets_total{stage="tunnel-tx"}`:                                                 fmt.Sprint(n),
+		fmt.Sprintf(`ferry_port_rx_packets_total{network="blue",port="%s"}`, r.port1):   fmt.Sprint(a1[0].RxPackets),
+		fmt.Sprintf(`ferry_port_rx_bytes_total{network="blue",port="%s"}`, r.port1):     fmt.Sprint(a1[0].RxBytes),
+		fmt.Sprintf(`ferry_peer_tx_packets_total{network="blue",peer="%s"}`, r.h2.Addr): fmt.Sprint(b1[0].TxPackets),
+		`ferry_stage_packets_total{stage="port-rx"}`:                                    fmt.Sprint(n),
+		`ferry_stage_packets_total{stage="tunnel-tx"}`:                                  fmt.Sprint(n),
 	}
 	// The kernel's counter is exported too; it may only have grown since
 	// `ferry ports` read it.
