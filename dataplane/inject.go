@@ -22,20 +22,28 @@ import (
 // away), and whose bridge stage looks destinations up without learning
 // sources. The engine's tables and FDBs are the live ones, so the story is
 // what the real pipeline would decide now, and nothing changes: no frame is
-// sent, no MAC learned, no counter moved.
+// sent, no MAC learned, no counter moved. On a network with a gateway the
+// routed stages run in their dry forms too: the gateway answers ARP and
+// pings without learning their senders, the neighbour stage reads the
+// neighbour table (a miss sends no ARP request), and NAT asks its table for
+// a plan (nat.Table.Plan: the rewrite of a tracked connection, or the
+// translation and port a new one would get) without creating, advancing or
+// expiring any connection.
 
 // InjectSpec is the request of `ferry trace inject`.
 type InjectSpec struct {
-	// In is where the packet enters: a local port's name, or
-	// "peer:ADDR" for a VXLAN datagram from the peer at ADDR.
+	// In is where the packet enters: a local port's name,
+	// "peer:ADDR" for a VXLAN datagram from the peer at ADDR, or
+	// "uplink:NAME" for an IPv4 packet read from that uplink (from the
+	// outside, towards the nat_address: inbound NAT and routing).
 	In string `json:"in"`
 	// VNI is the VXLAN VNI of a datagram from a peer; 0 means the VNI of
 	// the network the peer belongs to.
 	VNI uint32 `json:"vni,omitempty"`
 	// Packet describes the frame in words (see BuildFrame); Hex gives it
 	// as bytes instead. Exactly one is set. A TUN port (an l3 network)
-	// carries bare IP packets: the description's eth part is dropped,
-	// and Hex is the IP packet without a link layer.
+	// and an uplink carry bare IP packets: the description's eth part is
+	// dropped, and Hex is the IP packet without a link layer.
 	Packet string `json:"packet,omitempty"`
 	Hex    string `json:"hex,omitempty"`
 }
@@ -88,7 +96,25 @@ func (e *Engine) Inject(spec InjectSpec) (TracePacket, error) {
 		w.SetTunnelKind(k, &MemTunnel{})
 	}
 
-	if peerStr, ok := strings.CutPrefix(spec.In, "peer:"); ok {
+	upName, fromUplink := strings.CutPrefix(spec.In, "uplink:")
+	if fromUplink {
+		if spec.VNI != 0 {
+			return TracePacket{}, fmt.Errorf("--vni is for packets from a peer (--in peer:ADDR): %w", ErrInvalid)
+		}
+		u, err := t.uplinkNamed(upName)
+		if err != nil || upName == "" {
+			return TracePacket{}, fmt.Errorf("--in %q: no such uplink: %w", spec.In, ErrNotFound)
+		}
+		if spec.Hex == "" {
+			frame = frame[header.EthernetLen:] // an uplink carries bare IPv4
+		}
+		mp := &MemPort{}
+		mp.Queue(frame)
+		w.SetUplink(u.id, mp)
+		if _, err := w.PollUplink(u.id); err != nil {
+			return TracePacket{}, fmt.Errorf("dry run: %w", err)
+		}
+	} else if peerStr, ok := strings.CutPrefix(spec.In, "peer:"); ok {
 		peer, err := netip.ParseAddr(peerStr)
 		if err != nil {
 			return TracePacket{}, fmt.Errorf("--in %q: not a peer address: %w", spec.In, ErrInvalid)

@@ -713,50 +713,34 @@ func (e *Engine) ConntrackStats() []ConntrackStats {
 }
 
 // dryNAT is the NAT stage of a what-if worker for the k packets of
-// w.nt.bufs: it reads the uplink's conntrack table and rules and changes
-// neither, nor the packets. A packet of a tracked connection is traced with
-// the rewrite its entry makes; a new connection with the translation its
-// first packet would get. Every packet then goes on as translated (to the
-// uplink, whose queue is a fake).
+// w.nt.bufs: each is planned by its uplink's table (nat.Table.Plan), which
+// rewrites the worker's own copy as Process would and changes nothing in
+// the table — no connection created or advanced, no port taken. A traced
+// packet of a tracked connection gets the live path's words for its
+// rewrite; a new connection the translation its first packet would get.
+// Then the packets go on by their verdicts, as on the live path.
 func (w *Worker) dryNAT(u *uplink, k int) {
 	for i, p := range w.nt.pkts[:k] {
-		w.nt.verd[i] = nat.Translated
-		if !w.tracing || !p.Trace {
+		pl := u.nat.Plan(w.t, w.nt.bufs[i], w.nt.dirs[i])
+		w.nt.verd[i] = pl.Verdict
+		if !w.tracing || !p.Trace || pl.Kind == nat.PlanNone {
 			continue
 		}
-		pre, icmpErr := w.tupleOf(w.nt.bufs[i])
-		if icmpErr {
-			continue
-		}
-		c, reply, ok := u.nat.Lookup(w.t, pre.natTuple())
-		if !ok {
-			ev := traceEvent{stage: StageNAT, kind: evNATPlan, num: u.id, addr: u.nat.NATAddr()}
-			ev.tu[0] = pre
-			for _, r := range u.nat.Rules() {
-				if r.Proto == pre.proto && r.Port == pre.dport && netip.AddrFrom4(pre.dst) == u.nat.NATAddr() {
-					ev.n2 = 1
-					ev.tu[1] = tupleFrom(nat.Tuple{Proto: r.Proto, Src: r.To, Dst: r.To})
-				}
-			}
-			w.traceEvent(p, ev)
-			continue
-		}
-		var flags uint16
-		post := c.Reply.Reverse()
+		post, _ := w.tupleOf(w.nt.bufs[i])
+		ev := traceEvent{stage: StageNAT, kind: evNAT, num: u.id, n1: uint16(w.nt.dirs[i]), tu: [2]tuple4{w.nt.pre[i], post}}
 		switch {
-		case reply:
-			flags, post = natEvReply, c.Orig.Reverse()
-		case !c.SeenReply:
-			flags = natEvNew
+		case pl.Kind == nat.PlanICMPError:
+			ev.n2 = natEvICMPErr
+		case pl.Kind == nat.PlanNew:
+			ev.kind = evNATPlan
+		case pl.Reply:
+			ev.n2 = natEvReply
+		case !pl.Conn.SeenReply:
+			ev.n2 = natEvNew
 		}
-		if pre.proto == header.ProtoTCP {
-			flags |= uint16(c.State) << 8
+		if pl.Kind != nat.PlanICMPError && pl.Conn.Orig.Proto == header.ProtoTCP {
+			ev.n2 |= uint16(pl.Conn.State) << 8
 		}
-		w.traceEvent(p, traceEvent{stage: StageNAT, kind: evNAT, num: u.id, n1: uint16(w.nt.dirs[i]), n2: flags, tu: [2]tuple4{pre, tupleFrom(post)}})
+		w.traceEvent(p, ev)
 	}
-}
-
-// tupleFrom converts a conntrack tuple to a trace tuple4.
-func tupleFrom(t nat.Tuple) tuple4 {
-	return tuple4{proto: t.Proto, src: t.Src.Addr().As4(), dst: t.Dst.Addr().As4(), sport: t.Src.Port(), dport: t.Dst.Port()}
 }

@@ -113,7 +113,7 @@ func (w *Worker) toGateway(t *tables, gw *gateway, i int) bool {
 	}
 	p.SetLen(n)
 	if w.tracing && p.Trace {
-		w.traceEvent(p, traceEvent{stage: StageGateway, kind: evGatewayARP})
+		w.traceEvent(p, traceEvent{stage: StageGateway, kind: evGatewayARP, addr: gw.ip, mac: gw.mac})
 	}
 	w.sendBack(t, p)
 	return true
@@ -162,7 +162,7 @@ func (w *Worker) gatewayStage(t *tables, n *network) {
 			if m, ok := router.AnswerARP(b, gw.ip, gw.mac, b); ok {
 				p.SetLen(m)
 				if w.tracing && p.Trace {
-					w.traceEvent(p, traceEvent{stage: StageGateway, kind: evGatewayARP})
+					w.traceEvent(p, traceEvent{stage: StageGateway, kind: evGatewayARP, addr: gw.ip, mac: gw.mac})
 				}
 				w.sendBack(t, p)
 				continue

@@ -59,7 +59,7 @@ const (
 	evRouteL3     // l3 network: destination in peer .port's subnet, to peer .addr
 	evRouteNet    // gateway: destination in network .num's subnet; TTL .n1 → .n2
 	evRouteUplink // gateway: no local network; out of uplink .num; TTL .n1 → .n2
-	evGatewayARP  // ARP request for the gateway answered
+	evGatewayARP  // ARP request for gateway address .addr answered: it is at .mac
 	evGatewayEcho // echo request to gateway address .addr answered
 	evNeighbour   // next hop .addr is at .mac
 	evNAT         // NAT on uplink .num, direction .n1, flags .n2: .tu[0] → .tu[1]
@@ -74,7 +74,7 @@ const (
 	evGSOSegment // superpacket of .vni bytes, GSO type .num, size .n1, cut into .n2 segments
 	// What-if (dry run) events of the routed stages.
 	evNeighbourMiss // next hop .addr not in the neighbour table
-	evNATPlan       // new connection .tu[0] on uplink .num: published to .tu[1] if .n2, else masqueraded to .addr
+	evNATPlan       // new connection on uplink .num, direction .n1: .tu[0] would become .tu[1]; TCP state in .n2>>8
 	// Receive offload events.
 	evGROCoalesce // superpacket of .vni bytes, GSO type .num, size .n1, from .n2 segments, for port .port
 	evGROMerged   // merged into the superpacket of its flow ahead of it, for port .port

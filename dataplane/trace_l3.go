@@ -217,7 +217,7 @@ func (ev *traceEvent) l3Words(t *tables, would func(string) string) string {
 	case evRouteUplink:
 		return fmt.Sprintf("route: destination in no local network, default route out of uplink %s; TTL %d → %d", t.uplinkName(ev.num), ev.n1, ev.n2)
 	case evGatewayARP:
-		return would("answered") + ": ARP request for the gateway address"
+		return fmt.Sprintf("ARP request for the gateway address %s: %s, %s is at %s", ev.addr, would("answered"), ev.addr, header.MAC(ev.mac))
 	case evGatewayEcho:
 		return fmt.Sprintf("echo request to gateway address %s: %s", ev.addr, would("answered"))
 	case evNeighbour:
@@ -225,12 +225,7 @@ func (ev *traceEvent) l3Words(t *tables, would func(string) string) string {
 	case evNeighbourMiss:
 		return fmt.Sprintf("next hop %s is not in the neighbour table: the gateway would ask for it with ARP and drop this packet", ev.addr)
 	case evNATPlan:
-		if ev.n2 != 0 {
-			return fmt.Sprintf("new connection on uplink %s: %s would get a conntrack entry and be published (DNAT, hairpin) to %s",
-				t.uplinkName(ev.num), ev.tu[0], netip.AddrPortFrom(netip.AddrFrom4(ev.tu[1].dst), ev.tu[1].dport))
-		}
-		return fmt.Sprintf("new connection on uplink %s: %s would get a conntrack entry and be masqueraded (SNAT) to %s, its source port chosen then",
-			t.uplinkName(ev.num), ev.tu[0], ev.addr)
+		return ev.natPlanWords(t)
 	case evNAT:
 		return ev.natWords(t)
 	case evTTL:
@@ -276,23 +271,6 @@ func (ev *traceEvent) natWords(t *tables) string {
 	dir := nat.Dir(ev.n1)
 	pre, post := ev.tu[0], ev.tu[1]
 	flags := ev.n2 & 0xff
-	var what string
-	switch {
-	case flags&natEvICMPErr != 0:
-		what = "ICMP error about a tracked connection, translated"
-	case flags&natEvReply != 0 && dir == nat.Inbound:
-		what = "reply of a masqueraded connection, translated back"
-	case flags&natEvReply != 0:
-		what = "reply of a published connection, translated back"
-	case dir == nat.Inbound:
-		what = "publish (DNAT)"
-	case pre.src != post.src && pre.dst != post.dst:
-		what = "masquerade and publish (SNAT+DNAT, hairpin)"
-	case pre.dst != post.dst:
-		what = "publish (DNAT, hairpin)"
-	default:
-		what = "masquerade (SNAT)"
-	}
 	state := ""
 	switch {
 	case flags&natEvICMPErr != 0:
@@ -306,7 +284,50 @@ func (ev *traceEvent) natWords(t *tables) string {
 	if st := nat.TCPState(ev.n2 >> 8); st != nat.TCPNone && state != "" {
 		state += fmt.Sprintf(" (%s)", st)
 	}
-	return fmt.Sprintf("%s on uplink %s, %s: %s → %s%s", what, t.uplinkName(ev.num), dir, pre, post.ends(), state)
+	return fmt.Sprintf("%s on uplink %s, %s: %s → %s%s", natWhat(dir, flags, pre, post), t.uplinkName(ev.num), dir, pre, post.ends(), state)
+}
+
+// natPlanWords describes an evNATPlan event: the translation a new
+// connection's first packet would get in a what-if trace, and the port
+// the live path would pick now.
+func (ev *traceEvent) natPlanWords(t *tables) string {
+	dir := nat.Dir(ev.n1)
+	pre, post := ev.tu[0], ev.tu[1]
+	state := "NEW"
+	if st := nat.TCPState(ev.n2 >> 8); st != nat.TCPNone {
+		state += fmt.Sprintf(" (%s)", st)
+	}
+	port := ""
+	if pre.src != post.src {
+		what := "source port"
+		if post.proto == header.ProtoICMPv4 {
+			what = "echo identifier"
+		}
+		port = fmt.Sprintf("; %s %d is the one free now, taken only when a packet is really sent", what, post.sport)
+	}
+	return fmt.Sprintf("%s on uplink %s, %s: %s → %s, a new connection: would get a conntrack entry (%s)%s",
+		natWhat(dir, 0, pre, post), t.uplinkName(ev.num), dir, pre, post.ends(), state, port)
+}
+
+// natWhat names the translation that turned pre into post, for a packet
+// travelling dir with evNAT flags.
+func natWhat(dir nat.Dir, flags uint16, pre, post tuple4) string {
+	switch {
+	case flags&natEvICMPErr != 0:
+		return "ICMP error about a tracked connection, translated"
+	case flags&natEvReply != 0 && dir == nat.Inbound:
+		return "reply of a masqueraded connection, translated back"
+	case flags&natEvReply != 0:
+		return "reply of a published connection, translated back"
+	case dir == nat.Inbound:
+		return "publish (DNAT)"
+	case pre.src != post.src && pre.dst != post.dst:
+		return "masquerade and publish (SNAT+DNAT, hairpin)"
+	case pre.dst != post.dst:
+		return "publish (DNAT, hairpin)"
+	default:
+		return "masquerade (SNAT)"
+	}
 }
 
 // ttlOf returns the TTL of a bare IPv4 packet of at least IPv4MinLen

@@ -106,7 +106,9 @@ type Worker struct {
 	// and uplink stages), for drop captures; only read when obs is set.
 	rawDrops bool
 	// dry marks a what-if worker (trace inject): it looks the FDB up
-	// without learning, and its ports and tunnel are in-memory fakes.
+	// without learning, reads the neighbour and conntrack tables without
+	// changing them (router.go, nat.go), and its ports, tunnels and
+	// uplinks are in-memory fakes.
 	dry bool
 
 	// Scratch for one batch, allocated once.

@@ -2,6 +2,7 @@ package nat
 
 import (
 	"bytes"
+	"reflect"
 	"slices"
 	"testing"
 )
@@ -58,6 +59,39 @@ func FuzzProcess(f *testing.F) {
 				if !slices.Contains(before, p) {
 					t.Fatalf("%v: translation broke the %s checksum (before: %v)", d, p, before)
 				}
+			}
+		}
+	})
+}
+
+// FuzzPlan feeds arbitrary bytes, in both directions, to Plan and then to
+// Process on a table holding a masqueraded and a published flow.
+// Invariants: no panic; Plan changes neither the table's connections nor
+// its statistics; Process then gives the verdict Plan foresaw and rewrites
+// the packet to the same bytes.
+func FuzzPlan(f *testing.F) {
+	f.Add(tcpPkt(f, ap(c2, 41000), ap(srvS, 80), fSYN, nil))
+	f.Add(tcpPkt(f, ap(srvS, 80), ap(natIP, 40000), fSYNACK, nil))
+	f.Add(tcpPkt(f, ap(c1, 6000), ap(natIP, 8080), fSYN, nil))
+	f.Add(udpPkt(f, ap(cliC, 7777), ap(natIP, 5353), []byte("q")))
+	f.Add(echoPkt(f, c1, srvS, 8, 9, 1))
+	tcpOut := tcpPkt(f, ap(natIP, 40000), ap(srvS, 80), fSYN, []byte("0123"))
+	f.Add(icmpErrPkt(f, rtrR, natIP, 3, 4, 1400, tcpOut[:28]))
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		for _, d := range []Dir{Outbound, Inbound} {
+			tab := planTable(t)
+			before := stateOf(tab, sec)
+			planned := bytes.Clone(pkt)
+			pl := tab.Plan(sec, planned, d)
+			if after := stateOf(tab, sec); !reflect.DeepEqual(after, before) {
+				t.Fatalf("%v: Plan changed the table", d)
+			}
+			processed := bytes.Clone(pkt)
+			if v := process(tab, sec, d, processed); v != pl.Verdict {
+				t.Fatalf("%v: Process says %v, Plan said %v", d, v, pl.Verdict)
+			}
+			if !bytes.Equal(processed, planned) {
+				t.Fatalf("%v: Process and Plan wrote different bytes", d)
 			}
 		}
 	})

@@ -281,15 +281,18 @@ it, and prints the same story.
 func newInjectCmd(c *cli) *cobra.Command {
 	var spec dataplane.InjectSpec
 	cmd := &cobra.Command{
-		Use:   "inject --in PORT|peer:ADDR [--vni N] (DESCRIPTION | --hex FRAME)",
+		Use:   "inject --in PORT|peer:ADDR|uplink:NAME [--vni N] (DESCRIPTION | --hex FRAME)",
 		Short: "Ask where a made-up packet would go, and why (dry run: nothing is sent or changed)",
 		Long: `Run a made-up packet through the real pipeline decisions on the live FDB and
 tables — FDB lookup (without learning), flood sets, split horizon, VXLAN
-encapsulation target — without sending it anywhere, learning from it or
+encapsulation target; on gateway networks the route, the next hop from the
+neighbour table and the NAT rewrite or the translation a new connection would
+get — without sending it anywhere, learning from it, creating a connection or
 counting it, and print every stage's decision.
 
---in names where it enters: a local port, or peer:ADDR for a VXLAN datagram
-from that peer (with --vni, default the VNI of the peer's network).
+--in names where it enters: a local port, peer:ADDR for a VXLAN datagram
+from that peer (with --vni, default the VNI of the peer's network), or
+uplink:NAME for an IPv4 packet from the outside (the eth part is dropped).
 
 The packet is a description in words (or --hex with the bytes of a frame):
   eth [src MAC] [dst MAC]                  default src 02:00:00:00:00:01, dst broadcast
@@ -315,7 +318,7 @@ The packet is a description in words (or --hex with the bytes of a frame):
 			return c.print(cmd, tp, func(w io.Writer) { printTracePacket(w, tp) })
 		},
 	}
-	cmd.Flags().StringVar(&spec.In, "in", "", "where the packet enters: a local port, or peer:ADDR")
+	cmd.Flags().StringVar(&spec.In, "in", "", "where the packet enters: a local port, peer:ADDR or uplink:NAME")
 	cmd.Flags().Uint32Var(&spec.VNI, "vni", 0, "VXLAN VNI of a datagram from a peer (default: the peer's network)")
 	cmd.Flags().StringVar(&spec.Hex, "hex", "", "the frame as hex bytes instead of a description")
 	_ = cmd.MarkFlagRequired("in")
