@@ -18,7 +18,6 @@ import (
 
 var (
 	natAddr = netip.MustParseAddr("100.64.0.2")
-	outside = netip.MustParseAddr("198.18.0.2")
 	redHost = netip.MustParseAddr("10.43.0.2")
 )
 
