@@ -130,21 +130,14 @@ func (c *Conn) WriteSegmented(bufs [][]byte, segSize []int, to []netip.AddrPort)
 				break
 			}
 			b := bufs[n+k]
-			if len(b) > 0 {
-				m.iovs[k].Base = &b[0]
-			} else {
-				m.iovs[k].Base = nil
-			}
-			m.iovs[k].SetLen(len(b))
+			setIov(&m.iovs[k], b)
 			seg := segSize[n+k]
 			if seg >= len(b) {
 				seg = 0 // one datagram: no segmentation
 			}
 			ctl := c.txCtrl[k*gsoCmsgSpace:]
 			binary.NativeEndian.PutUint16(ctl[unix.CmsgLen(0):], uint16(seg))
-			sa := &m.names[k]
-			sa.Addr = a.As4()
-			binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], dst.Port())
+			m.setDst(k, dst)
 			k++
 		}
 		if k == 0 {
@@ -230,12 +223,7 @@ func (c *Conn) group(bufs [][]byte, to []netip.AddrPort, offset, n int) int {
 			if count > 0 && (size == 0 || to[n+d] != dst || len(b) > size || total+len(b) > MaxGSOBytes) {
 				break
 			}
-			if len(b) > 0 {
-				m.iovs[d].Base = &b[0]
-			} else {
-				m.iovs[d].Base = nil
-			}
-			m.iovs[d].SetLen(len(b))
+			setIov(&m.iovs[d], b)
 			d++
 			count++
 			total += len(b)
@@ -251,9 +239,7 @@ func (c *Conn) group(bufs [][]byte, to []netip.AddrPort, offset, n int) int {
 			seg = 0 // one datagram: no segmentation
 		}
 		binary.NativeEndian.PutUint16(c.grpCtrl[k*gsoCmsgSpace+unix.CmsgLen(0):], uint16(seg))
-		sa := &m.names[k]
-		sa.Addr = dst.Addr().As4()
-		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], dst.Port())
+		m.setDst(k, dst)
 		c.runs[k] = run{first: first, count: count}
 		k++
 	}
@@ -268,16 +254,9 @@ func (c *Conn) sendSingles(bufs [][]byte, to []netip.AddrPort, offset int, r run
 	defer clearIovs(m.iovs[:r.count])
 	for i := range r.count {
 		b := bufs[r.first+i][offset:]
-		if len(b) > 0 {
-			m.iovs[i].Base = &b[0]
-		} else {
-			m.iovs[i].Base = nil
-		}
-		m.iovs[i].SetLen(len(b))
+		setIov(&m.iovs[i], b)
 		dst := to[r.first+i]
-		sa := &m.names[i]
-		sa.Addr = dst.Addr().As4()
-		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], dst.Port())
+		m.setDst(i, dst)
 	}
 	return c.sendRun(m, r.first, r.count, nil)
 }

@@ -89,6 +89,24 @@ type msgs struct {
 	names []unix.RawSockaddrInet4
 }
 
+// setIov points iov at b (nil for an empty b).
+func setIov(iov *unix.Iovec, b []byte) {
+	if len(b) > 0 {
+		iov.Base = &b[0]
+	} else {
+		iov.Base = nil
+	}
+	iov.SetLen(len(b))
+}
+
+// setDst sets entry k's destination to the IPv4 (or IPv4-mapped)
+// address and port dst.
+func (m *msgs) setDst(k int, dst netip.AddrPort) {
+	sa := &m.names[k]
+	sa.Addr = dst.Addr().As4()
+	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], dst.Port())
+}
+
 func newMsgs(n int) msgs {
 	m := msgs{
 		hdrs:  make([]mmsghdr, n),
@@ -333,15 +351,8 @@ func (c *Conn) WriteBatch(bufs [][]byte, to []netip.AddrPort, offset int) (n int
 				break
 			}
 			b := bufs[n+k][offset:]
-			if len(b) > 0 {
-				m.iovs[k].Base = &b[0]
-			} else {
-				m.iovs[k].Base = nil
-			}
-			m.iovs[k].SetLen(len(b))
-			sa := &m.names[k]
-			sa.Addr = a.As4()
-			binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], dst.Port())
+			setIov(&m.iovs[k], b)
+			m.setDst(k, dst)
 			k++
 		}
 		if k == 0 {
