@@ -100,39 +100,16 @@ func (t *Table) Plan(now int64, b []byte, dir Dir) Plan {
 // with the lock held.
 func (t *Table) planTrack(now int64, e *entry, w int, p *parsed) Conn {
 	old := e.state.Load()
-	st := TCPState(old & stTCPMask)
-	flags := old &^ stTCPMask
-	if w == dirReply {
-		flags |= stSeenReply
-	}
-	var timeout int64
-	switch p.k.proto() {
-	case header.ProtoTCP:
-		switch n := tcpTransitions[w][classify(p.flags)][st]; n {
-		case tcpInvalid, tcpIgnore:
-			return e.conn(now) // track leaves such an entry alone
-		default:
-			st = n
-		}
-		if flags&stSeenReply != 0 && st == TCPEstablished {
-			flags |= stAssured
-		}
-		timeout = t.tcpTimeout[st]
-	case header.ProtoUDP:
-		timeout = t.udpUnrep
-		if flags&stSeenReply != 0 {
-			flags |= stAssured
-			timeout = t.udpAssured
-		}
-	default:
-		timeout = t.icmp
+	nw, timeout, tr := t.transition(old, w, p)
+	if tr != 0 {
+		return e.conn(now) // track leaves such an entry alone
 	}
 	exp := e.expires.Load()
-	if nw := flags | uint32(st); nw != old || now+timeout-exp >= refreshSlack {
+	if nw != old || now+timeout-exp >= refreshSlack {
 		exp = now + timeout
 	}
 	c := e.conn(now)
-	c.State, c.SeenReply, c.Assured = st, flags&stSeenReply != 0, flags&stAssured != 0
+	c.State, c.SeenReply, c.Assured = TCPState(nw&stTCPMask), nw&stSeenReply != 0, nw&stAssured != 0
 	c.SecondsLeft = (exp - now + int64(time.Second) - 1) / int64(time.Second)
 	return c
 }

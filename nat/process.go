@@ -181,37 +181,14 @@ func (t *Table) fast(now int64, b []byte, dir Dir, rules *ruleSet) Verdict {
 func (t *Table) track(now int64, e *entry, w int, p *parsed) {
 	for {
 		old := e.state.Load()
-		st := TCPState(old & stTCPMask)
-		flags := old &^ stTCPMask
-		if w == dirReply {
-			flags |= stSeenReply
+		nw, timeout, tr := t.transition(old, w, p)
+		switch tr {
+		case tcpInvalid:
+			t.tcpInvalid.Add(1)
+			return
+		case tcpIgnore:
+			return
 		}
-		var timeout int64
-		switch p.k.proto() {
-		case header.ProtoTCP:
-			switch n := tcpTransitions[w][classify(p.flags)][st]; n {
-			case tcpInvalid:
-				t.tcpInvalid.Add(1)
-				return
-			case tcpIgnore:
-				return
-			default:
-				st = n
-			}
-			if flags&stSeenReply != 0 && st == TCPEstablished {
-				flags |= stAssured
-			}
-			timeout = t.tcpTimeout[st]
-		case header.ProtoUDP:
-			timeout = t.udpUnrep
-			if flags&stSeenReply != 0 {
-				flags |= stAssured
-				timeout = t.udpAssured
-			}
-		default:
-			timeout = t.icmp
-		}
-		nw := flags | uint32(st)
 		exp := now + timeout
 		if nw == old {
 			if exp-e.expires.Load() >= refreshSlack {
@@ -224,6 +201,40 @@ func (t *Table) track(now int64, e *entry, w int, p *parsed) {
 			return
 		}
 	}
+}
+
+// transition returns the state word an entry in state old moves to for a
+// packet matching its tuple w, and the connection's new timeout; tr is
+// tcpInvalid or tcpIgnore for a TCP packet that must leave the entry
+// alone (nw and timeout are then meaningless), else 0.
+func (t *Table) transition(old uint32, w int, p *parsed) (nw uint32, timeout int64, tr TCPState) {
+	st := TCPState(old & stTCPMask)
+	flags := old &^ stTCPMask
+	if w == dirReply {
+		flags |= stSeenReply
+	}
+	switch p.k.proto() {
+	case header.ProtoTCP:
+		switch n := tcpTransitions[w][classify(p.flags)][st]; n {
+		case tcpInvalid, tcpIgnore:
+			return old, 0, n
+		default:
+			st = n
+		}
+		if flags&stSeenReply != 0 && st == TCPEstablished {
+			flags |= stAssured
+		}
+		timeout = t.tcpTimeout[st]
+	case header.ProtoUDP:
+		timeout = t.udpUnrep
+		if flags&stSeenReply != 0 {
+			flags |= stAssured
+			timeout = t.udpAssured
+		}
+	default:
+		timeout = t.icmp
+	}
+	return flags | uint32(st), timeout, 0
 }
 
 // slow handles, under the write lock, a packet fast could not: it may
