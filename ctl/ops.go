@@ -136,68 +136,32 @@ func (s *server) peerAdd(r *http.Request) (any, error) { return s.peerChange(r, 
 
 func (s *server) peerDel(r *http.Request) (any, error) { return s.peerChange(r, false) }
 
-func (s *server) traceStatus(*http.Request) (any, error) {
-	op, err := s.operator()
-	if err != nil {
-		return nil, err
+// withOp makes a handler of f, called with the backend's Operator (or
+// the 501 of a backend without one).
+func (s *server) withOp(f func(Operator) (any, error)) func(*http.Request) (any, error) {
+	return func(*http.Request) (any, error) {
+		op, err := s.operator()
+		if err != nil {
+			return nil, err
+		}
+		return f(op)
 	}
-	return op.TraceStatus(), nil
 }
 
-func (s *server) traceStart(r *http.Request) (any, error) {
-	op, err := s.operator()
-	if err != nil {
-		return nil, err
+// withOpBody is withOp for a handler that takes a JSON body of type T,
+// decoded strictly (decodeBody).
+func withOpBody[T any](s *server, f func(Operator, T) (any, error)) func(*http.Request) (any, error) {
+	return func(r *http.Request) (any, error) {
+		op, err := s.operator()
+		if err != nil {
+			return nil, err
+		}
+		var body T
+		if err := decodeBody(r, &body); err != nil {
+			return nil, err
+		}
+		return f(op, body)
 	}
-	var spec dataplane.TraceSpec
-	if err := decodeBody(r, &spec); err != nil {
-		return nil, err
-	}
-	return op.StartTrace(spec)
-}
-
-func (s *server) traceStop(*http.Request) (any, error) {
-	op, err := s.operator()
-	if err != nil {
-		return nil, err
-	}
-	return op.StopTrace(), nil
-}
-
-func (s *server) traceClear(*http.Request) (any, error) {
-	op, err := s.operator()
-	if err != nil {
-		return nil, err
-	}
-	return op.ClearTrace(), nil
-}
-
-func (s *server) traceShow(*http.Request) (any, error) {
-	op, err := s.operator()
-	if err != nil {
-		return nil, err
-	}
-	return nonNil(op.TraceShow()), nil
-}
-
-func (s *server) tracePaths(*http.Request) (any, error) {
-	op, err := s.operator()
-	if err != nil {
-		return nil, err
-	}
-	return nonNil(op.TracePaths()), nil
-}
-
-func (s *server) traceInject(r *http.Request) (any, error) {
-	op, err := s.operator()
-	if err != nil {
-		return nil, err
-	}
-	var spec dataplane.InjectSpec
-	if err := decodeBody(r, &spec); err != nil {
-		return nil, err
-	}
-	return op.Inject(spec)
 }
 
 var pcapParams = []string{"point", "filter", "snaplen", "count", "max_bytes", "duration"}
