@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -24,8 +25,12 @@ import (
 //	    the worker's scratch ──► tunnel-tx: one UDP_SEGMENT send per
 //	    superpacket (SegmentWriter), so peers — ferry or the kernel's VXLAN —
 //	    see ordinary MTU-sized datagrams
-//	tunnel rx (UDP_GRO) ──► each buffer split into its datagrams by the
-//	    segment size the kernel reported ──► vxlan-decap ──► bridge
+//	tunnel rx (UDP_GRO) ──► a buffer that is one TCP flow's consecutive
+//	    segments (one superpacket as the peer cut it) merged in place into a
+//	    superpacket (offload.Coalescer.Train; VXLAN to an l2 network, while
+//	    no trace or capture runs); any other buffer split into its
+//	    datagrams by the segment size the kernel reported ──► vxlan-decap
+//	    ──► bridge
 //	    ──► gro-coalesce: consecutive TCP segments (and, for a TAP with
 //	    USO, equal-size UDP datagrams) of a flow bound for one port merged
 //	    into a superpacket with a virtio-net header ──► port-tx
@@ -92,6 +97,7 @@ type offloadState struct {
 	// the datagrams from rxFrom on came from port rxCur. rxSportOn says
 	// rxSport is valid for the batch being observed (0: port unknown).
 	gro       Batch
+	trains    bool // merge whole UDP_GRO trains (splitGRO): VXLAN, nothing observed
 	rxAddrs   TunnelAddrs
 	rxSport   []uint16
 	rxFrom    int
@@ -427,9 +433,11 @@ func (w *Worker) pollTunnelGRO(k TunnelKind) (int, error) {
 	}
 	total := 0
 	if o.rxAddrs == nil {
+		o.trains = k == TunnelVXLAN && w.obsSrc.Load() == nil
 		for _, gp := range g.Slice() {
 			total += w.splitGRO(t, k, gp)
 		}
+		o.trains = false
 	} else {
 		for gi, gp := range g.Slice() {
 			o.fillRxPorts(b.Len)
@@ -475,6 +483,17 @@ func (w *Worker) splitGRO(t *tables, k TunnelKind, gp *Packet) int {
 		return m
 	}
 	d := gp.Bytes()
+	if o := &w.off; o.trains && trainable(t, d, seg) {
+		if n, hdr, ok := o.coal.Train(d, seg, encap.VXLANHeaderLen); ok {
+			if b.Full() {
+				w.runTunnelBatch(t, k)
+			}
+			gp.SetLen(n)
+			gp.vnet = hdr
+			b.Push(gp)
+			return m
+		}
+	}
 	first := 0
 	if m <= MaxBatch {
 		if b.Len+m > MaxBatch {
@@ -501,6 +520,28 @@ func (w *Worker) splitGRO(t *tables, k TunnelKind, gp *Packet) int {
 		gp.pool.Put(gp)
 	}
 	return m
+}
+
+// trainable reports whether the UDP_GRO train d of VXLAN datagrams of seg
+// bytes may be merged whole before the pipeline (Coalescer.Train): every
+// datagram has the same VXLAN header, and its VNI is an l2 network's (an
+// l3 network takes the packets inside without their Ethernet header, and
+// its TUN gets them coalesced at port-tx).
+func trainable(t *tables, d []byte, seg int) bool {
+	vni, st := encap.DecodeVXLAN(d[:seg])
+	if st != encap.VXLANOK {
+		return false
+	}
+	if n := t.byVNI[vni]; n == nil || n.l3 != nil {
+		return false
+	}
+	h := d[:encap.VXLANHeaderLen]
+	for i := seg; i < len(d); i += seg {
+		if len(d)-i < encap.VXLANHeaderLen || !bytes.Equal(d[i:i+encap.VXLANHeaderLen], h) {
+			return false
+		}
+	}
+	return true
 }
 
 // runTunnelBatch runs the datagrams in w.rx, from the tunnel of kind k,

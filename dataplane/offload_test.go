@@ -633,3 +633,93 @@ func TestL3SuperpacketIsCutForEveryEncapAndCoalescedBack(t *testing.T) {
 		})
 	}
 }
+
+// trainRun feeds train, UDP_GRO datagrams of seg bytes from peer1, to a
+// receiving rig's tunnel rx with or without whole-train merging, and
+// returns what p0 got and the rig.
+func trainRun(t *testing.T, train []byte, seg int, trains bool) ([][]byte, *offRig) {
+	t.Helper()
+	b := newOffRig(t, 1450)
+	b.mirror(t)
+	gp := b.w.pool.Get()
+	gp.SetBytes(train)
+	gp.Peer, gp.groSize = peer1, seg
+	tbl := b.eng.tables.Load()
+	b.w.tbl = tbl
+	b.w.off.trains = trains
+	b.w.splitGRO(tbl, TunnelVXLAN, gp)
+	b.w.off.trains = false
+	if b.w.rx.Len > 0 {
+		b.w.runTunnelBatch(tbl, TunnelVXLAN)
+	}
+	if b.w.pool.Free() != b.w.pool.Cap() {
+		t.Fatalf("pool leaks: %d of %d free", b.w.pool.Free(), b.w.pool.Cap())
+	}
+	return b.got[0], b
+}
+
+// TestGROTrainIsMergedWhole checks that a UDP_GRO train of one TCP flow's
+// segments, merged at tunnel rx before the pipeline, reaches the port as
+// exactly the superpacket the split-and-coalesce path makes, and that the
+// peer and port counters count the datagrams and bytes on the wire either
+// way; a train with a bad segment takes the split path and comes out the
+// same as there.
+func TestGROTrainIsMergedWhole(t *testing.T) {
+	const payload, mss = 40 * 1410, 1410 // 40 datagrams: a train within 64 KiB
+	a := newOffRig(t, 1450)
+	h, f := tcpSuper(payload, mss)
+	a.fromPort(t, 0, withVnet(h, f))
+	var train []byte
+	for _, s := range a.tunOut {
+		train = append(train, s.data...)
+	}
+	seg := len(a.tunOut[0].data)
+	bad := bytes.Clone(train)
+	bad[20*seg+100] ^= 0xff // segment 20's payload: its TCP checksum fails
+
+	for _, tc := range []struct {
+		name      string
+		train     []byte
+		wantWrite int
+		wantDecap uint64 // packets through vxlan-decap with merging on
+	}{
+		{"one flow's segments", train, 1, 1},
+		{"a corrupted segment", bad, 3, 40}, // 0-19 merged, 20 alone, 21-39 merged
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			split, sb := trainRun(t, bytes.Clone(tc.train), seg, false)
+			merged, mb := trainRun(t, bytes.Clone(tc.train), seg, true)
+			if len(merged) != tc.wantWrite || len(split) != tc.wantWrite {
+				t.Fatalf("p0 got %d writes merged, %d split; want %d", len(merged), len(split), tc.wantWrite)
+			}
+			for i := range merged {
+				if !bytes.Equal(merged[i], split[i]) {
+					t.Fatalf("write %d differs between the merged and the split path", i)
+				}
+			}
+			decap := func(r *offRig) uint64 { return r.eng.Runtime()[StageVXLANDecap].Packets }
+			// newOffRig's and mirror's frames: one datagram from peer1.
+			if got := decap(mb) - 1; got != tc.wantDecap {
+				t.Fatalf("vxlan-decap saw %d packets with trains merged, want %d", got, tc.wantDecap)
+			}
+			if got := decap(sb) - 1; got != 40 {
+				t.Fatalf("vxlan-decap saw %d packets split, want 40", got)
+			}
+			for _, r := range []*offRig{sb, mb} {
+				var p PeerInfo
+				for _, pi := range r.eng.Peers() {
+					if pi.Address == peer1 {
+						p = pi
+					}
+				}
+				// newOffRig's and mirror's frames: one datagram of 8+60 bytes from peer1.
+				if p.RxPackets != uint64(len(a.tunOut))+1 || p.RxBytes != uint64(len(tc.train))+68 {
+					t.Fatalf("peer1 rx %d packets %d bytes, want %d and %d", p.RxPackets, p.RxBytes, len(a.tunOut)+1, len(tc.train)+68)
+				}
+			}
+			if s, m := sb.eng.Ports()[0], mb.eng.Ports()[0]; s.TxPackets != m.TxPackets || s.TxBytes != m.TxBytes || m.TxPackets == 0 {
+				t.Fatalf("p0 tx: split %d packets %d bytes, merged %d packets %d bytes", s.TxPackets, s.TxBytes, m.TxPackets, m.TxBytes)
+			}
+		})
+	}
+}

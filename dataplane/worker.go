@@ -432,11 +432,22 @@ func (w *Worker) countPeerRx(pkts []*Packet) {
 	for i := 0; i < len(pkts); {
 		loc := pkts[i].From
 		j, bytes := i, 0
+		k := 0
 		for ; j < len(pkts) && pkts[j].From == loc; j++ {
-			bytes += pkts[j].end - Headroom
+			p := pkts[j]
+			if !p.isGSO() {
+				k++
+				bytes += p.end - Headroom
+				continue
+			}
+			// A UDP_GRO train merged at tunnel rx: count the datagrams
+			// it was, each with its tunnel header (p.off-Headroom).
+			n, b := p.wireCount()
+			k += n
+			bytes += b + n*(p.off-Headroom)
 		}
 		pc := &w.c.peers[loc.Index()]
-		pc.rx.packets.Add(uint64(j - i))
+		pc.rx.packets.Add(uint64(k))
 		pc.rx.bytes.Add(uint64(bytes))
 		pc.lastRx.Store(now)
 		i = j

@@ -188,22 +188,7 @@ func (c *Coalescer) Coalesce(pkts [][]byte, hdrs []VirtioNetHdr) int {
 		}
 		s.gen = c.gen
 		s.flow = int32(len(c.flows))
-		f := flow{
-			head:    i,
-			l4:      seg.l4,
-			payload: seg.payload,
-			gsoSize: len(p) - seg.payload,
-			count:   1,
-			nextID:  binary.BigEndian.Uint16(p[c.linkLen+4:]) + 1,
-			v6:      seg.v6,
-			udp:     seg.udp,
-		}
-		if seg.udp {
-			f.anyID = !seg.v6 && p[c.linkLen+6]&0x40 != 0 // DF
-		} else {
-			f.nextSeq = header.TCP(p[seg.l4:]).Seq() + uint32(len(p)-seg.payload)
-		}
-		c.flows = append(c.flows, f)
+		c.flows = append(c.flows, c.newFlow(p, i, &seg))
 	}
 	for fi := range c.flows {
 		if c.flows[fi].count > 1 {
@@ -211,6 +196,26 @@ func (c *Coalescer) Coalesce(pkts [][]byte, hdrs []VirtioNetHdr) int {
 		}
 	}
 	return n
+}
+
+// newFlow returns the flow that packet i, p (seg), heads.
+func (c *Coalescer) newFlow(p []byte, i int, seg *segment) flow {
+	f := flow{
+		head:    i,
+		l4:      seg.l4,
+		payload: seg.payload,
+		gsoSize: len(p) - seg.payload,
+		count:   1,
+		nextID:  binary.BigEndian.Uint16(p[c.linkLen+4:]) + 1,
+		v6:      seg.v6,
+		udp:     seg.udp,
+	}
+	if seg.udp {
+		f.anyID = !seg.v6 && p[c.linkLen+6]&0x40 != 0 // DF
+	} else {
+		f.nextSeq = header.TCP(p[seg.l4:]).Seq() + uint32(len(p)-seg.payload)
+	}
+	return f
 }
 
 // Kinds of packet, as candidate sees them.
@@ -341,33 +346,45 @@ func (c *Coalescer) merge(pkts [][]byte, i int, f *flow, seg *segment) bool {
 	if f.udp {
 		return c.mergeUDP(pkts, i, f, seg)
 	}
+	if !c.tcpFollows(pkts[f.head], pkts[i], f, seg) || !c.append(pkts, i, f) {
+		return false
+	}
+	f.advance(len(pkts[i])-f.payload, seg.flags)
+	return true
+}
+
+// tcpFollows reports whether TCP segment p (seg) may be appended to flow
+// f, whose head packet is h, by the header rules of the Coalescer comment:
+// the flow still open, the same header layout, link-layer and IP fields,
+// the next sequence number, the same ACK number, window, urgent pointer
+// and options, flags that may follow, and no more payload than the first
+// segment's. Room and checksums are not its business.
+func (c *Coalescer) tcpFollows(h, p []byte, f *flow, seg *segment) bool {
 	if f.closed || seg.l4 != f.l4 || seg.payload != f.payload || seg.flags&header.TCPFlagCWR != 0 {
 		return false
 	}
-	h, p := pkts[f.head], pkts[i]
 	if !c.sameHeaders(h, p, f) {
 		return false
 	}
 	ht, pt := h[f.l4:f.payload], p[f.l4:f.payload]
-	if header.TCP(pt).Seq() != f.nextSeq ||
-		!bytes.Equal(ht[8:13], pt[8:13]) || // ACK number, data offset and reserved bits
-		ht[13]&^(header.TCPFlagPSH|header.TCPFlagCWR) != seg.flags&^header.TCPFlagPSH ||
-		!bytes.Equal(ht[14:16], pt[14:16]) || // window
-		!bytes.Equal(ht[18:], pt[18:]) { // urgent pointer, options
-		return false
-	}
-	plen := len(p) - f.payload
-	if plen > f.gsoSize || !c.append(pkts, i, f) {
-		return false
-	}
+	return header.TCP(pt).Seq() == f.nextSeq &&
+		bytes.Equal(ht[8:13], pt[8:13]) && // ACK number, data offset and reserved bits
+		ht[13]&^(header.TCPFlagPSH|header.TCPFlagCWR) == seg.flags&^header.TCPFlagPSH &&
+		bytes.Equal(ht[14:16], pt[14:16]) && // window
+		bytes.Equal(ht[18:], pt[18:]) && // urgent pointer, options
+		len(p)-f.payload <= f.gsoSize
+}
+
+// advance moves TCP flow f past a merged segment of plen payload bytes
+// with the given flags: a PSH or a short segment closes it.
+func (f *flow) advance(plen int, flags uint8) {
 	f.nextSeq += uint32(plen)
-	if seg.flags&header.TCPFlagPSH != 0 {
+	if flags&header.TCPFlagPSH != 0 {
 		f.psh, f.closed = true, true
 	}
 	if plen < f.gsoSize {
 		f.closed = true
 	}
-	return true
 }
 
 // mergeUDP is merge for a UDP flow.
