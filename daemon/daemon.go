@@ -288,6 +288,11 @@ func (n *node) createPorts(cfg *config.Config, eng *dataplane.Engine, ws []*data
 				if err := dataplane.EnableTAPOffload(dev); err != nil {
 					return fmt.Errorf("port %q: %w", p.Name, err)
 				}
+				if nw.Encap == config.EncapVXLAN {
+					if err := netconf.SetGSOMaxSegs(p.Name, dataplane.VXLANGSOMaxSegs(mtus[ni])); err != nil {
+						return fmt.Errorf("port %q: %w", p.Name, err)
+					}
+				}
 			}
 			if err := netconf.SetupLink(p.Name, mtus[ni], [6]byte(p.MAC), true); err != nil {
 				return fmt.Errorf("port %q: %w", p.Name, err)

@@ -71,6 +71,21 @@ func SetupLink(name string, mtu int, mac [6]byte, up bool) error {
 	return nil
 }
 
+// SetGSOMaxSegs sets the most segments the kernel puts in one GSO packet
+// for link name (in the caller's namespace; it stays with the link when
+// the link moves): a TCP stack sending through the link builds no larger
+// superpackets.
+func SetGSOMaxSegs(name string, segs int) error {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("netconf: gso_max_segs of %s: %w", name, err)
+	}
+	if err := netlink.LinkSetGSOMaxSegs(link, segs); err != nil {
+		return fmt.Errorf("netconf: set gso_max_segs %d on %s: %w", segs, name, err)
+	}
+	return nil
+}
+
 // PlaceInNetns moves link name from the caller's namespace into namespace ns
 // (a name under NetnsDir or an absolute path), and there renames it to ifname
 // (if non-empty), brings it up, adds addr (if valid; the address with its
