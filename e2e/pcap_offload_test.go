@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -245,4 +246,30 @@ func TestE2EPcapTunnelTxCoversTCPStream(t *testing.T) {
 		t.Fatalf("the capture's segments leave a gap at stream offset %d of %d", gap, size)
 	}
 	t.Logf("%d data segments cover the %d bytes sent; %s", len(segs), size, strings.TrimSpace(stderr.String()))
+}
+
+// TestE2ETAPSuperpacketsFitOneGSOMessage checks that with offloads a TAP
+// port of a VXLAN network (MTU 1450) limits the container's superpackets to
+// 44 segments — the VXLAN datagrams of one fit one UDP_SEGMENT message of
+// at most 65507 bytes — and that without offloads the kernel's default
+// stays; then that TCP still arrives intact.
+func TestE2ETAPSuperpacketsFitOneGSOMessage(t *testing.T) {
+	r := newObsRig(t, "192.168.70.0/24")
+	want := 44
+	if os.Getenv("FERRY_E2E_OFFLOAD") == "false" {
+		want = 65535
+	}
+	for _, c := range []*nstest.NS{r.c1, r.c2} {
+		l, err := c.Handle(t).LinkByName("eth0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := int(l.Attrs().GSOMaxSegs); got != want {
+			t.Fatalf("%s eth0: gso_max_segs %d, want %d", c, got, want)
+		}
+	}
+	sent, got, err := nstest.TCPTransfer(t, r.c1, r.c2, netip.MustParseAddrPort("10.42.0.3:5201"), 16<<20, 60*time.Second)
+	if err != nil || sent != got {
+		t.Fatalf("TCP transfer: %v (hash sent %x, received %x)", err, sent, got)
+	}
 }
