@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -165,7 +164,7 @@ const (
 	iperfPort     = 5201
 	udpRatePort   = 5300
 	latencyPort   = 5301
-	latencyProcs  = 4 // GOMAXPROCS during a run: see rawRecvFrom
+	latencyProcs  = 4 // GOMAXPROCS while the echo server runs: see startEcho
 	underlayDev   = "ul0"
 	underlayMTU   = 1500 // the veth underlay's, the kernel's default
 	containerDev  = "eth0"
@@ -276,11 +275,6 @@ func Overlay(ctx context.Context, opts OverlayOptions) (rep *OverlayReport, err 
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	// The latency workload's client and echo server each keep a P while
-	// they wait (rawRecvFrom); leave two more for everything else.
-	if p := runtime.GOMAXPROCS(0); p < latencyProcs {
-		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(latencyProcs))
-	}
 	lab, err := newLab(opts.Log)
 	defer func() {
 		if cerr := lab.close(); cerr != nil {

@@ -209,19 +209,28 @@ func blast(ctx context.Context, txs []*udpsock.Conn, stride int, dst netip.AddrP
 // echoServer answers every datagram on a blocking UDP socket in c2 until
 // stopped; it returns the socket's port.
 type echoServer struct {
-	fd   int
-	stop atomic.Bool
-	done chan struct{}
+	fd    int
+	stop  atomic.Bool
+	done  chan struct{}
+	procs int // GOMAXPROCS to restore on close
 }
 
 func startEcho(tb *testbed) (*echoServer, error) {
-	s := &echoServer{done: make(chan struct{})}
+	// The echo server and the ping-pong client each keep a P while they
+	// wait (rawRecvFrom): leave two more for everything else while they
+	// run, and no more than before for the other workloads, whose
+	// senders and receivers share the CPUs with the daemons.
+	s := &echoServer{done: make(chan struct{}), procs: runtime.GOMAXPROCS(0)}
+	if s.procs < latencyProcs {
+		runtime.GOMAXPROCS(latencyProcs)
+	}
 	err := tb.c2.do(func() error {
 		fd, err := blockingUDP(netip.AddrPortFrom(tb.addr2, latencyPort), 100*time.Millisecond)
 		s.fd = fd
 		return err
 	})
 	if err != nil {
+		runtime.GOMAXPROCS(s.procs)
 		return nil, err
 	}
 	go func() {
@@ -243,6 +252,7 @@ func (s *echoServer) close() {
 	s.stop.Store(true)
 	<-s.done
 	unix.Close(s.fd)
+	runtime.GOMAXPROCS(s.procs)
 }
 
 // blockingUDP opens a blocking IPv4 UDP socket bound to addr with a receive
