@@ -404,7 +404,7 @@ func (w *Worker) l3FromTunnel(n *network, rest []*Packet) []*Packet {
 				w.dropPkt(p, StageL3VXLANDecap, ReasonNotIPv4)
 				continue
 			}
-			p.Advance(header.EthernetLen)
+			stripEthernet(p) // a superpacket's offsets move with it (a merged train)
 			if w.tracing && p.Trace {
 				w.traceEvent(p, traceEvent{stage: StageL3VXLANDecap, kind: evL3Decap, mac: l.vtep})
 			}

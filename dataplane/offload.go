@@ -27,8 +27,8 @@ import (
 //	    see ordinary MTU-sized datagrams
 //	tunnel rx (UDP_GRO) ──► a buffer that is one TCP flow's consecutive
 //	    segments (one superpacket as the peer cut it) merged in place into a
-//	    superpacket (offload.Coalescer.Train; VXLAN to an l2 network, while
-//	    no trace or capture runs); any other buffer split into its
+//	    superpacket (offload.Coalescer.Train, while no trace or capture
+//	    runs); any other buffer split into its
 //	    datagrams by the segment size the kernel reported ──► vxlan-decap
 //	    ──► bridge
 //	    ──► gro-coalesce: consecutive TCP segments (and, for a TAP with
@@ -97,7 +97,7 @@ type offloadState struct {
 	// the datagrams from rxFrom on came from port rxCur. rxSportOn says
 	// rxSport is valid for the batch being observed (0: port unknown).
 	gro       Batch
-	trains    bool // merge whole UDP_GRO trains (splitGRO): VXLAN, nothing observed
+	trains    bool // merge whole UDP_GRO trains (splitGRO): nothing observed
 	rxAddrs   TunnelAddrs
 	rxSport   []uint16
 	rxFrom    int
@@ -433,7 +433,7 @@ func (w *Worker) pollTunnelGRO(k TunnelKind) (int, error) {
 	}
 	total := 0
 	if o.rxAddrs == nil {
-		o.trains = k == TunnelVXLAN && w.obsSrc.Load() == nil
+		o.trains = w.obsSrc.Load() == nil
 		for _, gp := range g.Slice() {
 			total += w.splitGRO(t, k, gp)
 		}
@@ -483,8 +483,8 @@ func (w *Worker) splitGRO(t *tables, k TunnelKind, gp *Packet) int {
 		return m
 	}
 	d := gp.Bytes()
-	if o := &w.off; o.trains && trainable(t, d, seg) {
-		if n, hdr, ok := o.coal.Train(d, seg, encap.VXLANHeaderLen); ok {
+	if co, skip := w.trainCoalescer(t, k, d, seg); co != nil {
+		if n, hdr, ok := co.Train(d, seg, skip); ok {
 			if b.Full() {
 				w.runTunnelBatch(t, k)
 			}
@@ -522,26 +522,35 @@ func (w *Worker) splitGRO(t *tables, k TunnelKind, gp *Packet) int {
 	return m
 }
 
-// trainable reports whether the UDP_GRO train d of VXLAN datagrams of seg
-// bytes may be merged whole before the pipeline (Coalescer.Train): every
-// datagram has the same VXLAN header, and its VNI is an l2 network's (an
-// l3 network takes the packets inside without their Ethernet header, and
-// its TUN gets them coalesced at port-tx).
-func trainable(t *tables, d []byte, seg int) bool {
-	vni, st := encap.DecodeVXLAN(d[:seg])
-	if st != encap.VXLANOK {
-		return false
+// trainCoalescer returns the coalescer and tunnel header length with
+// which the UDP_GRO train d of datagrams of seg bytes from a tunnel of kind
+// k may be merged whole before the pipeline (Coalescer.Train), or nil:
+// not while a trace or capture runs; for VXLAN, when every datagram has
+// the same VXLAN header and its VNI is a network's (the packets inside are
+// Ethernet frames, l3 networks' included); for flannel-UDP, bare IP
+// packets.
+func (w *Worker) trainCoalescer(t *tables, k TunnelKind, d []byte, seg int) (*offload.Coalescer, int) {
+	o := &w.off
+	if !o.trains {
+		return nil, 0
 	}
-	if n := t.byVNI[vni]; n == nil || n.l3 != nil {
-		return false
-	}
-	h := d[:encap.VXLANHeaderLen]
-	for i := seg; i < len(d); i += seg {
-		if len(d)-i < encap.VXLANHeaderLen || !bytes.Equal(d[i:i+encap.VXLANHeaderLen], h) {
-			return false
+	switch k {
+	case TunnelFlannelUDP:
+		return o.coalIP, 0
+	case TunnelVXLAN:
+		vni, st := encap.DecodeVXLAN(d[:seg])
+		if st != encap.VXLANOK || t.byVNI[vni] == nil {
+			return nil, 0
 		}
+		h := d[:encap.VXLANHeaderLen]
+		for i := seg; i < len(d); i += seg {
+			if len(d)-i < encap.VXLANHeaderLen || !bytes.Equal(d[i:i+encap.VXLANHeaderLen], h) {
+				return nil, 0
+			}
+		}
+		return o.coal, encap.VXLANHeaderLen
 	}
-	return true
+	return nil, 0
 }
 
 // runTunnelBatch runs the datagrams in w.rx, from the tunnel of kind k,

@@ -103,9 +103,10 @@ func (s *partialSum) restore(ip []byte) {
 	binary.BigEndian.PutUint16(ip[s.at:], c)
 }
 
-// stripEthernet turns a routed frame into the bare IPv4 packet an uplink
-// takes: the Ethernet header goes, and a superpacket's virtio-net offsets,
-// counted from the frame's start, move with it.
+// stripEthernet turns a frame into the bare IPv4 packet inside (for an
+// uplink, or an l3 network's TUN): the Ethernet header goes, and a
+// superpacket's virtio-net offsets, counted from the frame's start, move
+// with it.
 func stripEthernet(p *Packet) {
 	p.Advance(header.EthernetLen)
 	if p.isGSO() {
