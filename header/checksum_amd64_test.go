@@ -2,7 +2,6 @@ package header
 
 import (
 	"bytes"
-	"fmt"
 	"math/rand/v2"
 	"testing"
 )
@@ -71,19 +70,5 @@ func FuzzChecksumAVX2MatchesScalar(f *testing.F) {
 func BenchmarkChecksumScalar(b *testing.B) {
 	defer func(v bool) { useAVX2 = v }(useAVX2)
 	useAVX2 = false
-	for _, size := range []int{64, 1500, 65535} {
-		buf := make([]byte, size)
-		for i := range buf {
-			buf[i] = byte(i * 7)
-		}
-		b.Run(fmt.Sprint(size), func(b *testing.B) {
-			b.SetBytes(int64(size))
-			b.ReportAllocs()
-			var sink uint32
-			for b.Loop() {
-				sink += Checksum(buf, 0)
-			}
-			_ = sink
-		})
-	}
+	benchChecksum(b)
 }
