@@ -264,6 +264,26 @@ func TestChecksumAllocs(t *testing.T) {
 	}
 }
 
+// TestChecksumStackBufferAllocs checks that a buffer on the caller's stack
+// stays there on both paths (short: the scalar loop; long: the vector
+// path, where the CPU has one): if Checksum let its argument escape, every
+// header checksummed from a local array would be allocated on the heap.
+func TestChecksumStackBufferAllocs(t *testing.T) {
+	short := testing.AllocsPerRun(100, func() {
+		var b [40]byte
+		b[0] = 0x45
+		_ = Checksum(b[:], 0)
+	})
+	long := testing.AllocsPerRun(100, func() {
+		var b [1024]byte
+		b[0] = 0x45
+		_ = Checksum(b[:], 0)
+	})
+	if short != 0 || long != 0 {
+		t.Errorf("Checksum over a stack array allocates %v (40 bytes) and %v (1024 bytes) times", short, long)
+	}
+}
+
 func BenchmarkChecksum(b *testing.B) { benchChecksum(b) }
 
 // benchChecksum runs Checksum over 64, 1500 and 65535 bytes as
