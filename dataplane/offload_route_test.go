@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"testing"
-	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -36,10 +35,7 @@ type gwRig struct {
 
 func newGWRig(t testing.TB, redMTU int) *gwRig {
 	t.Helper()
-	eng, err := NewEngine([]NetworkSpec{
-		{Name: "blue", VNI: 42, MTU: 1500, Ageing: 300 * time.Second, Ports: []string{"p0"}, Gateway: blueGW, Subnet: netip.MustParsePrefix("10.42.0.0/24")},
-		{Name: "red", VNI: 43, MTU: redMTU, Ageing: 300 * time.Second, Ports: []string{"p1"}, Gateway: redGW, Subnet: netip.MustParsePrefix("10.43.0.0/24")},
-	}, 1)
+	eng, err := NewEngine(routedSpecs(redMTU), 1)
 	if err != nil {
 		t.Fatal(err)
 	}

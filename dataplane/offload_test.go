@@ -623,18 +623,9 @@ func TestL3SuperpacketIsCutForEveryEncapAndCoalescedBack(t *testing.T) {
 			if k != TunnelGRE { // UDP tunnels: the same datagrams as one UDP_GRO train
 				want := r.toTUN[0]
 				r.reset()
-				gp := r.w.pool.Get()
-				gp.SetBytes(bytes.Join(back, nil))
-				gp.Peer, gp.groSize = peer1, len(back[0])
-				tbl := r.eng.tables.Load()
-				r.w.tbl = tbl
-				r.w.off.trains = true
-				r.w.splitGRO(tbl, k, gp)
-				r.w.off.trains = false
-				if r.w.rx.Len != 1 {
-					t.Fatalf("the train became %d packets, want 1 superpacket", r.w.rx.Len)
+				if n := feedTrain(r.w, r.eng, k, bytes.Join(back, nil), len(back[0]), true); n != 1 {
+					t.Fatalf("the train became %d packets, want 1 superpacket", n)
 				}
-				r.w.runTunnelBatch(tbl, k)
 				if len(r.toTUN) != 1 || !bytes.Equal(r.toTUN[0], want) {
 					t.Fatalf("TUN got %d writes from the merged train, want the same superpacket as above (drops %+v)", len(r.toTUN), r.eng.Errors())
 				}
@@ -653,6 +644,27 @@ func TestL3SuperpacketIsCutForEveryEncapAndCoalescedBack(t *testing.T) {
 	}
 }
 
+// feedTrain hands worker w of eng one UDP_GRO buffer, train, of datagrams
+// of seg bytes from peer1 over a tunnel of kind k, with whole-train
+// merging on or off, and runs it through the pipeline. It returns how many
+// packets the train became (those still in the batch when splitGRO
+// returned, which is all of them unless the batch filled).
+func feedTrain(w *Worker, eng *Engine, k TunnelKind, train []byte, seg int, trains bool) int {
+	gp := w.pool.Get()
+	gp.SetBytes(train)
+	gp.Peer, gp.groSize = peer1, seg
+	tbl := eng.tables.Load()
+	w.tbl = tbl
+	w.off.trains = trains
+	w.splitGRO(tbl, k, gp)
+	w.off.trains = false
+	n := w.rx.Len
+	if n > 0 {
+		w.runTunnelBatch(tbl, k)
+	}
+	return n
+}
+
 // trainRun feeds train, UDP_GRO datagrams of seg bytes from peer1, to a
 // receiving rig's tunnel rx with or without whole-train merging, and
 // returns what p0 got and the rig.
@@ -660,17 +672,7 @@ func trainRun(t *testing.T, train []byte, seg int, trains bool) ([][]byte, *offR
 	t.Helper()
 	b := newOffRig(t, 1450)
 	b.mirror(t)
-	gp := b.w.pool.Get()
-	gp.SetBytes(train)
-	gp.Peer, gp.groSize = peer1, seg
-	tbl := b.eng.tables.Load()
-	b.w.tbl = tbl
-	b.w.off.trains = trains
-	b.w.splitGRO(tbl, TunnelVXLAN, gp)
-	b.w.off.trains = false
-	if b.w.rx.Len > 0 {
-		b.w.runTunnelBatch(tbl, TunnelVXLAN)
-	}
+	feedTrain(b.w, b.eng, TunnelVXLAN, train, seg, trains)
 	if b.w.pool.Free() != b.w.pool.Cap() {
 		t.Fatalf("pool leaks: %d of %d free", b.w.pool.Free(), b.w.pool.Cap())
 	}

@@ -18,14 +18,20 @@ var (
 	redGW       = netip.MustParseAddr("10.43.0.1")
 )
 
-// routedRig has blue (port 0, 10.42.0.0/24) and red (port 1,
-// 10.43.0.0/24, MTU redMTU), each with a gateway.
-func routedRig(t testing.TB, redMTU int, sink func(port int, f []byte)) (*Engine, *Worker, [2]*MemPort) {
-	t.Helper()
-	eng, err := NewEngine([]NetworkSpec{
+// routedSpecs are the two networks of the routed rigs: blue (port p0,
+// 10.42.0.0/24) and red (port p1, 10.43.0.0/24, MTU redMTU), each with a
+// gateway.
+func routedSpecs(redMTU int) []NetworkSpec {
+	return []NetworkSpec{
 		{Name: "blue", VNI: 42, MTU: 1500, Ageing: 300 * time.Second, Ports: []string{"p0"}, Gateway: blueGW, Subnet: netip.MustParsePrefix("10.42.0.0/24")},
 		{Name: "red", VNI: 43, MTU: redMTU, Ageing: 300 * time.Second, Ports: []string{"p1"}, Gateway: redGW, Subnet: netip.MustParsePrefix("10.43.0.0/24")},
-	}, 1)
+	}
+}
+
+// routedRig has routedSpecs' networks on MemPorts 0 and 1.
+func routedRig(t testing.TB, redMTU int, sink func(port int, f []byte)) (*Engine, *Worker, [2]*MemPort) {
+	t.Helper()
+	eng, err := NewEngine(routedSpecs(redMTU), 1)
 	if err != nil {
 		t.Fatal(err)
 	}

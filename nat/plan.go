@@ -124,22 +124,9 @@ func (t *Table) planNew(now int64, b []byte, p *parsed, dir Dir, rules *ruleSet)
 	if !published && (toNAT || dir == Inbound) {
 		return Plan{Verdict: NoMatch}
 	}
-	var state TCPState
-	var timeout int64
-	switch proto {
-	case header.ProtoTCP:
-		st := tcpTransitions[dirOrig][classify(p.flags)][TCPNone]
-		if st >= numTCPStates {
-			return Plan{Verdict: DropInvalid}
-		}
-		state, timeout = st, t.tcpTimeout[st]
-	case header.ProtoUDP:
-		timeout = t.udpUnrep
-	default:
-		if p.icmpType != header.ICMPv4EchoRequest {
-			return Plan{Verdict: DropInvalid}
-		}
-		timeout = t.icmp
+	state, timeout, ok := t.opening(p, proto)
+	if !ok {
+		return Plan{Verdict: DropInvalid}
 	}
 	var reply key
 	switch {

@@ -237,6 +237,28 @@ func (t *Table) transition(old uint32, w int, p *parsed) (nw uint32, timeout int
 	return flags | uint32(st), timeout, 0
 }
 
+// opening returns the state and timeout a connection starts with when
+// packet p (of protocol proto, not of a tracked connection) opens it, or
+// false when it may not open one: a TCP packet that is no valid first
+// packet, or ICMP other than an echo request (only outbound ICMP not
+// addressed to the nat_address gets here). slow and Plan share it.
+func (t *Table) opening(p *parsed, proto header.IPProto) (TCPState, int64, bool) {
+	switch proto {
+	case header.ProtoTCP:
+		st := tcpTransitions[dirOrig][classify(p.flags)][TCPNone]
+		if st >= numTCPStates {
+			return 0, 0, false
+		}
+		return st, t.tcpTimeout[st], true
+	case header.ProtoUDP:
+		return TCPNone, t.udpUnrep, true
+	}
+	if p.icmpType != header.ICMPv4EchoRequest {
+		return 0, 0, false
+	}
+	return TCPNone, t.icmp, true
+}
+
 // slow handles, under the write lock, a packet fast could not: it may
 // start a connection.
 func (t *Table) slow(now int64, b []byte, dir Dir, rules *ruleSet) Verdict {
@@ -261,24 +283,11 @@ func (t *Table) slow(now int64, b []byte, dir Dir, rules *ruleSet) Verdict {
 		// The rule went away since fast looked.
 		return NoMatch
 	}
-	var state uint32
-	var timeout int64
-	switch proto {
-	case header.ProtoTCP:
-		st := tcpTransitions[dirOrig][classify(p.flags)][TCPNone]
-		if st >= numTCPStates {
-			return DropInvalid
-		}
-		state, timeout = uint32(st), t.tcpTimeout[st]
-	case header.ProtoUDP:
-		timeout = t.udpUnrep
-	default:
-		// Only Outbound ICMP not addressed to the nat_address gets here.
-		if p.icmpType != header.ICMPv4EchoRequest {
-			return DropInvalid
-		}
-		timeout = t.icmp
+	st, timeout, ok := t.opening(&p, proto)
+	if !ok {
+		return DropInvalid
 	}
+	state := uint32(st)
 	var reply key
 	var d0, d1 Dir
 	switch {

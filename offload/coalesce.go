@@ -300,12 +300,7 @@ func l4Min(udp bool) int {
 // The key is the IP version, addresses and ports; a hash match is
 // confirmed against the flow's head packet.
 func (c *Coalescer) lookup(pkts [][]byte, p []byte, seg *segment) *slot {
-	ip := p[c.linkLen:]
-	addrs := ip[12:20]
-	if seg.v6 {
-		addrs = ip[8:40]
-	}
-	ports := p[seg.l4 : seg.l4+4]
+	addrs, ports := c.flowKey(p, seg.l4, seg.v6)
 	h := keyHash(addrs, ports)
 	for i := h & c.mask; ; i = (i + 1) & c.mask {
 		s := &c.slots[i]
@@ -317,16 +312,21 @@ func (c *Coalescer) lookup(pkts [][]byte, p []byte, seg *segment) *slot {
 			continue
 		}
 		f := &c.flows[s.flow]
-		hp := pkts[f.head]
-		hip := hp[c.linkLen:]
-		hAddrs := hip[12:20]
-		if f.v6 {
-			hAddrs = hip[8:40]
-		}
-		if f.v6 == seg.v6 && f.udp == seg.udp && bytes.Equal(hAddrs, addrs) && bytes.Equal(hp[f.l4:f.l4+4], ports) {
+		hAddrs, hPorts := c.flowKey(pkts[f.head], f.l4, f.v6)
+		if f.v6 == seg.v6 && f.udp == seg.udp && bytes.Equal(hAddrs, addrs) && bytes.Equal(hPorts, ports) {
 			return s
 		}
 	}
+}
+
+// flowKey returns the bytes of packet p's flow key: its source and
+// destination addresses, and its ports (the L4 header at l4).
+func (c *Coalescer) flowKey(p []byte, l4 int, v6 bool) (addrs, ports []byte) {
+	ip := p[c.linkLen:]
+	if v6 {
+		return ip[8:40], p[l4 : l4+4]
+	}
+	return ip[12:20], p[l4 : l4+4]
 }
 
 // keyHash mixes a flow key's address and port bytes.

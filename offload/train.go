@@ -46,14 +46,7 @@ func (c *Coalescer) Train(d []byte, seg, skip int) (n int, hdr VirtioNetHdr, ok 
 		return 0, hdr, false
 	}
 	f := c.newFlow(h, 0, &hs)
-	key := func(p []byte, s *segment) ([]byte, []byte) {
-		ip := p[c.linkLen:]
-		if s.v6 {
-			return ip[8:40], p[s.l4 : s.l4+4]
-		}
-		return ip[12:20], p[s.l4 : s.l4+4]
-	}
-	hAddrs, hPorts := key(h, &hs)
+	hAddrs, hPorts := c.flowKey(h, hs.l4, hs.v6)
 	total := len(h)
 	for i := 1; i < m; i++ {
 		if f.closed {
@@ -64,7 +57,7 @@ func (c *Coalescer) Train(d []byte, seg, skip int) (n int, hdr VirtioNetHdr, ok 
 		if kind != kindSegment || ps.udp || ps.v6 != hs.v6 {
 			return 0, hdr, false
 		}
-		pAddrs, pPorts := key(p, &ps)
+		pAddrs, pPorts := c.flowKey(p, ps.l4, ps.v6)
 		if !bytes.Equal(hAddrs, pAddrs) || !bytes.Equal(hPorts, pPorts) || !c.tcpFollows(h, p, &f, &ps) {
 			return 0, hdr, false
 		}
