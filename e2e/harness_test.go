@@ -217,16 +217,25 @@ func mustPing(t *testing.T, from *nstest.NS, to string) {
 // transfer moves size bytes over TCP and fails unless the hashes match.
 func transfer(t *testing.T, from, to *nstest.NS, to4 string, size int64) {
 	t.Helper()
+	transferVia(t, from, to, to4, to4, size)
+}
+
+// transferVia is transfer to port 5201 of to4 in to, which the sender
+// reaches by dialing port 5201 of dial4 (a published port).
+func transferVia(t *testing.T, from, to *nstest.NS, to4, dial4 string, size int64) {
+	t.Helper()
 	start := time.Now()
-	sent, got, err := nstest.TCPTransfer(t, from, to, netip.AddrPortFrom(netip.MustParseAddr(to4), 5201), size, 120*time.Second)
+	addr := netip.AddrPortFrom(netip.MustParseAddr(to4), 5201)
+	dial := netip.AddrPortFrom(netip.MustParseAddr(dial4), 5201)
+	sent, got, err := nstest.TCPTransferVia(t, from, to, addr, dial, size, 120*time.Second)
 	if err != nil {
-		t.Fatalf("TCP transfer of %d bytes to %s: %v", size, to4, err)
+		t.Fatalf("TCP transfer of %d bytes to %s: %v", size, dial4, err)
 	}
 	if sent != got {
-		t.Fatalf("TCP transfer to %s: received data hash %x != sent %x", to4, got, sent)
+		t.Fatalf("TCP transfer to %s: received data hash %x != sent %x", dial4, got, sent)
 	}
 	el := time.Since(start)
-	t.Logf("TCP %d MB to %s intact in %v (%.0f Mbit/s)", size>>20, to4, el.Round(time.Millisecond), float64(size)*8/el.Seconds()/1e6)
+	t.Logf("TCP %d MB to %s intact in %v (%.0f Mbit/s)", size>>20, dial4, el.Round(time.Millisecond), float64(size)*8/el.Seconds()/1e6)
 }
 
 // neighbourMAC returns the MAC the namespace's kernel resolved for ip.

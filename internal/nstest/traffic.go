@@ -45,6 +45,14 @@ var transferSeed = [32]byte([]byte("ferry/nstest TCPTransfer seed 01"))
 // connection setup included, must finish within timeout.
 func TCPTransfer(t testing.TB, from, to *NS, addr netip.AddrPort, size int64, timeout time.Duration) (sent, received [32]byte, err error) {
 	t.Helper()
+	return TCPTransferVia(t, from, to, addr, addr, size, timeout)
+}
+
+// TCPTransferVia is TCPTransfer through a translated address: the receiver
+// listens on addr in to, and the sender dials dial, which something on the
+// way (a published port) translates to addr.
+func TCPTransferVia(t testing.TB, from, to *NS, addr, dial netip.AddrPort, size int64, timeout time.Duration) (sent, received [32]byte, err error) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var ln *net.TCPListener
 	err = to.Do(func() error {
@@ -88,7 +96,7 @@ func TCPTransfer(t testing.TB, from, to *NS, addr netip.AddrPort, size int64, ti
 	var conn *net.TCPConn
 	err = from.Do(func() error {
 		d := net.Dialer{Deadline: deadline}
-		c, err := d.Dial("tcp", addr.String())
+		c, err := d.Dial("tcp", dial.String())
 		if err != nil {
 			return err
 		}
@@ -99,7 +107,7 @@ func TCPTransfer(t testing.TB, from, to *NS, addr netip.AddrPort, size int64, ti
 		// Unblock the receiver's Accept.
 		ln.Close()
 		r := <-done
-		return sent, received, errors.Join(fmt.Errorf("tcp transfer: dial %v from %s: %w", addr, from, err), r.err)
+		return sent, received, errors.Join(fmt.Errorf("tcp transfer: dial %v from %s: %w", dial, from, err), r.err)
 	}
 	defer conn.Close()
 
@@ -125,7 +133,7 @@ func TCPTransfer(t testing.TB, from, to *NS, addr netip.AddrPort, size int64, ti
 		err = fmt.Errorf("received %d bytes, sent %d", r.n, size)
 	}
 	if err != nil {
-		err = fmt.Errorf("tcp transfer %s -> %v in %s: %w", from, addr, to, err)
+		err = fmt.Errorf("tcp transfer %s -> %v (%v in %s): %w", from, dial, addr, to, err)
 	}
 	return sent, received, err
 }
