@@ -95,11 +95,20 @@ func (n *node) createUplinks(cfg *config.Config, eng *dataplane.Engine, ws []*da
 		} else if exists {
 			return fmt.Errorf("uplink %q: a link with this name already exists", u.Name)
 		}
-		dev, err := tuntap.Create(tuntap.Options{Name: u.Name, Kind: tuntap.TUN, Queues: workers})
+		// node.offload: the uplink trades superpackets and partial
+		// checksums with the host's stack like the ports do, so a
+		// container's TCP stream is never cut on its way out or in.
+		off := cfg.Node.Offload
+		dev, err := tuntap.Create(tuntap.Options{Name: u.Name, Kind: tuntap.TUN, Queues: workers, VnetHdr: off})
 		if err != nil {
 			return fmt.Errorf("uplink %q: %w", u.Name, err)
 		}
 		n.onClose(dev.Close)
+		if off {
+			if err := dataplane.EnableTAPOffload(dev); err != nil {
+				return fmt.Errorf("uplink %q: %w", u.Name, err)
+			}
+		}
 		// ferry routes IPv4 only: keep the kernel's IPv6 chatter (router
 		// solicitations, MLD) off the uplink.
 		if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+u.Name+"/disable_ipv6", []byte("1"), 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -109,7 +118,11 @@ func (n *node) createUplinks(cfg *config.Config, eng *dataplane.Engine, ws []*da
 			return fmt.Errorf("uplink %q: %w", u.Name, err)
 		}
 		for w, q := range dev.Queues() {
-			ws[w].SetUplink(uint16(i), dataplane.NewTAPQueue(q))
+			if off {
+				ws[w].SetUplink(uint16(i), dataplane.NewTAPVnetQueue(q))
+			} else {
+				ws[w].SetUplink(uint16(i), dataplane.NewTAPQueue(q))
+			}
 		}
 		slog.Info("uplink ready", "uplink", u.Name, "address", u.Address, "nat_address", u.NATAddress, "queues", len(dev.Queues()))
 	}

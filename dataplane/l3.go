@@ -347,12 +347,9 @@ func (w *Worker) l3Encapsulate(t *tables, n *network) {
 			}
 			encap.PutVXLAN(h, n.vni)
 			header.Ethernet(h[encap.VXLANHeaderLen:]).Encode(t.peers[w.tunPeer[i]].mac, n.l3.vtep, header.EtherTypeIPv4)
-			if p.isGSO() {
-				// The superpacket's offsets counted from its IP header;
-				// it now starts with an Ethernet header.
-				p.vnet.CsumStart += header.EthernetLen
-				p.vnet.HdrLen += header.EthernetLen
-			}
+			// A superpacket's offsets counted from its IP header; it now
+			// starts with an Ethernet header.
+			p.shiftOffsets(header.EthernetLen)
 		}
 		if w.tracing && p.Trace {
 			w.traceL3Encap(t, n, p, w.tunPeer[i])

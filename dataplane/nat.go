@@ -267,11 +267,12 @@ func (w *Worker) uplinkTx(u *uplink) {
 	if int(u.id) < len(w.nt.ios) {
 		io = w.nt.ios[u.id]
 	}
-	// The uplink takes no superpackets: each is cut and its segments
-	// written in its place (offload_route.go).
+	// An uplink that takes superpackets gets them whole; otherwise each is
+	// cut and its segments written in its place (offload_route.go).
+	vp, whole := io.(vnetPort)
 	from := 0
 	for i, p := range pkts {
-		if p.isGSO() {
+		if p.isGSO() && !(whole && (!p.isUDPGSO() || vp.takesUSO())) {
 			w.writeUplink(u, io, pkts[from:i])
 			w.writeUplink(u, io, w.cutForUplink(u, p))
 			from = i + 1
@@ -355,10 +356,21 @@ func (w *Worker) fromUplink(t *tables, u *uplink, pkts []*Packet) {
 	w.nt.pkts = w.nt.pkts[:0]
 	k := 0
 	for _, p := range pkts {
+		if p.rxDrop != ReasonNone { // bad virtio-net header (offload.go)
+			w.dropPkt(p, StageUplinkRx, p.rxDrop)
+			continue
+		}
 		if b := p.Bytes(); len(b) == 0 || b[0]>>4 != 4 {
 			w.dropPkt(p, StageUplinkRx, ReasonUplinkNotIPv4)
 			continue
 		}
+		// NAT and the router see whole packets; a superpacket keeps its
+		// partial checksum across NAT (offload_route.go).
+		if r := finishChecksum(p); r != ReasonNone {
+			w.dropPkt(p, StageUplinkRx, r)
+			continue
+		}
+		w.nt.psum[k].save(p, p.Bytes(), 0)
 		pkts[k] = p
 		w.nt.pkts = append(w.nt.pkts, p)
 		w.nt.bufs = append(w.nt.bufs, p.Bytes())
@@ -371,6 +383,7 @@ func (w *Worker) fromUplink(t *tables, u *uplink, pkts []*Packet) {
 	for i, p := range pkts {
 		switch v := w.nt.verd[i]; v {
 		case nat.Translated:
+			w.nt.psum[i].restore(w.nt.bufs[i])
 		case nat.NoMatch:
 			w.dropPkt(p, StageNAT, ReasonNATNoMatch)
 			continue
@@ -396,7 +409,7 @@ func (w *Worker) fromUplink(t *tables, u *uplink, pkts []*Packet) {
 			ttl := ttlOf(pkt)
 			w.traceEvent(p, traceEvent{stage: StageRouter, kind: evRouteNet, num: m.id, n1: ttl + 1, n2: ttl})
 		}
-		if m.mtu > 0 && router.NeedsFrag(pkt, m.mtu) {
+		if m.mtu > 0 && routeTooBig(p, pkt, m.mtu) {
 			undoTTL(pkt)
 			w.dropPkt(p, StageRouter, ReasonFragNeeded)
 			mtu := uint16(m.mtu)
@@ -411,6 +424,7 @@ func (w *Worker) fromUplink(t *tables, u *uplink, pkts []*Packet) {
 			continue
 		}
 		header.Ethernet(h).Encode(header.MAC{}, m.gw.mac, header.EtherTypeIPv4)
+		p.shiftOffsets(header.EthernetLen)
 		p.Network = m.id
 		w.rt.routed = append(w.rt.routed, p)
 	}

@@ -193,6 +193,10 @@ func (p *Packet) takeVnet() {
 // it goes on a wire.
 func (p *Packet) isGSO() bool { return p.vnet.GSOType != offload.GSONone }
 
+// isUDPGSO reports whether p is a UDP superpacket, which only a device
+// with UDP segmentation offload takes whole.
+func (p *Packet) isUDPGSO() bool { return p.vnet.GSOType&^offload.GSOECN == offload.GSOUDPL4 }
+
 // wireCount returns how many packets p stands for on a wire, and their
 // bytes: 1 and its length, or for a superpacket its segments, each with a
 // copy of the headers. Port counters count these, so a container's
@@ -207,7 +211,7 @@ func (p *Packet) wireCount() (pkts, bytes int) {
 		// exact start of the L4 header.
 		l4 := int(p.vnet.CsumStart)
 		switch {
-		case p.vnet.GSOType == offload.GSOUDPL4:
+		case p.isUDPGSO():
 			hl = l4 + header.UDPLen
 		case l4+header.TCPMinLen <= p.Len():
 			hl = l4 + header.TCP(p.Bytes()[l4:]).DataOffset()

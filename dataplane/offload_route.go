@@ -21,9 +21,16 @@ import (
 //	    checksum the TCP/UDP checksum field holds the pseudo-header sum,
 //	    which is updated for the address change only, as the kernel does
 //	    for CHECKSUM_PARTIAL (inet_proto_csum_replace4 with pseudohdr)
-//	    ──► uplink-tx: the uplink TUN takes no superpackets, so each is
-//	    cut at the uplink MTU with full checksums (gso-segment) into the
-//	    worker's segmentation scratch and written segment by segment.
+//	    ──► uplink-tx: the uplink TUN has a virtio-net header and the same
+//	    offloads as the ports, so a superpacket is written whole, and the
+//	    host's stack cuts it only if its way out needs that. An uplink
+//	    without them (or without UDP segmentation, for a UDP superpacket)
+//	    gets each cut at its MTU with full checksums (gso-segment) into the
+//	    worker's segmentation scratch, written segment by segment.
+//	uplink-rx: the host's stack hands ferry superpackets too. A partial
+//	    checksum of a packet that is not a superpacket is completed before
+//	    nat (inbound); a superpacket's is kept across it as above, its MTU
+//	    check is on its segments, and it reaches its network whole.
 
 // uplinkSegmentMTU is the size superpackets are cut at for an uplink that
 // has no MTU set.
@@ -109,10 +116,19 @@ func (s *partialSum) restore(ip []byte) {
 // with it.
 func stripEthernet(p *Packet) {
 	p.Advance(header.EthernetLen)
-	if p.isGSO() {
-		p.vnet.CsumStart -= header.EthernetLen
-		p.vnet.HdrLen = max(p.vnet.HdrLen, header.EthernetLen) - header.EthernetLen
+	p.shiftOffsets(-header.EthernetLen)
+}
+
+// shiftOffsets moves the virtio-net offsets of superpacket p, which count
+// from the start of its bytes, by d: a header of d bytes was prepended
+// (d > 0) or stripped (d < 0). Other packets carry no offsets that matter:
+// their partial checksums are completed where they enter.
+func (p *Packet) shiftOffsets(d int) {
+	if !p.isGSO() {
+		return
 	}
+	p.vnet.CsumStart = uint16(int(p.vnet.CsumStart) + d)
+	p.vnet.HdrLen = uint16(max(int(p.vnet.HdrLen)+d, 0))
 }
 
 // cutForUplink is gso-segment for superpacket p (a bare IPv4 packet) bound

@@ -288,6 +288,63 @@ func FuzzGatewayOffload(f *testing.F) {
 	})
 }
 
+// FuzzUplinkOffload feeds arbitrary virtio-net headers and packets from an
+// uplink with offloads (what the host's stack hands ferry) to nat
+// (inbound) and the router, with a flow for them to answer. One rig
+// serves the whole run. Invariants: no panic, and the worker's pool gets
+// every buffer back.
+func FuzzUplinkOffload(f *testing.F) {
+	const natPort = 40000 // NAT keeps the container's port when it is free
+	h, sp := upSuper(natPort, 5000, 1448)
+	f.Add(withVnet(h, sp))
+	h.CsumStart = 3
+	f.Add(withVnet(h, sp))
+	h.GSOType, h.GSOSize = offload.GSOUDPL4, 1400
+	f.Add(withVnet(h, sp))
+	h, sp = upSuper(natPort, 100, 1448)
+	h.GSOType, h.GSOSize = offload.GSONone, 0
+	f.Add(withVnet(h, sp))
+	var r *gwRig
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if r == nil {
+			r = newGWRig(t, 1200)
+			r.vnetUplink(false)
+			h, f := gwSuper(outside, 3000, 1448)
+			r.ports[0].Queue(withVnet(h, f))
+			poll(t, r.w, 0)
+			r.ports[0].Sink, r.ports[1].Sink, r.up.Sink = nil, nil, nil
+		}
+		r.up.Queue(data)
+		pollUplink(t, r.w)
+		if r.w.pool.Free() != r.w.pool.Cap() {
+			t.Fatalf("pool has %d of %d buffers back", r.w.pool.Free(), r.w.pool.Cap())
+		}
+	})
+}
+
+// TestSuperpacketFromTheUplinkAllocatesNothing: the host's superpackets
+// through nat (inbound) and the router into the container's TAP.
+func TestSuperpacketFromTheUplinkAllocatesNothing(t *testing.T) {
+	r := newGWRig(t, 1500)
+	r.vnetUplink(false)
+	h, f := gwSuper(outside, 3000, 1448)
+	r.ports[0].Queue(withVnet(h, f))
+	poll(t, r.w, 0)
+	natPort := binary.BigEndian.Uint16(r.upOut[0][offload.VirtioNetHdrLen+20:])
+	r.ports[0].Sink = nil
+	bh, back := upSuper(natPort, 30000, 1448)
+	r.up.Queue(withVnet(bh, back))
+	r.up.Loop = true
+	r.w.PollUplink(0)
+	const runs = 100
+	if a := testing.AllocsPerRun(runs, func() { r.w.PollUplink(0) }); a != 0 {
+		t.Fatalf("a superpacket from the uplink allocates %v times", a)
+	}
+	if want := runs + 2; r.ports[0].TxPackets < want {
+		t.Fatalf("the container's port took %d superpackets, want at least %d (drops %+v)", r.ports[0].TxPackets, want, r.eng.Errors())
+	}
+}
+
 // BenchmarkSuperpacketThroughNAT measures 30000-byte TCP superpackets
 // from a TAP with offloads through the gateway, the router and NAT, each
 // cut into 21 segments for the uplink; one op is a batch of MaxBatch of
@@ -310,5 +367,234 @@ func BenchmarkSuperpacketThroughNAT(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*MaxBatch), "ns/superpacket")
 	if want := segs * MaxBatch * (b.N + 1); r.up.TxPackets != want {
 		b.Fatalf("uplink wrote %d segments, want %d", r.up.TxPackets, want)
+	}
+}
+
+// vnetUplink replaces the rig's uplink with one that has a virtio-net
+// header, as the daemon makes it with offloads: it takes superpackets
+// whole (UDP ones unless noUSO) and hands them to ferry.
+func (r *gwRig) vnetUplink(noUSO bool) {
+	v := &MemVnetPort{NoUSO: noUSO}
+	v.Sink = func(b []byte) { r.upOut = append(r.upOut, bytes.Clone(b)) }
+	r.w.SetUplink(0, v)
+	r.up = &v.MemPort
+}
+
+// upSuper is a TCP superpacket as the host's stack hands it to an uplink
+// with offloads: bare IPv4 from outside:5201 to the nat address at dport,
+// payload bytes cut every mss, with a partial checksum whose offsets count
+// from the IP header.
+func upSuper(dport uint16, payload, mss int) (offload.VirtioNetHdr, []byte) {
+	h, f := tcpSuper(payload, mss)
+	ip := f[14:]
+	copy(ip[12:16], outside.AsSlice())
+	copy(ip[16:20], natAddr.AsSlice())
+	v4 := header.IPv4(ip)
+	v4.SetChecksum(0)
+	v4.SetChecksum(v4.CalculateChecksum())
+	binary.BigEndian.PutUint16(ip[20:], 5201)
+	binary.BigEndian.PutUint16(ip[22:], dport)
+	pseudo := header.PseudoHeaderChecksum(header.ProtoTCP, outside, natAddr, uint16(len(ip)-20))
+	binary.BigEndian.PutUint16(ip[36:], header.FoldChecksum(pseudo))
+	h.CsumStart -= header.EthernetLen
+	h.HdrLen -= header.EthernetLen
+	return h, ip
+}
+
+// cutAll cuts the bare IPv4 superpacket pkt as hdr describes at mtu, the
+// way the host's stack would, and returns the segments.
+func cutAll(t *testing.T, pkt []byte, hdr offload.VirtioNetHdr, mtu int) [][]byte {
+	t.Helper()
+	out := make([][]byte, 64)
+	for i := range out {
+		out[i] = make([]byte, mtu)
+	}
+	sizes := make([]int, len(out))
+	n, st := offload.Segment(pkt, 0, hdr, mtu, out, sizes)
+	if st != offload.StatusOK {
+		t.Fatalf("cutting the superpacket: %v", st)
+	}
+	for i := range n {
+		out[i] = out[i][:sizes[i]]
+	}
+	return out[:n]
+}
+
+// TestSuperpacketGoesWholeToAVnetUplink: with a virtio-net header on the
+// uplink, a container's superpacket is translated and written once, with
+// its partial checksum moved to the new addresses; cut by the host's
+// stack, it gives byte for byte the segments ferry cuts for an uplink
+// without one. The answer the host hands back as a superpacket reaches
+// the container whole, translated back, with a checksum that verifies.
+func TestSuperpacketGoesWholeToAVnetUplink(t *testing.T) {
+	const mss, payload = 1448, 6*1448 + 500
+	cut := newGWRig(t, 1500)
+	h, f := gwSuper(outside, payload, mss)
+	cut.ports[0].Queue(withVnet(h, f))
+	poll(t, cut.w, 0)
+
+	r := newGWRig(t, 1500)
+	r.vnetUplink(false)
+	r.ports[0].Queue(withVnet(h, f))
+	poll(t, r.w, 0)
+	if len(r.upOut) != 1 {
+		t.Fatalf("uplink got %d writes, want the superpacket whole (drops %+v)", len(r.upOut), r.eng.Errors())
+	}
+	var gh offload.VirtioNetHdr
+	if st := gh.Decode(r.upOut[0]); st != offload.StatusOK {
+		t.Fatal(st)
+	}
+	want := h
+	want.CsumStart, want.HdrLen = h.CsumStart-header.EthernetLen, h.HdrLen-header.EthernetLen
+	if gh != want {
+		t.Fatalf("virtio-net header %+v, want %+v: the frame's, counted from the IP header", gh, want)
+	}
+	whole := r.upOut[0][offload.VirtioNetHdrLen:]
+	if ip := header.IPv4(whole); len(whole) != len(f)-14 || ip.Src() != natAddr || ip.TTL() != 63 || ip.CalculateChecksum() != ip.Checksum() {
+		t.Fatalf("superpacket at the uplink: %d bytes, % x", len(whole), whole[:40])
+	}
+	segs := cutAll(t, whole, gh, 1500)
+	if len(segs) != len(cut.upOut) {
+		t.Fatalf("cut by the host: %d segments; ferry cuts %d", len(segs), len(cut.upOut))
+	}
+	for i := range segs {
+		if !bytes.Equal(segs[i], cut.upOut[i]) {
+			t.Fatalf("segment %d differs from ferry's own cut:\n% x\n% x", i, segs[i][:40], cut.upOut[i][:40])
+		}
+	}
+	if n := r.w.c.stage[StageGSOSegment].packets.Load(); n != 0 {
+		t.Fatalf("gso-segment counted %d packets, want nothing cut", n)
+	}
+
+	// The answer, a superpacket from the host, goes back whole.
+	natPort := binary.BigEndian.Uint16(whole[20:])
+	bh, back := upSuper(natPort, 20000, 1448)
+	r.up.Queue(withVnet(bh, back))
+	pollUplink(t, r.w)
+	if len(r.got[0]) != 1 {
+		t.Fatalf("container got %d writes, want the superpacket whole (drops %+v)", len(r.got[0]), r.eng.Errors())
+	}
+	if st := gh.Decode(r.got[0][0]); st != offload.StatusOK {
+		t.Fatal(st)
+	}
+	want = bh
+	want.CsumStart, want.HdrLen = bh.CsumStart+header.EthernetLen, bh.HdrLen+header.EthernetLen
+	if gh != want {
+		t.Fatalf("virtio-net header %+v, want %+v: counted from the Ethernet header", gh, want)
+	}
+	in := bytes.Clone(r.got[0][0][offload.VirtioNetHdrLen:])
+	ip := header.IPv4(in[14:])
+	if len(in) != len(back)+14 || ip.Dst() != netip.MustParseAddr("10.42.0.2") || binary.BigEndian.Uint16(in[36:]) != 40000 ||
+		ip.TTL() != 63 || ip.CalculateChecksum() != ip.Checksum() || !bytes.Equal(in[54:], back[40:]) {
+		t.Fatalf("answer at the container: %d bytes, % x", len(in), in[:54])
+	}
+	if st := offload.FinishChecksum(in, gh); st != offload.StatusOK {
+		t.Fatal(st)
+	}
+	pseudo := header.PseudoHeaderChecksum(header.ProtoTCP, outside, ip.Dst(), uint16(len(in)-34))
+	if c := header.FoldChecksum(header.Checksum(in[34:], pseudo)); c != 0xffff {
+		t.Fatalf("completed TCP checksum does not verify (sum %#x)", c)
+	}
+}
+
+// TestUplinkOffloadEdges: what a vnet uplink does not take whole is cut;
+// what the host hands over unfinished is finished or refused with a
+// counted reason.
+func TestUplinkOffloadEdges(t *testing.T) {
+	t.Run("UDP superpacket to an uplink without USO is cut", func(t *testing.T) {
+		r := newGWRig(t, 1500)
+		r.vnetUplink(true)
+		f := udpTo(outside, 4000, 64, true)
+		ip := header.IPv4(f[14:])
+		pseudo := header.PseudoHeaderChecksum(header.ProtoUDP, ip.Src(), ip.Dst(), uint16(len(f)-34))
+		binary.BigEndian.PutUint16(f[34+6:], header.FoldChecksum(pseudo))
+		h := offload.VirtioNetHdr{Flags: offload.FlagNeedsCsum, GSOType: offload.GSOUDPL4, HdrLen: 42, GSOSize: 1000, CsumStart: 34, CsumOffset: 6}
+		r.ports[0].Queue(withVnet(h, f))
+		poll(t, r.w, 0)
+		payload := len(f) - 42
+		if want := (payload + 999) / 1000; len(r.upOut) != want {
+			t.Fatalf("uplink got %d writes, want %d datagrams (drops %+v)", len(r.upOut), want, r.eng.Errors())
+		}
+		for i, d := range r.upOut {
+			var gh offload.VirtioNetHdr
+			if st := gh.Decode(d); st != offload.StatusOK || gh != (offload.VirtioNetHdr{}) {
+				t.Fatalf("datagram %d: virtio-net header %+v (%v), want none", i, gh, st)
+			}
+			u := d[offload.VirtioNetHdrLen:]
+			if header.IPv4(u).Src() != natAddr || len(u) != 20+8+min(1000, payload-i*1000) {
+				t.Fatalf("datagram %d: % x", i, u[:28])
+			}
+			pseudo := header.PseudoHeaderChecksum(header.ProtoUDP, natAddr, outside, uint16(len(u)-20))
+			if c := header.FoldChecksum(header.Checksum(u[20:], pseudo)); c != 0xffff {
+				t.Fatalf("datagram %d: UDP checksum does not verify", i)
+			}
+		}
+	})
+	// A flow for the inbound cases to answer.
+	r := newGWRig(t, 1500)
+	r.vnetUplink(false)
+	h, f := gwSuper(outside, 3000, 1448)
+	r.ports[0].Queue(withVnet(h, f))
+	poll(t, r.w, 0)
+	if len(r.upOut) != 1 {
+		t.Fatalf("uplink got %d writes, want 1 (drops %+v)", len(r.upOut), r.eng.Errors())
+	}
+	natPort := binary.BigEndian.Uint16(r.upOut[0][offload.VirtioNetHdrLen+20:])
+	t.Run("partial checksum of a plain packet is finished", func(t *testing.T) {
+		r.got[0] = nil
+		bh, back := upSuper(natPort, 600, 1448)
+		bh.GSOType, bh.GSOSize, bh.HdrLen = offload.GSONone, 0, 0
+		r.up.Queue(withVnet(bh, back))
+		pollUplink(t, r.w)
+		if len(r.got[0]) != 1 {
+			t.Fatalf("container got %d writes, want 1 (drops %+v)", len(r.got[0]), r.eng.Errors())
+		}
+		var gh offload.VirtioNetHdr
+		if st := gh.Decode(r.got[0][0]); st != offload.StatusOK || gh.Flags != 0 || gh.GSOType != offload.GSONone {
+			t.Fatalf("virtio-net header %+v (%v), want no flags: the checksum finished", gh, st)
+		}
+		in := r.got[0][0][offload.VirtioNetHdrLen:]
+		pseudo := header.PseudoHeaderChecksum(header.ProtoTCP, outside, netip.MustParseAddr("10.42.0.2"), uint16(len(in)-34))
+		if c := header.FoldChecksum(header.Checksum(in[34:], pseudo)); c != 0xffff || len(in) != len(back)+14 {
+			t.Fatalf("packet at the container: %d bytes, TCP sum %#x; want %d bytes and a checksum that verifies", len(in), c, len(back)+14)
+		}
+	})
+	t.Run("superpacket whose segments are too big gets frag-needed", func(t *testing.T) {
+		r.got[0], r.upOut = nil, nil
+		bh, back := upSuper(natPort, 9000, 1470) // segments of 20+20+1470 bytes: over blue's 1500
+		r.up.Queue(withVnet(bh, back))
+		pollUplink(t, r.w)
+		if n := r.eng.Drops(StageRouter, ReasonFragNeeded); n != 1 || len(r.got[0]) != 0 || len(r.upOut) != 1 {
+			t.Fatalf("frag-needed drops %d, container got %d, uplink got %d; want 1, 0 and one ICMP error", n, len(r.got[0]), len(r.upOut))
+		}
+		icmp := r.upOut[0][offload.VirtioNetHdrLen+20:]
+		if icmp[0] != 3 || icmp[1] != 4 || binary.BigEndian.Uint16(icmp[6:]) != 1500 {
+			t.Fatalf("ICMP error type %d code %d mtu %d, want 3/4 mtu 1500", icmp[0], icmp[1], binary.BigEndian.Uint16(icmp[6:]))
+		}
+	})
+	for _, tc := range []struct {
+		name   string
+		mangle func(*offload.VirtioNetHdr)
+		reason Reason
+	}{
+		{"superpacket without a GSO size", func(h *offload.VirtioNetHdr) { h.GSOSize = 0 }, ReasonVnetBadGSOSize},
+		{"partial checksum past the end", func(h *offload.VirtioNetHdr) {
+			h.GSOType, h.GSOSize, h.HdrLen, h.CsumStart = offload.GSONone, 0, 0, 5000
+		}, ReasonVnetBadCsumStart},
+	} {
+		t.Run(tc.name+" is a counted drop at uplink-rx", func(t *testing.T) {
+			r.got[0] = nil
+			before := r.eng.Drops(StageUplinkRx, tc.reason)
+			bh, back := upSuper(natPort, 3000, 1448)
+			tc.mangle(&bh)
+			r.up.Queue(withVnet(bh, back))
+			pollUplink(t, r.w)
+			if n := r.eng.Drops(StageUplinkRx, tc.reason) - before; n != 1 || len(r.got[0]) != 0 {
+				t.Fatalf("%v drops at uplink-rx %d, container got %d; want 1 and 0 (drops %+v)", tc.reason, n, len(r.got[0]), r.eng.Errors())
+			}
+		})
+	}
+	if r.w.pool.Free() != r.w.pool.Cap() {
+		t.Fatalf("pool has %d of %d buffers back", r.w.pool.Free(), r.w.pool.Cap())
 	}
 }

@@ -8,11 +8,13 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/ferry-overlay/ferry/dataplane"
 	"github.com/ferry-overlay/ferry/header"
 	"github.com/ferry-overlay/ferry/internal/nstest"
 	"golang.org/x/sys/unix"
@@ -165,6 +167,32 @@ func TestE2EMasqueradeHTTP(t *testing.T) {
 	}
 }
 
+// checkUplinkPackets checks how many packets the uplink stage stage
+// carried for a bulk transfer of size bytes: with offloads, the
+// superpackets went whole (fewer than a quarter of the MTU-sized packets
+// the bytes make) and nothing was cut (no gso-segment); without, at least
+// one packet per MTU-sized segment.
+func (tp *natTopology) checkUplinkPackets(t *testing.T, stage string, size int) {
+	t.Helper()
+	var st []dataplane.StageStats
+	tp.f.ctlJSON(t, &st, "runtime")
+	got := map[string]uint64{}
+	for _, s := range st {
+		got[s.Stage] = s.Packets
+	}
+	segs := uint64(size / 1448) // MSS at the 1500-byte MTU of the uplink
+	if os.Getenv("FERRY_E2E_OFFLOAD") == "false" {
+		if got[stage] < segs {
+			t.Errorf("without offloads, %s carried %d packets, want at least %d", stage, got[stage], segs)
+		}
+		return
+	}
+	if got[stage] == 0 || got[stage] > segs/4 || got["gso-segment"] != 0 {
+		t.Errorf("with offloads, %s carried %d packets and gso-segment cut %d; want superpackets, at most %d, and nothing cut", stage, got[stage], got["gso-segment"], segs/4)
+	}
+	t.Logf("%s carried %d packets for %d bytes", stage, got[stage], size)
+}
+
 // TestE2EMasqueradeTCP: a bulk TCP transfer from a container to the
 // outside through masquerade arrives intact (with offloads, the
 // container's superpackets are routed and translated whole and cut at the
@@ -173,6 +201,7 @@ func TestE2EMasqueradeTCP(t *testing.T) {
 	tp := newNATTopology(t, "192.168.87.0/24", "")
 	mustPing(t, tp.c1, "10.42.0.1")
 	transfer(t, tp.c1, tp.out, "198.18.0.2", 32<<20)
+	tp.checkUplinkPackets(t, "uplink-tx", 32<<20)
 	var errs []struct {
 		Stage, Reason string
 		Packets       uint64
@@ -197,6 +226,7 @@ func TestE2EPublishTCP(t *testing.T) {
 `)
 	mustPing(t, tp.c1, "10.42.0.1")
 	transferVia(t, tp.out, tp.c1, "10.42.0.2", natAddr, 32<<20)
+	tp.checkUplinkPackets(t, "uplink-rx", 32<<20)
 	var errs []struct {
 		Stage, Reason string
 		Packets       uint64
