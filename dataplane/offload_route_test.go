@@ -346,28 +346,57 @@ func TestSuperpacketFromTheUplinkAllocatesNothing(t *testing.T) {
 }
 
 // BenchmarkSuperpacketThroughNAT measures 30000-byte TCP superpackets
-// from a TAP with offloads through the gateway, the router and NAT, each
-// cut into 21 segments for the uplink; one op is a batch of MaxBatch of
-// them (MB/s counts TCP payload).
+// through the gateway, the router and NAT, one op a batch of MaxBatch of
+// them (MB/s counts TCP payload): out to an uplink without offloads, which
+// gets each cut into 21 segments; out to an uplink with them, which gets
+// it whole; and in from an uplink with them, whole to the container's TAP.
 func BenchmarkSuperpacketThroughNAT(b *testing.B) {
 	const payload, segs = 30000, 21
-	r := newGWRig(b, 1500)
-	h, f := gwSuper(outside, payload, 1448)
-	r.ports[0].Sink, r.up.Sink = nil, nil
-	r.ports[0].Queue(withVnet(h, f))
-	r.ports[0].Loop = true
-	r.w.PollPort(0)
-	b.ReportAllocs()
-	b.SetBytes(payload * MaxBatch)
-	b.ResetTimer()
-	for range b.N {
+	run := func(b *testing.B, poll func(), writes func() int, want int) {
+		poll()
+		b.ReportAllocs()
+		b.SetBytes(payload * MaxBatch)
+		b.ResetTimer()
+		for range b.N {
+			poll()
+		}
+		b.StopTimer()
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*MaxBatch), "ns/superpacket")
+		if got := writes(); got != want*MaxBatch*(b.N+1) {
+			b.Fatalf("%d writes, want %d", got, want*MaxBatch*(b.N+1))
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		vnet   bool
+		writes int
+	}{{"out-cut", false, segs}, {"out-whole", true, 1}} {
+		b.Run(tc.name, func(b *testing.B) {
+			r := newGWRig(b, 1500)
+			if tc.vnet {
+				r.vnetUplink(false)
+			}
+			h, f := gwSuper(outside, payload, 1448)
+			r.ports[0].Sink, r.up.Sink = nil, nil
+			r.ports[0].Queue(withVnet(h, f))
+			r.ports[0].Loop = true
+			run(b, func() { r.w.PollPort(0) }, func() int { return r.up.TxPackets }, tc.writes)
+		})
+	}
+	b.Run("in-whole", func(b *testing.B) {
+		r := newGWRig(b, 1500)
+		r.vnetUplink(false)
+		h, f := gwSuper(outside, 3000, 1448)
+		r.ports[0].Queue(withVnet(h, f))
 		r.w.PollPort(0)
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*MaxBatch), "ns/superpacket")
-	if want := segs * MaxBatch * (b.N + 1); r.up.TxPackets != want {
-		b.Fatalf("uplink wrote %d segments, want %d", r.up.TxPackets, want)
-	}
+		natPort := binary.BigEndian.Uint16(r.upOut[0][offload.VirtioNetHdrLen+20:])
+		r.ports[0].Sink, r.up.Sink = nil, nil
+		r.ports[0].TxPackets = 0
+		bh, back := upSuper(natPort, payload, 1448)
+		r.up.Queue(withVnet(bh, back))
+		r.up.Loop = true
+		run(b, func() { r.w.PollUplink(0) }, func() int { return r.ports[0].TxPackets }, 1)
+	})
 }
 
 // vnetUplink replaces the rig's uplink with one that has a virtio-net
