@@ -128,29 +128,9 @@ func (t *Table) planNew(now int64, b []byte, p *parsed, dir Dir, rules *ruleSet)
 	if !ok {
 		return Plan{Verdict: DropInvalid}
 	}
-	var reply key
-	switch {
-	case published && dir == Inbound:
-		reply = makeKey(proto, addr, k.src(), port, k.sport())
-		if t.liveRO(now, reply) {
-			return Plan{Verdict: DropConflict}
-		}
-	case published:
-		np, ok := t.planPort(now, proto, addr, port, k.sport(), rules)
-		if !ok {
-			return Plan{Verdict: DropPortExhausted}
-		}
-		reply = makeKey(proto, addr, t.nat, port, np)
-	default:
-		np, ok := t.planPort(now, proto, k.dst(), k.dport(), k.sport(), rules)
-		if !ok {
-			return Plan{Verdict: DropPortExhausted}
-		}
-		if proto == header.ProtoICMPv4 {
-			reply = makeKey(proto, k.dst(), t.nat, np, np)
-		} else {
-			reply = makeKey(proto, k.dst(), t.nat, k.dport(), np)
-		}
+	reply, _, _, v := t.newReply(now, k, dir, addr, port, published, rules, true)
+	if v != Translated {
+		return Plan{Verdict: v}
 	}
 	rewrite(b, p, reply.reverse())
 	return Plan{Verdict: Translated, Kind: PlanNew, Conn: Conn{
@@ -164,32 +144,6 @@ func (t *Table) planNew(now int64, b []byte, p *parsed, dir Dir, rules *ruleSet)
 func (t *Table) liveRO(now int64, k key) bool {
 	idx, _ := t.find(k)
 	return idx >= 0 && now < t.entries[idx].expires.Load()
-}
-
-// planPort is allocPort's read-only form: the port allocPort would pick
-// now. Call with the lock held.
-func (t *Table) planPort(now int64, proto header.IPProto, remote uint32, rport, want uint16, rules *ruleSet) (uint16, bool) {
-	free := func(c uint16) bool {
-		if proto == header.ProtoICMPv4 {
-			return !t.liveRO(now, makeKey(proto, remote, t.nat, c, c))
-		}
-		if _, _, published := rules.lookup(proto, c); published {
-			return false
-		}
-		return !t.liveRO(now, makeKey(proto, remote, t.nat, rport, c))
-	}
-	if free(want) {
-		return want, true
-	}
-	lo := uint32(t.opts.PortMin)
-	size := uint32(t.opts.PortMax) - lo + 1
-	start := uint32(hash(makeKey(proto, remote, t.nat, rport, want), t.seed)>>32) % size
-	for i := range min(size, maxPortAttempts) {
-		if c := uint16(lo + (start+i)%size); free(c) {
-			return c, true
-		}
-	}
-	return 0, false
 }
 
 // errorConn returns the entry an ICMP error b, already translated by

@@ -288,81 +288,94 @@ func (t *Table) slow(now int64, b []byte, dir Dir, rules *ruleSet) Verdict {
 		return DropInvalid
 	}
 	state := uint32(st)
-	var reply key
-	var d0, d1 Dir
-	switch {
-	case published && dir == Inbound:
-		// Publish: the client's address stays, the destination becomes
-		// the container.
-		reply = makeKey(proto, addr, k.src(), port, k.sport())
-		if t.live(now, reply) >= 0 {
-			return DropConflict
-		}
-		d0, d1 = Inbound, Outbound
-	case published:
-		// Hairpin: publish, and masquerade the container's source so the
-		// answer comes back through ferry.
-		np, ok := t.allocPort(now, proto, addr, port, k.sport(), rules)
-		if !ok {
-			t.portExhausted.Add(1)
-			return DropPortExhausted
-		}
-		reply = makeKey(proto, addr, t.nat, port, np)
-		d0, d1 = Outbound, Outbound
-	default:
-		// Masquerade.
-		np, ok := t.allocPort(now, proto, k.dst(), k.dport(), k.sport(), rules)
-		if !ok {
-			t.portExhausted.Add(1)
-			return DropPortExhausted
-		}
-		if proto == header.ProtoICMPv4 {
-			reply = makeKey(proto, k.dst(), t.nat, np, np)
-		} else {
-			reply = makeKey(proto, k.dst(), t.nat, k.dport(), np)
-		}
-		d0, d1 = Outbound, Inbound
+	reply, d0, d1, v := t.newReply(now, k, dir, addr, port, published, rules, false)
+	if v == DropPortExhausted {
+		t.portExhausted.Add(1)
 	}
-	if v := t.insert(now, k, reply, d0, d1, state, timeout); v != Translated {
+	if v != Translated {
+		return v
+	}
+	if v = t.insert(now, k, reply, d0, d1, state, timeout); v != Translated {
 		return v
 	}
 	rewrite(b, &p, reply.reverse())
 	return Translated
 }
 
-// allocPort picks the port (or ICMP identifier) on the nat_address for a
+// newReply decides the reply tuple of a new connection whose original
+// tuple is k, seen in direction dir, and the directions of its original
+// and reply tuples; addr, port and published are its destination port's
+// publish rule. Publish keeps the client's address and makes the
+// container the destination; hairpin (a container to a published port)
+// publishes and masquerades the source, so the answer comes back through
+// ferry; masquerade gives the source a port on the nat_address. It returns
+// DropConflict or DropPortExhausted when there is no such tuple to take.
+// slow and Plan share it: with ro (Plan, under the read lock) it only
+// looks and leaves expired entries where they are.
+func (t *Table) newReply(now int64, k key, dir Dir, addr uint32, port uint16, published bool, rules *ruleSet, ro bool) (reply key, d0, d1 Dir, v Verdict) {
+	proto := k.proto()
+	switch {
+	case published && dir == Inbound:
+		reply = makeKey(proto, addr, k.src(), port, k.sport())
+		if t.inUse(now, reply, ro) {
+			return reply, 0, 0, DropConflict
+		}
+		return reply, Inbound, Outbound, Translated
+	case published:
+		np, ok := t.pickPort(now, proto, addr, port, k.sport(), rules, ro)
+		if !ok {
+			return reply, 0, 0, DropPortExhausted
+		}
+		return makeKey(proto, addr, t.nat, port, np), Outbound, Outbound, Translated
+	default:
+		np, ok := t.pickPort(now, proto, k.dst(), k.dport(), k.sport(), rules, ro)
+		if !ok {
+			return reply, 0, 0, DropPortExhausted
+		}
+		if proto == header.ProtoICMPv4 {
+			return makeKey(proto, k.dst(), t.nat, np, np), Outbound, Inbound, Translated
+		}
+		return makeKey(proto, k.dst(), t.nat, k.dport(), np), Outbound, Inbound, Translated
+	}
+}
+
+// inUse reports whether k belongs to an unexpired entry; without ro, an
+// expired one it finds is removed (live), with ro it is left (liveRO).
+func (t *Table) inUse(now int64, k key, ro bool) bool {
+	if ro {
+		return t.liveRO(now, k)
+	}
+	return t.live(now, k) >= 0
+}
+
+// pickPort picks the port (or ICMP identifier) on the nat_address for a
 // new masqueraded flow to remote:rport: want (the flow's own) if no
 // connection's reply tuple uses it, else one from the configured range,
 // starting at a point hashed from the flow and trying up to
-// maxPortAttempts. A published port is never handed out. Call with the
-// write lock held.
-func (t *Table) allocPort(now int64, proto header.IPProto, remote uint32, rport, want uint16, rules *ruleSet) (uint16, bool) {
-	if t.portFree(now, proto, remote, rport, want, rules) {
+// maxPortAttempts. A published port is never handed out. With ro it only
+// looks (see inUse): the port the write-locked pick would take now.
+func (t *Table) pickPort(now int64, proto header.IPProto, remote uint32, rport, want uint16, rules *ruleSet, ro bool) (uint16, bool) {
+	free := func(c uint16) bool {
+		if proto == header.ProtoICMPv4 {
+			return !t.inUse(now, makeKey(proto, remote, t.nat, c, c), ro)
+		}
+		if _, _, published := rules.lookup(proto, c); published {
+			return false
+		}
+		return !t.inUse(now, makeKey(proto, remote, t.nat, rport, c), ro)
+	}
+	if free(want) {
 		return want, true
 	}
 	lo := uint32(t.opts.PortMin)
 	size := uint32(t.opts.PortMax) - lo + 1
 	start := uint32(hash(makeKey(proto, remote, t.nat, rport, want), t.seed)>>32) % size
 	for i := range min(size, maxPortAttempts) {
-		c := uint16(lo + (start+i)%size)
-		if t.portFree(now, proto, remote, rport, c, rules) {
+		if c := uint16(lo + (start+i)%size); free(c) {
 			return c, true
 		}
 	}
 	return 0, false
-}
-
-func (t *Table) portFree(now int64, proto header.IPProto, remote uint32, rport, c uint16, rules *ruleSet) bool {
-	var k key
-	if proto == header.ProtoICMPv4 {
-		k = makeKey(proto, remote, t.nat, c, c)
-	} else {
-		if _, _, published := rules.lookup(proto, c); published {
-			return false
-		}
-		k = makeKey(proto, remote, t.nat, rport, c)
-	}
-	return t.live(now, k) < 0
 }
 
 // rewrite changes packet b, whose tuple is p.k, to tuple to: addresses,
