@@ -318,11 +318,7 @@ func (n *node) createPorts(cfg *config.Config, eng *dataplane.Engine, ws []*data
 				return fmt.Errorf("port %q: not in the engine", p.Name)
 			}
 			for i, q := range dev.Queues() {
-				if off {
-					ws[i].SetPort(id, dataplane.NewTAPVnetQueue(q))
-				} else {
-					ws[i].SetPort(id, dataplane.NewTAPQueue(q))
-				}
+				ws[i].SetPort(id, queueIO(q, off))
 			}
 			slog.Info("port ready", "port", p.Name, "network", nw.Name, "netns", p.Netns, "ifname", p.Ifname, "mtu", mtus[ni], "queues", len(dev.Queues()))
 		}
@@ -346,4 +342,14 @@ func (n *node) isReady() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.ready
+}
+
+// queueIO adapts one queue of a TAP or TUN device to the dataplane: with
+// vnet (node.offload, the device made with Options.VnetHdr) its frames
+// carry a virtio-net header and may be superpackets.
+func queueIO(q *tuntap.Queue, vnet bool) dataplane.PortIO {
+	if vnet {
+		return dataplane.NewTAPVnetQueue(q)
+	}
+	return dataplane.NewTAPQueue(q)
 }

@@ -83,11 +83,7 @@ func (n *node) createL3Devices(cfg *config.Config, eng *dataplane.Engine, ws []*
 			return fmt.Errorf("network %q: device %q not in the engine", nw.Name, nw.Device)
 		}
 		for i, q := range dev.Queues() {
-			if off {
-				ws[i].SetPort(id, dataplane.NewTAPVnetQueue(q))
-			} else {
-				ws[i].SetPort(id, dataplane.NewTAPQueue(q))
-			}
+			ws[i].SetPort(id, queueIO(q, off))
 		}
 		if nw.SubnetFile != "" {
 			f := subnetfile.File{Network: nw.Network, Subnet: nw.BridgeAddress(), MTU: mtus[ni], IPMasq: false}

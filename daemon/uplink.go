@@ -118,11 +118,7 @@ func (n *node) createUplinks(cfg *config.Config, eng *dataplane.Engine, ws []*da
 			return fmt.Errorf("uplink %q: %w", u.Name, err)
 		}
 		for w, q := range dev.Queues() {
-			if off {
-				ws[w].SetUplink(uint16(i), dataplane.NewTAPVnetQueue(q))
-			} else {
-				ws[w].SetUplink(uint16(i), dataplane.NewTAPQueue(q))
-			}
+			ws[w].SetUplink(uint16(i), queueIO(q, off))
 		}
 		slog.Info("uplink ready", "uplink", u.Name, "address", u.Address, "nat_address", u.NATAddress, "queues", len(dev.Queues()))
 	}

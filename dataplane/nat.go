@@ -269,10 +269,9 @@ func (w *Worker) uplinkTx(u *uplink) {
 	}
 	// An uplink that takes superpackets gets them whole; otherwise each is
 	// cut and its segments written in its place (offload_route.go).
-	vp, whole := io.(vnetPort)
 	from := 0
 	for i, p := range pkts {
-		if p.isGSO() && !(whole && (!p.isUDPGSO() || vp.takesUSO())) {
+		if p.isGSO() && !takesWhole(io, p) {
 			w.writeUplink(u, io, pkts[from:i])
 			w.writeUplink(u, io, w.cutForUplink(u, p))
 			from = i + 1

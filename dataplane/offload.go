@@ -197,6 +197,13 @@ func (p *Packet) isGSO() bool { return p.vnet.GSOType != offload.GSONone }
 // with UDP segmentation offload takes whole.
 func (p *Packet) isUDPGSO() bool { return p.vnet.GSOType&^offload.GSOECN == offload.GSOUDPL4 }
 
+// takesWhole reports whether io may be given superpacket p as it is: it
+// writes virtio-net headers, and takes UDP superpackets if p is one.
+func takesWhole(io PortIO, p *Packet) bool {
+	vp, ok := io.(vnetPort)
+	return ok && (!p.isUDPGSO() || vp.takesUSO())
+}
+
 // wireCount returns how many packets p stands for on a wire, and their
 // bytes: 1 and its length, or for a superpacket its segments, each with a
 // copy of the headers. Port counters count these, so a container's

@@ -259,6 +259,24 @@ func TestSuperpacketThroughNATAllocatesNothing(t *testing.T) {
 	}
 }
 
+// addSuperSeeds adds to f's corpus the superpacket b (a virtio-net header
+// and a packet), and two of its variants: a checksum start that points
+// into the IP header, and the header of a UDP superpacket.
+func addSuperSeeds(f *testing.F, b []byte) {
+	f.Add(b)
+	var h offload.VirtioNetHdr
+	h.Decode(b)
+	for _, mangle := range []func(*offload.VirtioNetHdr){
+		func(h *offload.VirtioNetHdr) { h.CsumStart = 3 },
+		func(h *offload.VirtioNetHdr) { h.GSOType, h.GSOSize = offload.GSOUDPL4, 1400 },
+	} {
+		mangle(&h)
+		v := bytes.Clone(b)
+		h.Encode(v)
+		f.Add(v)
+	}
+}
+
 // FuzzGatewayOffload feeds arbitrary virtio-net headers and frames from a
 // TAP with offloads to the gateway of a masquerading network: superpackets
 // routed, translated and cut for the uplink, or into the other network.
@@ -266,12 +284,7 @@ func TestSuperpacketThroughNATAllocatesNothing(t *testing.T) {
 // pool gets every buffer back.
 func FuzzGatewayOffload(f *testing.F) {
 	for _, dst := range []netip.Addr{outside, redHost} {
-		h, sp := gwSuper(dst, 5000, 1448)
-		f.Add(withVnet(h, sp))
-		h.CsumStart = 3
-		f.Add(withVnet(h, sp))
-		h.GSOType, h.GSOSize = offload.GSOUDPL4, 1400
-		f.Add(withVnet(h, sp))
+		addSuperSeeds(f, withVnet(gwSuper(dst, 5000, 1448)))
 	}
 	f.Add(withVnet(offload.VirtioNetHdr{}, udpTo(outside, 100, 64, true)))
 	var r *gwRig
@@ -295,13 +308,8 @@ func FuzzGatewayOffload(f *testing.F) {
 // every buffer back.
 func FuzzUplinkOffload(f *testing.F) {
 	const natPort = 40000 // NAT keeps the container's port when it is free
-	h, sp := upSuper(natPort, 5000, 1448)
-	f.Add(withVnet(h, sp))
-	h.CsumStart = 3
-	f.Add(withVnet(h, sp))
-	h.GSOType, h.GSOSize = offload.GSOUDPL4, 1400
-	f.Add(withVnet(h, sp))
-	h, sp = upSuper(natPort, 100, 1448)
+	addSuperSeeds(f, withVnet(upSuper(natPort, 5000, 1448)))
+	h, sp := upSuper(natPort, 100, 1448)
 	h.GSOType, h.GSOSize = offload.GSONone, 0
 	f.Add(withVnet(h, sp))
 	var r *gwRig
