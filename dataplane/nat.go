@@ -273,7 +273,11 @@ func (w *Worker) uplinkTx(u *uplink) {
 	for i, p := range pkts {
 		if p.isGSO() && !takesWhole(io, p) {
 			w.writeUplink(u, io, pkts[from:i])
-			w.writeUplink(u, io, w.cutForUplink(u, p))
+			// The segments are not traced themselves: p's trace says how
+			// many of them went out.
+			if n := w.writeUplink(u, io, w.cutForUplink(u, p)); n > 0 && w.tracing && p.Trace {
+				w.traceEvent(p, traceEvent{stage: StageUplinkTx, kind: evUplinkTx, port: u.id, n1: uint16(n)})
+			}
 			from = i + 1
 		}
 	}
@@ -284,8 +288,9 @@ func (w *Worker) uplinkTx(u *uplink) {
 }
 
 // writeUplink writes pkts out of uplink u through io (nil: this worker has
-// no queue), counting what it does not take.
-func (w *Worker) writeUplink(u *uplink, io PortIO, pkts []*Packet) {
+// no queue), counting what it does not take. It returns how many it wrote.
+func (w *Worker) writeUplink(u *uplink, io PortIO, pkts []*Packet) int {
+	written := 0
 	for rest := pkts; len(rest) > 0; {
 		if io == nil {
 			r := w.dropTx(StageUplinkTx, errNoQueue, len(rest))
@@ -295,6 +300,7 @@ func (w *Worker) writeUplink(u *uplink, io PortIO, pkts []*Packet) {
 			break
 		}
 		n, err := io.WriteBatch(rest)
+		written += n
 		if w.tracing {
 			for _, p := range rest[:n] {
 				if p.Trace {
@@ -316,6 +322,7 @@ func (w *Worker) writeUplink(u *uplink, io PortIO, pkts []*Packet) {
 		}
 		rest = rest[lost:]
 	}
+	return written
 }
 
 // PollUplink reads one batch from this worker's queue of uplink id and runs

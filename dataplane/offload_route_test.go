@@ -140,6 +140,26 @@ func TestSuperpacketThroughNATIsCutForTheUplink(t *testing.T) {
 	}
 }
 
+// A superpacket cut for an uplink without offloads is traced as one
+// packet: its cut, and how many of its segments went out.
+func TestTraceSuperpacketCutForTheUplink(t *testing.T) {
+	const mss, payload = 1448, 6*1448 + 500
+	r := newGWRig(t, 1500)
+	h, f := gwSuper(outside, payload, mss)
+	got := traceOne(t, r.eng, "host "+outside.String(), 1, func() {
+		r.ports[0].Queue(withVnet(h, f))
+		poll(t, r.w, 0)
+	})
+	if len(got) != 1 || len(r.upOut) != 7 {
+		t.Fatalf("traced %d packets, uplink got %d; want 1 and 7 segments (drops %+v)", len(got), len(r.upOut), r.eng.Errors())
+	}
+	lines := got[0]
+	sameLines(t, "the superpacket's last stages", lines[len(lines)-2:], []string{
+		"gso-segment: superpacket of 9228 bytes, gso tcp mss 1448 → 7 segments",
+		"uplink-tx: written to uplink up0 as 7 segments",
+	})
+}
+
 func TestSuperpacketIsRoutedWholeWithItsPartialChecksum(t *testing.T) {
 	const mss, payload = 1448, 20000
 	r := newGWRig(t, 1500)

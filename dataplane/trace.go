@@ -68,7 +68,7 @@ const (
 	evL3Encap     // tunnel header of the event's stage (GRE, flannel-UDP, l3 VXLAN)
 	evL3Decap     // tunnel header of the event's stage removed, from peer .addr → network .num
 	evUplinkRx    // read from uplink .port
-	evUplinkTx    // written to uplink .port
+	evUplinkTx    // written to uplink .port (a superpacket: as .n1 segments)
 	evToGateway   // dst MAC is network .num's gateway: to the router
 	// Offload events.
 	evGSOSegment // superpacket of .vni bytes, GSO type .num, size .n1, cut into .n2 segments

@@ -258,6 +258,9 @@ func (ev *traceEvent) l3Words(t *tables, would func(string) string) string {
 	case evUplinkRx:
 		return "read from uplink " + t.uplinkName(ev.port)
 	case evUplinkTx:
+		if ev.n1 > 0 {
+			return fmt.Sprintf("written to uplink %s as %d segments", t.uplinkName(ev.port), ev.n1)
+		}
 		return would("written to uplink " + t.uplinkName(ev.port))
 	case evToGateway:
 		return fmt.Sprintf("destination MAC is the gateway of network %s: to the router", t.netName(ev.num))
