@@ -13,6 +13,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -49,6 +51,15 @@ type OverlayOptions struct {
 	// TUN device). Empty means ModeL2. The kernel's path is the same
 	// Docker-style VXLAN path whatever the mode and encapsulation.
 	Mode string `json:"mode"`
+	// Streams is the number of parallel TCP streams of the TCP workload
+	// (iperf3 -P), 1..MaxStreams; 0 means 1.
+	Streams int `json:"streams"`
+	// TCPCC is the TCP congestion control of the TCP workload's sender
+	// (iperf3 -C), on both paths. Empty means the kernel's default
+	// (net.ipv4.tcp_congestion_control), which [Overlay] fills in for the
+	// report: on paths like these the choice moves the figure a lot (BBR
+	// paces to what it measures, CUBIC fills every queue).
+	TCPCC string `json:"tcp_cc"`
 	// KeepGoing records a failed workload in the report and goes on,
 	// instead of stopping the run.
 	KeepGoing bool `json:"keep_going"`
@@ -64,6 +75,9 @@ const (
 	MinOverlaySize = 8
 	MaxOverlaySize = 1450 - 28
 )
+
+// MaxStreams is the most parallel TCP streams the TCP workload runs.
+const MaxStreams = 16
 
 // Network types and encapsulations of ferry's path, as the config keys
 // `mode` and `encap` spell them.
@@ -83,6 +97,9 @@ func (o OverlayOptions) withDefaults() OverlayOptions {
 	}
 	if o.Mode == "" {
 		o.Mode = ModeL2
+	}
+	if o.Streams == 0 {
+		o.Streams = 1
 	}
 	return o
 }
@@ -106,8 +123,63 @@ func (o OverlayOptions) Validate() error {
 		return fmt.Errorf("reps %d: must be at least 1", o.Reps)
 	case o.Size < MinOverlaySize || o.Size > MaxOverlaySize:
 		return fmt.Errorf("size %d: must be %d..%d bytes of UDP payload", o.Size, MinOverlaySize, MaxOverlaySize)
+	case o.Streams < 0 || o.Streams > MaxStreams:
+		return fmt.Errorf("streams %d: must be 1..%d", o.Streams, MaxStreams)
+	case o.TCPCC != "" && !validCCName(o.TCPCC):
+		return fmt.Errorf("tcp-cc %q: not a congestion control name (lower-case letters, digits and _, at most 15)", o.TCPCC)
 	}
 	return nil
+}
+
+// validCCName reports whether name can be a Linux TCP congestion control
+// name (TCP_CA_NAME_MAX is 16 with the terminating NUL).
+func validCCName(name string) bool {
+	if len(name) == 0 || len(name) > 15 {
+		return false
+	}
+	for _, c := range name {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// Where the kernel lists its TCP congestion controls: the default of new
+// sockets, and those a socket may ask for (built in or loaded).
+const (
+	ccDefaultFile   = "/proc/sys/net/ipv4/tcp_congestion_control"
+	ccAvailableFile = "/proc/sys/net/ipv4/tcp_available_congestion_control"
+)
+
+// resolveCC returns the congestion control the TCP workload will use:
+// want if the kernel has it, the kernel's default if want is empty, and
+// an error naming the option and what the kernel has otherwise.
+func resolveCC(want, defaultText, availableText string) (string, error) {
+	if want == "" {
+		if cc := strings.TrimSpace(defaultText); cc != "" {
+			return cc, nil
+		}
+		return "", errors.New("tcp-cc: the kernel reports no default congestion control")
+	}
+	avail := strings.Fields(availableText)
+	if slices.Contains(avail, want) {
+		return want, nil
+	}
+	return "", fmt.Errorf("tcp-cc %q: not available in this kernel (it has: %s); if a module provides it, load it first: modprobe tcp_%s", want, strings.Join(avail, " "), want)
+}
+
+// kernelCC is resolveCC with this machine's lists.
+func kernelCC(want string) (string, error) {
+	def, err := os.ReadFile(ccDefaultFile)
+	if err != nil {
+		return "", fmt.Errorf("tcp-cc: %w", err)
+	}
+	avail, err := os.ReadFile(ccAvailableFile)
+	if err != nil {
+		return "", fmt.Errorf("tcp-cc: %w", err)
+	}
+	return resolveCC(want, string(def), string(avail))
 }
 
 // The two paths the overlay scenario compares.
@@ -273,6 +345,9 @@ func Overlay(ctx context.Context, opts OverlayOptions) (rep *OverlayReport, err 
 	if err := CheckTools(); err != nil {
 		return nil, fmt.Errorf("bench overlay: %w", err)
 	}
+	if opts.TCPCC, err = kernelCC(opts.TCPCC); err != nil {
+		return nil, fmt.Errorf("bench overlay: %w", err)
+	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	lab, err := newLab(opts.Log)
@@ -330,6 +405,9 @@ func Overlay(ctx context.Context, opts OverlayOptions) (rep *OverlayReport, err 
 	}
 	for _, d := range metricDefs {
 		m := d
+		if m.Name == MetricTCP {
+			m.Title = tcpTitle(opts.Streams, opts.TCPCC)
+		}
 		m.Ferry = Summarize(samples[PathFerry][d.Name])
 		m.Kernel = Summarize(samples[PathKernel][d.Name])
 		if len(m.Ferry.Samples) > 0 && len(m.Kernel.Samples) > 0 {
@@ -340,6 +418,29 @@ func Overlay(ctx context.Context, opts OverlayOptions) (rep *OverlayReport, err 
 		rep.Metrics = append(rep.Metrics, m)
 	}
 	return rep, nil
+}
+
+// iperfArgs is the iperf3 client command line of the TCP workload: secs
+// seconds to server, JSON output, opts' streams and congestion control.
+func iperfArgs(server netip.Addr, secs int, opts OverlayOptions) []string {
+	args := []string{"-c", server.String(), "-p", strconv.Itoa(iperfPort), "-t", strconv.Itoa(secs), "-J"}
+	if opts.TCPCC != "" {
+		args = append(args, "-C", opts.TCPCC)
+	}
+	if opts.Streams > 1 {
+		args = append(args, "-P", strconv.Itoa(opts.Streams))
+	}
+	return args
+}
+
+// tcpTitle names the TCP figure after its streams and congestion
+// control, as "TCP, one stream (bbr)".
+func tcpTitle(streams int, cc string) string {
+	n := "one stream"
+	if streams > 1 {
+		n = fmt.Sprintf("%d streams", streams)
+	}
+	return fmt.Sprintf("TCP, %s (%s)", n, cc)
 }
 
 // workload is one measurement run on one path; it returns values by

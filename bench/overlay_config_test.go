@@ -207,3 +207,79 @@ func TestFerryPathDesc(t *testing.T) {
 		}
 	}
 }
+
+// TestOverlayOptionsTCP checks --streams and --tcp-cc: their ranges, an
+// error that names the option, and the iperf3 command line they make.
+func TestOverlayOptionsTCP(t *testing.T) {
+	cases := []struct {
+		name    string
+		streams int
+		cc      string
+		wantErr string // "" for valid
+	}{
+		{"defaults", 0, "", ""},
+		{"four cubic streams", 4, "cubic", ""},
+		{"most streams", MaxStreams, "bbr", ""},
+		{"negative streams", -1, "", "streams -1: must be 1..16"},
+		{"too many streams", MaxStreams + 1, "", "streams 17: must be 1..16"},
+		{"cc in capitals", 1, "BBR", `tcp-cc "BBR": not a congestion control name`},
+		{"cc with a dash", 1, "bbr-2", `tcp-cc "bbr-2": not a congestion control name`},
+		{"cc too long", 1, "abcdefghijklmnop", `tcp-cc "abcdefghijklmnop": not a congestion control name`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o := OverlayOptions{FerryBin: "/bin/ferry", Duration: time.Second, Reps: 1, Size: 64, Streams: tc.streams, TCPCC: tc.cc}
+			err := o.Validate()
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("Validate = %v, want valid", err)
+			case tc.wantErr != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.wantErr)):
+				t.Fatalf("Validate = %v, want an error starting %q", err, tc.wantErr)
+			}
+		})
+	}
+	if d := (OverlayOptions{}).withDefaults(); d.Streams != 1 {
+		t.Errorf("default streams = %d, want 1", d.Streams)
+	}
+
+	server := netip.MustParseAddr("10.42.0.2")
+	one := strings.Join(iperfArgs(server, 5, OverlayOptions{Streams: 1, TCPCC: "bbr"}), " ")
+	if want := "-c 10.42.0.2 -p 5201 -t 5 -J -C bbr"; one != want {
+		t.Errorf("iperf3 args of one bbr stream = %q, want %q", one, want)
+	}
+	four := strings.Join(iperfArgs(server, 3, OverlayOptions{Streams: 4, TCPCC: "cubic"}), " ")
+	if want := "-c 10.42.0.2 -p 5201 -t 3 -J -C cubic -P 4"; four != want {
+		t.Errorf("iperf3 args of four cubic streams = %q, want %q", four, want)
+	}
+	for _, tc := range []struct {
+		streams int
+		cc      string
+		want    string
+	}{{1, "bbr", "TCP, one stream (bbr)"}, {4, "cubic", "TCP, 4 streams (cubic)"}} {
+		if got := tcpTitle(tc.streams, tc.cc); got != tc.want {
+			t.Errorf("tcpTitle(%d, %q) = %q, want %q", tc.streams, tc.cc, got, tc.want)
+		}
+	}
+}
+
+// TestResolveCC checks how the congestion control of the TCP workload is
+// chosen from the kernel's lists: the default when none is asked for, the
+// one asked for when the kernel has it, and otherwise an error that names
+// the option, lists what the kernel has and says how to load a module.
+func TestResolveCC(t *testing.T) {
+	const avail = "reno cubic bbr\n"
+	if cc, err := resolveCC("", "bbr\n", avail); cc != "bbr" || err != nil {
+		t.Errorf(`resolveCC("") = %q, %v; want the default bbr`, cc, err)
+	}
+	if cc, err := resolveCC("cubic", "bbr\n", avail); cc != "cubic" || err != nil {
+		t.Errorf(`resolveCC("cubic") = %q, %v; want cubic`, cc, err)
+	}
+	_, err := resolveCC("vegas", "bbr\n", avail)
+	want := `tcp-cc "vegas": not available in this kernel (it has: reno cubic bbr); if a module provides it, load it first: modprobe tcp_vegas`
+	if err == nil || err.Error() != want {
+		t.Errorf(`resolveCC("vegas") = %v, want %q`, err, want)
+	}
+	if _, err := resolveCC("", "\n", avail); err == nil || !strings.HasPrefix(err.Error(), "tcp-cc: ") {
+		t.Errorf("resolveCC with no default = %v, want a tcp-cc error", err)
+	}
+}

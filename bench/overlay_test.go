@@ -12,9 +12,11 @@ import (
 
 // TestBenchOverlaySmoke runs the overlay scenario for real, briefly, with
 // ferry's path as the default l2 VXLAN network and as an l3 GRE one (a
-// Linux bridge, routing through ferry's TUN device, raw IP sockets): both
-// paths are built, every workload yields a figure on both, the report
-// records the network type, and nothing of the run is left behind.
+// Linux bridge, routing through ferry's TUN device, raw IP sockets, two
+// CUBIC streams): both paths are built, every workload yields a figure on
+// both, the report records the network type and the TCP workload's
+// streams and congestion control (the kernel's default when none is
+// asked for), and nothing of the run is left behind.
 func TestBenchOverlaySmoke(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates network namespaces, links and TAP devices")
@@ -28,9 +30,17 @@ func TestBenchOverlaySmoke(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building ferry: %v\n%s", err, out)
 	}
-	cases := []struct{ name, encap, mode string }{
-		{"l2 vxlan (default)", "", ""},
-		{"l3 gre", EncapGRE, ModeL3},
+	def, err := os.ReadFile(ccDefaultFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, encap, mode string
+		streams           int
+		cc, wantCC        string
+	}{
+		{"l2 vxlan (default)", "", "", 0, "", strings.TrimSpace(string(def))},
+		{"l3 gre, two cubic streams", EncapGRE, ModeL3, 2, "cubic", "cubic"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -38,7 +48,7 @@ func TestBenchOverlaySmoke(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			var log strings.Builder
-			opts := OverlayOptions{FerryBin: bin, Duration: time.Second, Reps: 1, Size: 64, Encap: tc.encap, Mode: tc.mode, Log: &log}
+			opts := OverlayOptions{FerryBin: bin, Duration: time.Second, Reps: 1, Size: 64, Encap: tc.encap, Mode: tc.mode, Streams: tc.streams, TCPCC: tc.cc, Log: &log}
 			rep, err := Overlay(ctx, opts)
 			if err != nil {
 				t.Fatalf("overlay: %v\nlog:\n%s", err, log.String())
@@ -49,6 +59,9 @@ func TestBenchOverlaySmoke(t *testing.T) {
 			}
 			if len(rep.Metrics) != len(metricDefs) || len(rep.Errors) != 0 {
 				t.Fatalf("report has %d metrics and errors %v", len(rep.Metrics), rep.Errors)
+			}
+			if rep.Options.TCPCC != tc.wantCC || rep.Options.Streams != want.Streams || rep.Metrics[0].Title != tcpTitle(want.Streams, tc.wantCC) {
+				t.Errorf("report TCP: cc %q, %d streams, title %q; want %q, %d", rep.Options.TCPCC, rep.Options.Streams, rep.Metrics[0].Title, tc.wantCC, want.Streams)
 			}
 			for _, m := range rep.Metrics {
 				if len(m.Ferry.Samples) != 1 || len(m.Kernel.Samples) != 1 || m.Ferry.Median <= 0 || m.Kernel.Median <= 0 || m.Ratio == nil {

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"runtime"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,12 +48,14 @@ func parseIperf(out []byte) (float64, error) {
 	return r.End.SumReceived.BitsPerSecond, nil
 }
 
-// runTCP runs one iperf3 TCP stream from c1 to the server in c2.
+// runTCP runs opts.Streams iperf3 TCP streams with congestion control
+// opts.TCPCC from c1 to the server in c2; the figure is their sum at the
+// receiver.
 func runTCP(ctx context.Context, tb *testbed, opts OverlayOptions) (map[string]float64, error) {
 	secs := int(math.Ceil(opts.Duration.Seconds()))
 	ctx, cancel := context.WithTimeout(ctx, opts.Duration+20*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "iperf3", "-c", tb.addr2.String(), "-p", strconv.Itoa(iperfPort), "-t", strconv.Itoa(secs), "-J")
+	cmd := exec.CommandContext(ctx, "iperf3", iperfArgs(tb.addr2, secs, opts)...)
 	cmd.WaitDelay = time.Second
 	var out syncBuffer
 	cmd.Stdout = &out

@@ -86,7 +86,8 @@ Docker-style path (container veth, Linux bridge, kernel VXLAN), which is the
 same for every --mode and --encap. Each repetition runs every workload on both
 paths, alternating which goes first:
 
-  tcp       one iperf3 TCP stream, receiver's Gbit/s
+  tcp       one iperf3 TCP stream (--streams N: N of them), receiver's
+            Gbit/s, with the kernel's default congestion control or --tcp-cc
   udp-rate  UDP datagrams of --size bytes from 4 sendmmsg sockets, counted
             at the receiver with recvmmsg (delivered and offered kpps)
   latency   UDP request/response of --size bytes, one in flight: p50, p99
@@ -137,6 +138,8 @@ installs nothing: a missing tool is named with the command that installs it.`,
 	f.IntVar(&opts.Size, "size", opts.Size, fmt.Sprintf("UDP payload bytes of the packet-rate and latency workloads, %d..%d", bench.MinOverlaySize, bench.MaxOverlaySize))
 	f.StringVar(&opts.Encap, "encap", opts.Encap, "tunnel format of ferry's path: vxlan, gre, or udp (flannel-UDP, --mode l3 only)")
 	f.StringVar(&opts.Mode, "mode", opts.Mode, "network type of ferry's path: l2 (TAP ports, learning bridge) or l3 (flannel-style TUN routing)")
+	f.IntVar(&opts.Streams, "streams", 1, fmt.Sprintf("parallel TCP streams of the tcp workload (iperf3 -P), 1..%d", bench.MaxStreams))
+	f.StringVar(&opts.TCPCC, "tcp-cc", "", "TCP congestion control of the tcp workload on both paths (iperf3 -C), such as cubic or bbr; default: the kernel's (net.ipv4.tcp_congestion_control)")
 	f.BoolVar(&opts.KeepGoing, "keep-going", false, "record a failed workload in the report and go on")
 	f.StringVar(&jsonFile, "json", "", "also write the report as JSON to this file")
 	f.StringVar(&svgFile, "svg", "", "also draw the report as an SVG bar chart into this file")
