@@ -33,18 +33,24 @@ func TestOverlayOptionsEncapMode(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			o := OverlayOptions{FerryBin: "/bin/ferry", Duration: time.Second, Reps: 1, Size: 64, Encap: tc.encap, Mode: tc.mode}
-			err := o.Validate()
-			switch {
-			case tc.wantErr == "" && err != nil:
-				t.Fatalf("Validate = %v, want valid", err)
-			case tc.wantErr != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.wantErr)):
-				t.Fatalf("Validate = %v, want an error starting %q", err, tc.wantErr)
-			}
+			checkValidate(t, OverlayOptions{FerryBin: "/bin/ferry", Duration: time.Second, Reps: 1, Size: 64, Encap: tc.encap, Mode: tc.mode}, tc.wantErr)
 		})
 	}
 	if d := (OverlayOptions{}).withDefaults(); d.Encap != EncapVXLAN || d.Mode != ModeL2 {
 		t.Errorf("defaults = encap %q mode %q, want vxlan l2", d.Encap, d.Mode)
+	}
+}
+
+// checkValidate fails t unless o.Validate accepts o (wantErr "") or
+// refuses it with an error that starts with wantErr.
+func checkValidate(t *testing.T, o OverlayOptions, wantErr string) {
+	t.Helper()
+	err := o.Validate()
+	switch {
+	case wantErr == "" && err != nil:
+		t.Fatalf("Validate = %v, want valid", err)
+	case wantErr != "" && (err == nil || !strings.HasPrefix(err.Error(), wantErr)):
+		t.Fatalf("Validate = %v, want an error starting %q", err, wantErr)
 	}
 }
 
@@ -228,14 +234,7 @@ func TestOverlayOptionsTCP(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			o := OverlayOptions{FerryBin: "/bin/ferry", Duration: time.Second, Reps: 1, Size: 64, Streams: tc.streams, TCPCC: tc.cc}
-			err := o.Validate()
-			switch {
-			case tc.wantErr == "" && err != nil:
-				t.Fatalf("Validate = %v, want valid", err)
-			case tc.wantErr != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.wantErr)):
-				t.Fatalf("Validate = %v, want an error starting %q", err, tc.wantErr)
-			}
+			checkValidate(t, OverlayOptions{FerryBin: "/bin/ferry", Duration: time.Second, Reps: 1, Size: 64, Streams: tc.streams, TCPCC: tc.cc}, tc.wantErr)
 		})
 	}
 	if d := (OverlayOptions{}).withDefaults(); d.Streams != 1 {
