@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -216,22 +217,26 @@ func TestPercentile(t *testing.T) {
 }
 
 func TestParseIperf(t *testing.T) {
+	const ran = `{"start":{"test_start":{"num_streams":2}},"end":{"sum_sent":{"bits_per_second":2e9},"sum_received":{"bits_per_second":1.5e9}%s}}`
 	cases := []struct {
-		name string
-		in   string
-		want float64
-		ok   bool
+		name    string
+		in      string
+		want    float64
+		wantErr string // "" for success
 	}{
-		{"receiver rate", `{"end":{"sum_sent":{"bits_per_second":2e9},"sum_received":{"bits_per_second":1.5e9}}}`, 1.5e9, true},
-		{"iperf error", `{"error":"unable to connect to server"}`, 0, false},
-		{"no result", `{"end":{}}`, 0, false},
-		{"not JSON", `iperf3: error`, 0, false},
+		{"receiver rate", fmt.Sprintf(ran, `,"sender_tcp_congestion":"cubic"`), 1.5e9, ""},
+		{"an iperf3 that does not report the congestion control", fmt.Sprintf(ran, ""), 1.5e9, ""},
+		{"other congestion control", fmt.Sprintf(ran, `,"sender_tcp_congestion":"bbr"`), 0, `iperf3's sender used congestion control "bbr", asked for "cubic"`},
+		{"other number of streams", strings.Replace(fmt.Sprintf(ran, ""), `"num_streams":2`, `"num_streams":1`, 1), 0, "iperf3 ran 1 streams, asked for 2"},
+		{"iperf error", `{"error":"unable to connect to server"}`, 0, "iperf3: unable to connect to server"},
+		{"no result", `{"end":{}}`, 0, "iperf3 reported no received bytes"},
+		{"not JSON", `iperf3: error`, 0, "iperf3 -J output is not JSON"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseIperf([]byte(tc.in))
-			if (err == nil) != tc.ok || got != tc.want {
-				t.Fatalf("parseIperf = %v, %v; want %v, ok=%v", got, err, tc.want, tc.ok)
+			got, err := parseIperf([]byte(tc.in), 2, "cubic")
+			if got != tc.want || (err == nil) != (tc.wantErr == "") || (err != nil && !strings.HasPrefix(err.Error(), tc.wantErr)) {
+				t.Fatalf("parseIperf = %v, %v; want %v, error %q", got, err, tc.want, tc.wantErr)
 			}
 		})
 	}

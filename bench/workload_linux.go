@@ -22,19 +22,29 @@ import (
 )
 
 // iperfResult is the part of `iperf3 -J` client output the TCP workload
-// reads.
+// reads: the receiver's rate, and what the test really ran (streams, the
+// sender's congestion control) so the report never names a setting
+// iperf3 did not use.
 type iperfResult struct {
+	Start struct {
+		TestStart struct {
+			NumStreams int `json:"num_streams"`
+		} `json:"test_start"`
+	} `json:"start"`
 	End struct {
 		SumReceived struct {
 			BitsPerSecond float64 `json:"bits_per_second"`
 		} `json:"sum_received"`
+		SenderCC string `json:"sender_tcp_congestion"`
 	} `json:"end"`
 	Error string `json:"error"`
 }
 
 // parseIperf returns the receiver's throughput in bit/s from `iperf3 -J`
-// client output.
-func parseIperf(out []byte) (float64, error) {
+// client output, or an error if the test did not run streams streams with
+// congestion control cc (iperf3 versions that do not report the
+// congestion control are taken at their word).
+func parseIperf(out []byte, streams int, cc string) (float64, error) {
 	var r iperfResult
 	if err := json.Unmarshal(out, &r); err != nil {
 		return 0, fmt.Errorf("iperf3 -J output is not JSON: %w", err)
@@ -44,6 +54,12 @@ func parseIperf(out []byte) (float64, error) {
 	}
 	if r.End.SumReceived.BitsPerSecond <= 0 {
 		return 0, errors.New("iperf3 reported no received bytes")
+	}
+	if n := r.Start.TestStart.NumStreams; n != streams {
+		return 0, fmt.Errorf("iperf3 ran %d streams, asked for %d", n, streams)
+	}
+	if got := r.End.SenderCC; got != "" && got != cc {
+		return 0, fmt.Errorf("iperf3's sender used congestion control %q, asked for %q", got, cc)
 	}
 	return r.End.SumReceived.BitsPerSecond, nil
 }
@@ -63,7 +79,7 @@ func runTCP(ctx context.Context, tb *testbed, opts OverlayOptions) (map[string]f
 		return nil, fmt.Errorf("start iperf3: %w", err)
 	}
 	werr := cmd.Wait()
-	bps, err := parseIperf([]byte(out.String()))
+	bps, err := parseIperf([]byte(out.String()), opts.Streams, opts.TCPCC)
 	if err != nil {
 		return nil, errors.Join(err, werr)
 	}
