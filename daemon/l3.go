@@ -82,8 +82,8 @@ func (n *node) createL3Devices(cfg *config.Config, eng *dataplane.Engine, ws []*
 		if !ok {
 			return fmt.Errorf("network %q: device %q not in the engine", nw.Name, nw.Device)
 		}
-		for i, q := range dev.Queues() {
-			ws[i].SetPort(id, queueIO(q, off))
+		for i := range dev.Queues() {
+			ws[i].SetPort(id, queueIO(dev, i, off))
 		}
 		if nw.SubnetFile != "" {
 			f := subnetfile.File{Network: nw.Network, Subnet: nw.BridgeAddress(), MTU: mtus[ni], IPMasq: false}
