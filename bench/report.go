@@ -44,8 +44,11 @@ func (r *PipelineReport) WriteTable(w io.Writer) error {
 
 // precision returns the decimals to print a metric's values with.
 func (m Metric) precision() int {
-	if m.Unit == "Gbit/s" {
+	switch m.Unit {
+	case "Gbit/s":
 		return 2
+	case "segments":
+		return 0
 	}
 	return 1
 }

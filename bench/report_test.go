@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -77,7 +78,7 @@ func TestOverlayReportJSON(t *testing.T) {
 			t.Errorf("%s ratio = %s, want 0.5", m.Name, m.Ratio)
 		}
 	}
-	want := "tcp_gbps udp_rx_pps udp_tx_pps latency_p50_us latency_p99_us"
+	want := "tcp_gbps tcp_retransmits udp_rx_pps udp_tx_pps latency_p50_us latency_p99_us"
 	if strings.Join(names, " ") != want {
 		t.Errorf("metrics = %v, want %s", names, want)
 	}
@@ -217,25 +218,28 @@ func TestPercentile(t *testing.T) {
 }
 
 func TestParseIperf(t *testing.T) {
-	const ran = `{"start":{"test_start":{"num_streams":2}},"end":{"sum_sent":{"bits_per_second":2e9},"sum_received":{"bits_per_second":1.5e9}%s}}`
+	const ran = `{"start":{"test_start":{"num_streams":2}},"end":{"sum_sent":{"bits_per_second":2e9%s},"sum_received":{"bits_per_second":1.5e9}%s}}`
 	cases := []struct {
 		name    string
 		in      string
-		want    float64
+		want    map[string]float64
 		wantErr string // "" for success
 	}{
-		{"receiver rate", fmt.Sprintf(ran, `,"sender_tcp_congestion":"cubic"`), 1.5e9, ""},
-		{"an iperf3 that does not report the congestion control", fmt.Sprintf(ran, ""), 1.5e9, ""},
-		{"other congestion control", fmt.Sprintf(ran, `,"sender_tcp_congestion":"bbr"`), 0, `iperf3's sender used congestion control "bbr", asked for "cubic"`},
-		{"other number of streams", strings.Replace(fmt.Sprintf(ran, ""), `"num_streams":2`, `"num_streams":1`, 1), 0, "iperf3 ran 1 streams, asked for 2"},
-		{"iperf error", `{"error":"unable to connect to server"}`, 0, "iperf3: unable to connect to server"},
-		{"no result", `{"end":{}}`, 0, "iperf3 reported no received bytes"},
-		{"not JSON", `iperf3: error`, 0, "iperf3 -J output is not JSON"},
+		{"receiver rate and retransmissions", fmt.Sprintf(ran, `,"retransmits":17`, `,"sender_tcp_congestion":"cubic"`),
+			map[string]float64{MetricTCP: 1.5, MetricTCPRetrans: 17}, ""},
+		{"no retransmissions", fmt.Sprintf(ran, `,"retransmits":0`, ""), map[string]float64{MetricTCP: 1.5, MetricTCPRetrans: 0}, ""},
+		{"an iperf3 that reports neither retransmissions nor congestion control", fmt.Sprintf(ran, "", ""),
+			map[string]float64{MetricTCP: 1.5}, ""},
+		{"other congestion control", fmt.Sprintf(ran, "", `,"sender_tcp_congestion":"bbr"`), nil, `iperf3's sender used congestion control "bbr", asked for "cubic"`},
+		{"other number of streams", strings.Replace(fmt.Sprintf(ran, "", ""), `"num_streams":2`, `"num_streams":1`, 1), nil, "iperf3 ran 1 streams, asked for 2"},
+		{"iperf error", `{"error":"unable to connect to server"}`, nil, "iperf3: unable to connect to server"},
+		{"no result", `{"end":{}}`, nil, "iperf3 reported no received bytes"},
+		{"not JSON", `iperf3: error`, nil, "iperf3 -J output is not JSON"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := parseIperf([]byte(tc.in), 2, "cubic")
-			if got != tc.want || (err == nil) != (tc.wantErr == "") || (err != nil && !strings.HasPrefix(err.Error(), tc.wantErr)) {
+			if !maps.Equal(got, tc.want) || (err == nil) != (tc.wantErr == "") || (err != nil && !strings.HasPrefix(err.Error(), tc.wantErr)) {
 				t.Fatalf("parseIperf = %v, %v; want %v, error %q", got, err, tc.want, tc.wantErr)
 			}
 		})

@@ -22,9 +22,9 @@ import (
 )
 
 // iperfResult is the part of `iperf3 -J` client output the TCP workload
-// reads: the receiver's rate, and what the test really ran (streams, the
-// sender's congestion control) so the report never names a setting
-// iperf3 did not use.
+// reads: the receiver's rate, the sender's retransmitted segments, and
+// what the test really ran (streams, the sender's congestion control) so
+// the report never names a setting iperf3 did not use.
 type iperfResult struct {
 	Start struct {
 		TestStart struct {
@@ -32,6 +32,9 @@ type iperfResult struct {
 		} `json:"test_start"`
 	} `json:"start"`
 	End struct {
+		SumSent struct {
+			Retransmits *int `json:"retransmits"`
+		} `json:"sum_sent"`
 		SumReceived struct {
 			BitsPerSecond float64 `json:"bits_per_second"`
 		} `json:"sum_received"`
@@ -40,33 +43,39 @@ type iperfResult struct {
 	Error string `json:"error"`
 }
 
-// parseIperf returns the receiver's throughput in bit/s from `iperf3 -J`
-// client output, or an error if the test did not run streams streams with
+// parseIperf returns the TCP workload's figures from `iperf3 -J` client
+// output: the receiver's throughput (MetricTCP, Gbit/s) and, when iperf3
+// reports it, the segments the sender retransmitted (MetricTCPRetrans). It
+// returns an error if the test did not run streams streams with
 // congestion control cc (iperf3 versions that do not report the
 // congestion control are taken at their word).
-func parseIperf(out []byte, streams int, cc string) (float64, error) {
+func parseIperf(out []byte, streams int, cc string) (map[string]float64, error) {
 	var r iperfResult
 	if err := json.Unmarshal(out, &r); err != nil {
-		return 0, fmt.Errorf("iperf3 -J output is not JSON: %w", err)
+		return nil, fmt.Errorf("iperf3 -J output is not JSON: %w", err)
 	}
 	if r.Error != "" {
-		return 0, fmt.Errorf("iperf3: %s", r.Error)
+		return nil, fmt.Errorf("iperf3: %s", r.Error)
 	}
 	if r.End.SumReceived.BitsPerSecond <= 0 {
-		return 0, errors.New("iperf3 reported no received bytes")
+		return nil, errors.New("iperf3 reported no received bytes")
 	}
 	if n := r.Start.TestStart.NumStreams; n != streams {
-		return 0, fmt.Errorf("iperf3 ran %d streams, asked for %d", n, streams)
+		return nil, fmt.Errorf("iperf3 ran %d streams, asked for %d", n, streams)
 	}
 	if got := r.End.SenderCC; got != "" && got != cc {
-		return 0, fmt.Errorf("iperf3's sender used congestion control %q, asked for %q", got, cc)
+		return nil, fmt.Errorf("iperf3's sender used congestion control %q, asked for %q", got, cc)
 	}
-	return r.End.SumReceived.BitsPerSecond, nil
+	vals := map[string]float64{MetricTCP: r.End.SumReceived.BitsPerSecond / 1e9}
+	if n := r.End.SumSent.Retransmits; n != nil {
+		vals[MetricTCPRetrans] = float64(*n)
+	}
+	return vals, nil
 }
 
 // runTCP runs opts.Streams iperf3 TCP streams with congestion control
-// opts.TCPCC from c1 to the server in c2; the figure is their sum at the
-// receiver.
+// opts.TCPCC from c1 to the server in c2; the figures are their sum at the
+// receiver and the sender's retransmissions.
 func runTCP(ctx context.Context, tb *testbed, opts OverlayOptions) (map[string]float64, error) {
 	secs := int(math.Ceil(opts.Duration.Seconds()))
 	ctx, cancel := context.WithTimeout(ctx, opts.Duration+20*time.Second)
@@ -79,11 +88,11 @@ func runTCP(ctx context.Context, tb *testbed, opts OverlayOptions) (map[string]f
 		return nil, fmt.Errorf("start iperf3: %w", err)
 	}
 	werr := cmd.Wait()
-	bps, err := parseIperf([]byte(out.String()), opts.Streams, opts.TCPCC)
+	vals, err := parseIperf([]byte(out.String()), opts.Streams, opts.TCPCC)
 	if err != nil {
 		return nil, errors.Join(err, werr)
 	}
-	return map[string]float64{MetricTCP: bps / 1e9}, nil
+	return vals, nil
 }
 
 // udpFlows is the number of sender sockets (flows) of the UDP rate
