@@ -38,8 +38,8 @@ const (
 	// receive batch is all a worker holds at once, so a few batches'
 	// worth leaves ample room.
 	poolPerWorker = 8 * dataplane.MaxBatch
-	// sourcePorts is how many outer UDP source ports each worker sends
-	// from, chosen by inner flow hash.
+	// sourcePorts is how many outer UDP source ports the workers send
+	// from (all from the same ones), chosen by inner flow hash.
 	sourcePorts = 4
 	// defaultUnderlayMTU is used when the underlay MTU cannot be found.
 	defaultUnderlayMTU = 1500
@@ -317,8 +317,8 @@ func (n *node) createPorts(cfg *config.Config, eng *dataplane.Engine, ws []*data
 			if !ok {
 				return fmt.Errorf("port %q: not in the engine", p.Name)
 			}
-			for i := range dev.Queues() {
-				ws[i].SetPort(id, queueIO(dev, i, off))
+			for i, q := range dev.Queues() {
+				ws[i].SetPort(id, queueIO(q, off))
 			}
 			slog.Info("port ready", "port", p.Name, "network", nw.Name, "netns", p.Netns, "ifname", p.Ifname, "mtu", mtus[ni], "queues", len(dev.Queues()))
 		}
@@ -344,14 +344,12 @@ func (n *node) isReady() bool {
 	return n.ready
 }
 
-// queueIO adapts queue i of a TAP or TUN device to the dataplane (the
-// worker that owns it reads from it, and writes through the device's
-// queues by flow): with vnet (node.offload, the device made with
-// Options.VnetHdr) its frames carry a virtio-net header and may be
-// superpackets.
-func queueIO(dev *tuntap.Device, i int, vnet bool) dataplane.PortIO {
+// queueIO adapts one queue of a TAP or TUN device to the dataplane: with
+// vnet (node.offload, the device made with Options.VnetHdr) its frames
+// carry a virtio-net header and may be superpackets.
+func queueIO(q *tuntap.Queue, vnet bool) dataplane.PortIO {
 	if vnet {
-		return dataplane.NewTAPVnetQueue(dev, i)
+		return dataplane.NewTAPVnetQueue(q)
 	}
-	return dataplane.NewTAPQueue(dev, i)
+	return dataplane.NewTAPQueue(q)
 }

@@ -82,8 +82,8 @@ func (n *node) createL3Devices(cfg *config.Config, eng *dataplane.Engine, ws []*
 		if !ok {
 			return fmt.Errorf("network %q: device %q not in the engine", nw.Name, nw.Device)
 		}
-		for i := range dev.Queues() {
-			ws[i].SetPort(id, queueIO(dev, i, off))
+		for i, q := range dev.Queues() {
+			ws[i].SetPort(id, queueIO(q, off))
 		}
 		if nw.SubnetFile != "" {
 			f := subnetfile.File{Network: nw.Network, Subnet: nw.BridgeAddress(), MTU: mtus[ni], IPMasq: false}
@@ -121,12 +121,15 @@ func (n *node) openTunnels(cfg *config.Config, ws []*dataplane.Worker) error {
 		}
 	}
 	local := cfg.Node.Underlay
+	// The first worker's source ports, which the others send from too
+	// (see dataplane.UDPTunnel).
+	var srcPorts [dataplane.NumTunnelKinds][]uint16
 	for i, w := range ws {
 		for _, k := range []dataplane.TunnelKind{dataplane.TunnelVXLAN, dataplane.TunnelFlannelUDP} {
 			if !used[k] {
 				continue
 			}
-			t, err := dataplane.NewUDPTunnel(local, port[k], sourcePorts)
+			t, err := dataplane.NewUDPTunnel(local, port[k], sourcePorts, srcPorts[k])
 			if err != nil {
 				return fmt.Errorf("worker %d: %s: %w", i, k, err)
 			}
@@ -137,6 +140,7 @@ func (n *node) openTunnels(cfg *config.Config, ws []*dataplane.Worker) error {
 				}
 			}
 			w.SetTunnelKind(k, t)
+			srcPorts[k] = t.SourcePorts()
 			if i == 0 {
 				slog.Info("tunnel ready", "encap", k, "local", netip.AddrPortFrom(local, port[k]), "source_ports", t.SourcePorts())
 			}

@@ -117,8 +117,8 @@ func (n *node) createUplinks(cfg *config.Config, eng *dataplane.Engine, ws []*da
 		if err := netconf.SetupOverlayDevice(u.Name, uplinkMTU, u.Address, u.Address.Masked()); err != nil {
 			return fmt.Errorf("uplink %q: %w", u.Name, err)
 		}
-		for w := range dev.Queues() {
-			ws[w].SetUplink(uint16(i), queueIO(dev, w, off))
+		for w, q := range dev.Queues() {
+			ws[w].SetUplink(uint16(i), queueIO(q, off))
 		}
 		slog.Info("uplink ready", "uplink", u.Name, "address", u.Address, "nat_address", u.NATAddress, "queues", len(dev.Queues()))
 	}

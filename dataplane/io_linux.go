@@ -7,24 +7,21 @@ import (
 
 	"github.com/ferry-overlay/ferry/dataplane/tuntap"
 	"github.com/ferry-overlay/ferry/dataplane/udpsock"
-	"github.com/ferry-overlay/ferry/header"
 	"github.com/ferry-overlay/ferry/offload"
 )
 
-// TAPQueue adapts one queue of a TAP or TUN device to PortIO: it reads
-// from its own queue and writes each frame through the queue of the
-// frame's flow (flowQueues). The [][]byte scratch the device API wants is
-// built once, so the adapter allocates nothing per call.
+// TAPQueue adapts one queue of a TAP device to PortIO. The [][]byte
+// scratch the device API wants is built once, so the adapter allocates
+// nothing per call.
 type TAPQueue struct {
 	q     *tuntap.Queue
-	tx    flowQueues
 	bufs  [][]byte
 	sizes []int
 }
 
-// NewTAPQueue wraps queue i of d.
-func NewTAPQueue(d *tuntap.Device, i int) *TAPQueue {
-	return &TAPQueue{q: d.Queues()[i], tx: newFlowQueues(d), bufs: make([][]byte, MaxBatch), sizes: make([]int, MaxBatch)}
+// NewTAPQueue wraps q.
+func NewTAPQueue(q *tuntap.Queue) *TAPQueue {
+	return &TAPQueue{q: q, bufs: make([][]byte, MaxBatch), sizes: make([]int, MaxBatch)}
 }
 
 // Fd returns the queue's file descriptor, for the worker's epoll set.
@@ -47,66 +44,18 @@ func (t *TAPQueue) ReadBatch(pkts []*Packet) (int, error) {
 
 // WriteBatch implements PortIO.
 func (t *TAPQueue) WriteBatch(pkts []*Packet) (int, error) {
-	return writeTAP(t.tx, t.bufs, pkts, false)
+	return writeTAP(t.q, t.bufs, pkts, false)
 }
 
-// flowQueues are the queues of a multi-queue TAP or TUN device that a
-// port adapter writes through, one chosen per frame by its symmetric flow
-// hash (header.FlowHash, FlowHashIP for a TUN's bare IP packets).
-//
-// Which queue a frame is written through decides which queue the kernel
-// hands the rest of its flow to: a write records the flow (by the
-// kernel's symmetric hash) in the device's flow table with the writer's
-// queue, and the device then queues the flow's packets towards ferry on
-// that queue (tun_automq_select_queue). Written through whichever worker
-// received them from the tunnel, the replies of one TCP connection could
-// arrive on two workers (the peer's SO_REUSEPORT socket picks by outer
-// source port, and every worker sends from its own ports), and each switch
-// of the writing queue moved the connection's data to the other worker
-// while the first still held some of it: both sent, and the segments
-// reached the far container out of order (tens of thousands of spurious
-// retransmissions in a 4-second stream, measured on a two-worker rig). By
-// flow, both directions of a connection stay on one queue, and so on one
-// worker, on both hosts.
-type flowQueues struct {
-	all []*tuntap.Queue
-	ip  bool // TUN: frames are bare IP packets
-}
-
-func newFlowQueues(d *tuntap.Device) flowQueues {
-	return flowQueues{all: d.Queues(), ip: d.Kind() == tuntap.TUN}
-}
-
-// pick returns the queue to write frame f through.
-func (fq flowQueues) pick(f []byte) *tuntap.Queue {
-	if len(fq.all) == 1 {
-		return fq.all[0]
-	}
-	var h uint32
-	if fq.ip {
-		h = header.FlowHashIP(f)
-	} else {
-		h = header.FlowHash(f)
-	}
-	return fq.all[bucket(h, len(fq.all))]
-}
-
-// writeTAP writes each packet as one frame, through the queue of its flow
-// (flowQueues.pick), len(bufs) per call, the packet's virtio-net header
-// (Packet.vnet, encoded into the headroom just in front of it) first when
-// vnet is set, and maps the device's sentinel errors to the dataplane's.
-// It stops at the first error, with the frames after it unwritten. bufs
-// is the caller's scratch; it allocates nothing.
-func writeTAP(fq flowQueues, bufs [][]byte, pkts []*Packet, vnet bool) (int, error) {
+// writeTAP writes each packet as one frame to q, len(bufs) per call, the
+// packet's virtio-net header (Packet.vnet, encoded into the headroom just in
+// front of it) first when vnet is set, and maps the device's sentinel errors
+// to the dataplane's. bufs is the caller's scratch; it allocates nothing.
+func writeTAP(q *tuntap.Queue, bufs [][]byte, pkts []*Packet, vnet bool) (int, error) {
 	written := 0
 	for len(pkts) > 0 {
-		q := fq.pick(pkts[0].Bytes())
 		chunk := pkts[:min(len(pkts), len(bufs))]
 		for i, p := range chunk {
-			if i > 0 && fq.pick(p.Bytes()) != q {
-				chunk = chunk[:i] // the rest goes through another queue
-				break
-			}
 			if vnet {
 				h := p.off - offload.VirtioNetHdrLen
 				p.vnet.Encode(p.buf[h:p.off])
@@ -134,8 +83,23 @@ func writeTAP(fq flowQueues, bufs [][]byte, pkts []*Packet, vnet bool) (int, err
 
 // UDPTunnel adapts UDP sockets to TunnelIO: one socket bound to the tunnel
 // port receives (SO_REUSEPORT, one per worker, so the kernel spreads
-// datagrams over workers by flow), and Spread sockets on ephemeral ports
-// send, so the outer source port follows the inner flow's hash.
+// datagrams over workers by flow), and Spread sockets send, so the outer
+// source port follows the inner flow's hash.
+//
+// Every worker's tunnel sends from the same source ports (the first
+// worker's, which the others join with SO_REUSEPORT): a flow's outer
+// source port then depends on the flow alone, not on which worker sent
+// it, so the peer's receive sockets hand the flow to one of its workers
+// whichever of ours sent it. That worker writes the flow into its own TAP
+// or TUN queue, and the device hands the flow's replies to the queue that
+// last wrote it (tun_automq_select_queue), so both directions of a
+// connection stay on one worker on each host. With source ports per
+// worker, a connection could settle into a cycle: each side's replies
+// arrived on a different worker than before, moved the flow to that
+// worker's queue, changed its outer source port, and so on; each move left
+// segments on two workers at once, which reached the far container out of
+// order (tens of thousands of spurious retransmissions in a 4-second TCP
+// stream on a two-worker rig).
 type UDPTunnel struct {
 	rx      *udpsock.Conn
 	tx      []*udpsock.Conn
@@ -149,9 +113,11 @@ type UDPTunnel struct {
 	seg     segState // UDP_SEGMENT sends, see offload_linux.go
 }
 
-// NewUDPTunnel opens the receive socket on local:port and spread send
-// sockets on local with ephemeral ports.
-func NewUDPTunnel(local netip.Addr, port uint16, spread int) (*UDPTunnel, error) {
+// NewUDPTunnel opens the receive socket on local:port and one send socket
+// on local for each of srcPorts, bound to that port; with srcPorts nil,
+// spread send sockets on ports the kernel picks (SourcePorts returns them,
+// for the other workers' tunnels).
+func NewUDPTunnel(local netip.Addr, port uint16, spread int, srcPorts []uint16) (*UDPTunnel, error) {
 	u := &UDPTunnel{
 		port:    port,
 		bufs:    make([][]byte, MaxBatch),
@@ -164,11 +130,14 @@ func NewUDPTunnel(local netip.Addr, port uint16, spread int) (*UDPTunnel, error)
 	if err != nil {
 		return nil, fmt.Errorf("tunnel socket %s:%d: %w", local, port, err)
 	}
-	for range max(spread, 1) {
-		c, err := udpsock.Listen(udpsock.Options{Addr: netip.AddrPortFrom(local, 0), Batch: MaxBatch, SendBuf: 4 << 20})
+	if srcPorts == nil {
+		srcPorts = make([]uint16, max(spread, 1)) // port 0: the kernel picks
+	}
+	for _, sp := range srcPorts {
+		c, err := udpsock.Listen(udpsock.Options{Addr: netip.AddrPortFrom(local, sp), ReusePort: true, Batch: MaxBatch, SendBuf: 4 << 20})
 		if err != nil {
 			u.Close()
-			return nil, fmt.Errorf("tunnel send socket on %s: %w", local, err)
+			return nil, fmt.Errorf("tunnel send socket on %s: %w", netip.AddrPortFrom(local, sp), err)
 		}
 		u.tx = append(u.tx, c)
 		u.srcPort = append(u.srcPort, c.LocalAddr().Port())

@@ -330,7 +330,7 @@ func (w *Worker) l3Encapsulate(t *tables, n *network) {
 				p.encapDrop = ReasonTTLExpired
 				continue
 			}
-			p.Hash = header.FlowHashIP(p.Bytes())
+			p.Hash = header.FlowHashIPv4(p.Bytes())
 		case TunnelGRE:
 			h := p.Prepend(encap.GREHeaderLen)
 			if h == nil {
@@ -339,7 +339,7 @@ func (w *Worker) l3Encapsulate(t *tables, n *network) {
 			}
 			encap.PutGRE(h, encap.GREProtoIPv4, 0, false)
 		default:
-			p.Hash = header.FlowHashIP(p.Bytes())
+			p.Hash = header.FlowHashIPv4(p.Bytes())
 			h := p.Prepend(l3VXLANHeaderLen)
 			if h == nil {
 				p.encapDrop = ReasonNoHeadroom

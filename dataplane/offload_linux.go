@@ -47,18 +47,16 @@ func VXLANGSOMaxSegs(mtu int) int {
 // Options.VnetHdr (and offloads set with EnableTAPOffload) to PortIO: each
 // frame read or written is preceded by a virtio-net header, which lives in
 // Packet.vnet; frames read may be superpackets of up to 64 KiB. Like
-// TAPQueue it reads from its own queue, writes by flow (flowQueues) and
-// allocates nothing per call.
+// TAPQueue it allocates nothing per call.
 type TAPVnetQueue struct {
 	q     *tuntap.Queue
-	tx    flowQueues
 	bufs  [][]byte
 	sizes []int
 }
 
-// NewTAPVnetQueue wraps queue i of d, a device with Options.VnetHdr.
-func NewTAPVnetQueue(d *tuntap.Device, i int) *TAPVnetQueue {
-	return &TAPVnetQueue{q: d.Queues()[i], tx: newFlowQueues(d), bufs: make([][]byte, MaxBatch), sizes: make([]int, MaxBatch)}
+// NewTAPVnetQueue wraps q, a queue of a device with Options.VnetHdr.
+func NewTAPVnetQueue(q *tuntap.Queue) *TAPVnetQueue {
+	return &TAPVnetQueue{q: q, bufs: make([][]byte, MaxBatch), sizes: make([]int, MaxBatch)}
 }
 
 // Fd returns the queue's file descriptor, for the worker's epoll set.
@@ -97,7 +95,7 @@ func (t *TAPVnetQueue) ReadBatch(pkts []*Packet) (int, error) {
 // WriteBatch implements PortIO: each packet is written behind its
 // Packet.vnet header, encoded into the headroom in front of it.
 func (t *TAPVnetQueue) WriteBatch(pkts []*Packet) (int, error) {
-	return writeTAP(t.tx, t.bufs, pkts, true)
+	return writeTAP(t.q, t.bufs, pkts, true)
 }
 
 // segState is a UDPTunnel's segmented-send scratch.

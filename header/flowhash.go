@@ -118,17 +118,13 @@ func finish(h uint64) uint32 {
 	return uint32(h ^ h>>32)
 }
 
-// FlowHashIP is FlowHash for a bare IPv4 or IPv6 packet (an l3 network's
-// packet or a TUN device's, with no Ethernet header): the same symmetric
-// 5-tuple or address hash, so a flow keeps one outer source port and both
-// of its directions map alike. A packet too short for its IP header, or of
-// another version, hashes by its length. It never panics or allocates.
-func FlowHashIP(pkt []byte) uint32 {
-	switch {
-	case len(pkt) >= IPv4MinLen && pkt[0]>>4 == IPv4Version:
-		return hashIPv4(pkt)
-	case len(pkt) >= IPv6Len && pkt[0]>>4 == IPv6Version:
-		return hashIPv6(pkt)
+// FlowHashIPv4 is FlowHash for a bare IPv4 packet (an l3 network's packet,
+// with no Ethernet header): the same symmetric 5-tuple or address hash, so
+// a flow keeps one outer source port. A packet too short for an IPv4 header
+// or not version 4 hashes by its length. It never panics or allocates.
+func FlowHashIPv4(pkt []byte) uint32 {
+	if len(pkt) < IPv4MinLen || pkt[0]>>4 != IPv4Version {
+		return finish(mix(hashSeed, uint64(len(pkt))))
 	}
-	return finish(mix(hashSeed, uint64(len(pkt))))
+	return hashIPv4(pkt)
 }

@@ -153,41 +153,6 @@ func TestFlowHashSymmetric(t *testing.T) {
 	}
 }
 
-// TestFlowHashIP checks that a bare IP packet hashes as the same packet
-// behind an Ethernet header does, so FlowHashIP inherits FlowHash's
-// symmetry, and that it survives every cut of a packet.
-func TestFlowHashIP(t *testing.T) {
-	ip := ip6(layers.IPProtocolTCP)
-	frames := map[string][]byte{
-		"ipv4 tcp": tcp4Frame(t, 40000, 443),
-		"ipv4 udp": udp4Frame(t, 5000, 53),
-		"ipv6 tcp": serialize(t, eth(layers.EthernetTypeIPv6), ip, tcp(ip, 33000, 22)),
-	}
-	for name, f := range frames {
-		t.Run(name, func(t *testing.T) {
-			var p Parsed
-			p.Decode(f)
-			if p.Status != DecodeOK {
-				t.Fatalf("setup: %v", p.Status)
-			}
-			if got, want := FlowHashIP(f[EthernetLen:]), FlowHash(f); got != want {
-				t.Errorf("FlowHashIP = %#x, FlowHash of the frame = %#x", got, want)
-			}
-			r := swapFlow(f, &p)
-			if FlowHashIP(f[EthernetLen:]) != FlowHashIP(r[EthernetLen:]) {
-				t.Error("reverse direction hashes differently")
-			}
-			seen := map[uint32]bool{}
-			for n := 0; n <= len(f)-EthernetLen; n++ {
-				seen[FlowHashIP(f[EthernetLen:EthernetLen+n])] = true // must not panic
-			}
-			if len(seen) < 3 {
-				t.Errorf("cuts of one packet gave only %d distinct hashes", len(seen))
-			}
-		})
-	}
-}
-
 func TestFlowHashShortAndGarbage(t *testing.T) {
 	full := tcp4Frame(t, 1, 2)
 	seen := map[uint32]int{}

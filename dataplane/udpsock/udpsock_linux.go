@@ -51,7 +51,10 @@ type Options struct {
 	// 0.0.0.0 binds every address. It must be IPv4 (or IPv4-mapped).
 	Addr netip.AddrPort
 	// ReusePort sets SO_REUSEPORT, so one socket per worker can bind the same
-	// address and the kernel spreads incoming flows over them.
+	// address and the kernel spreads incoming flows over them. With port 0
+	// it is set after the bind: the kernel then picks a port no other
+	// socket uses (it would otherwise offer one already bound with
+	// SO_REUSEPORT by the same user), and further sockets may join it.
 	ReusePort bool
 	// RecvBuf and SendBuf set SO_RCVBUF and SO_SNDBUF in bytes; 0 leaves the
 	// system default. The FORCE variants are tried first so that root can
@@ -186,9 +189,15 @@ func Listen(opts Options) (*Conn, error) {
 
 // setup sets the socket options, binds, and records the local address.
 func (c *Conn) setup(addr netip.AddrPort, opts Options) error {
-	if opts.ReusePort {
+	reusePort := func() error {
 		if err := unix.SetsockoptInt(c.fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
 			return fmt.Errorf("SO_REUSEPORT: %w", err)
+		}
+		return nil
+	}
+	if opts.ReusePort && addr.Port() != 0 {
+		if err := reusePort(); err != nil {
+			return err
 		}
 	}
 	if err := setBuf(c.fd, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, opts.RecvBuf); err != nil {
@@ -199,6 +208,11 @@ func (c *Conn) setup(addr netip.AddrPort, opts Options) error {
 	}
 	if err := unix.Bind(c.fd, &unix.SockaddrInet4{Port: int(addr.Port()), Addr: addr.Addr().As4()}); err != nil {
 		return fmt.Errorf("bind: %w", err)
+	}
+	if opts.ReusePort && addr.Port() == 0 {
+		if err := reusePort(); err != nil {
+			return err
+		}
 	}
 	sa, err := unix.Getsockname(c.fd)
 	if err != nil {

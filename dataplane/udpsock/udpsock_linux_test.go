@@ -624,3 +624,23 @@ func BenchmarkSendtoRecvfrom64(b *testing.B) {
 	}
 	reportPerPacket(b, 64)
 }
+
+// TestReusePortEphemeralPortsDistinct: sockets asking for an ephemeral port
+// with ReusePort get ports of their own (the option is set after the
+// bind), never one another such socket holds, so the send sockets that
+// several workers share stay distinct ports.
+func TestReusePortEphemeralPortsDistinct(t *testing.T) {
+	seen := map[uint16]bool{}
+	for range 64 {
+		c, err := Listen(Options{Addr: loopback, ReusePort: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		p := c.LocalAddr().Port()
+		if seen[p] {
+			t.Fatalf("port %d handed out twice", p)
+		}
+		seen[p] = true
+	}
+}
