@@ -38,9 +38,6 @@ const (
 	// receive batch is all a worker holds at once, so a few batches'
 	// worth leaves ample room.
 	poolPerWorker = 8 * dataplane.MaxBatch
-	// sourcePorts is how many outer UDP source ports the workers send
-	// from (all from the same ones), chosen by inner flow hash.
-	sourcePorts = 4
 	// defaultUnderlayMTU is used when the underlay MTU cannot be found.
 	defaultUnderlayMTU = 1500
 )
@@ -342,6 +339,16 @@ func (n *node) isReady() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.ready
+}
+
+// sourcePorts returns how many outer UDP source ports the workers send
+// from (all from the same ones), chosen by inner flow hash: the peer's
+// receive sockets spread flows over its workers by source port, so a few
+// ports per worker, and at least 16, keep every worker of a peer busy
+// (with 4 ports and 2 workers, one start in 8 put every port, and all
+// traffic from this host, on one worker of the peer).
+func sourcePorts(workers int) int {
+	return min(dataplane.MaxSpread, max(16, 4*workers))
 }
 
 // queueIO adapts one queue of a TAP or TUN device to the dataplane: with

@@ -129,7 +129,7 @@ func (n *node) openTunnels(cfg *config.Config, ws []*dataplane.Worker) error {
 			if !used[k] {
 				continue
 			}
-			t, err := dataplane.NewUDPTunnel(local, port[k], sourcePorts, srcPorts[k])
+			t, err := dataplane.NewUDPTunnel(local, port[k], sourcePorts(len(ws)), srcPorts[k])
 			if err != nil {
 				return fmt.Errorf("worker %d: %s: %w", i, k, err)
 			}

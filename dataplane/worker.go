@@ -703,9 +703,9 @@ func (w *Worker) flushTunnel() {
 	defer w.off.endBatch() // forget the segmented superpacket (offload.go)
 	spread := 1
 	if w.txTun != nil {
-		spread = min(max(w.txTun.Spread(), 1), maxSpread)
+		spread = min(max(w.txTun.Spread(), 1), MaxSpread)
 	}
-	var count [maxSpread + 1]int
+	var count [MaxSpread + 1]int
 	k := 0
 	for i, p := range w.tunPkts {
 		if p.encapDrop != ReasonNone {
@@ -765,8 +765,8 @@ func (w *Worker) flushTunnel() {
 // than a division, and as even for a well-mixed hash).
 func bucket(hash uint32, n int) int { return int(uint64(hash) * uint64(n) >> 32) }
 
-// maxSpread bounds the number of outer source ports a tunnel may use.
-const maxSpread = 64
+// MaxSpread bounds the number of outer source ports a tunnel may use.
+const MaxSpread = 64
 
 // sendGroup writes w.sort*[start:end], all from source port src, and counts
 // each datagram sent or dropped against its peer.
