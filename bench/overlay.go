@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,6 +61,14 @@ type OverlayOptions struct {
 	// report: on paths like these the choice moves the figure a lot (BBR
 	// paces to what it measures, CUBIC fills every queue).
 	TCPCC string `json:"tcp_cc"`
+	// Workers is the number of dataplane workers of each ferry daemon
+	// (node.workers), 1..config.MaxWorkers; 0 means ferry's default, one
+	// per CPU, which [Overlay] fills in for the report.
+	Workers int `json:"workers"`
+	// Offload turns ferry's TAP/TUN and UDP offloads on or off
+	// (node.offload), to see what they buy; nil means ferry's default
+	// (on), which [Overlay] fills in for the report.
+	Offload *bool `json:"offload"`
 	// KeepGoing records a failed workload in the report and goes on,
 	// instead of stopping the run.
 	KeepGoing bool `json:"keep_going"`
@@ -101,7 +110,23 @@ func (o OverlayOptions) withDefaults() OverlayOptions {
 	if o.Streams == 0 {
 		o.Streams = 1
 	}
+	if o.Workers == 0 {
+		o.Workers = min(runtime.NumCPU(), config.MaxWorkers)
+	}
+	if o.Offload == nil {
+		on := config.DefaultOffload
+		o.Offload = &on
+	}
 	return o
+}
+
+// offload reports whether ferry's path runs with offloads (Offload, nil
+// meaning ferry's default).
+func (o OverlayOptions) offload() bool {
+	if o.Offload == nil {
+		return config.DefaultOffload
+	}
+	return *o.Offload
 }
 
 // Validate reports the first option out of range, naming it. An empty
@@ -125,6 +150,8 @@ func (o OverlayOptions) Validate() error {
 		return fmt.Errorf("size %d: must be %d..%d bytes of UDP payload", o.Size, MinOverlaySize, MaxOverlaySize)
 	case o.Streams < 0 || o.Streams > MaxStreams:
 		return fmt.Errorf("streams %d: must be 1..%d", o.Streams, MaxStreams)
+	case o.Workers < 0 || o.Workers > config.MaxWorkers:
+		return fmt.Errorf("workers %d: must be 1..%d, or 0 for one per CPU", o.Workers, config.MaxWorkers)
 	case o.TCPCC != "" && !validCCName(o.TCPCC):
 		return fmt.Errorf("tcp-cc %q: not a congestion control name (lower-case letters, digits and _, at most 15)", o.TCPCC)
 	}
@@ -622,15 +649,18 @@ type ferryHost struct {
 	container string
 }
 
-// ferryConfig returns the `ferry run` config of host h for opts' mode and
-// encapsulation (defaults filled in). l2: one network on 10.42.0.0/24
+// ferryConfig returns the `ferry run` config of host h for opts' mode,
+// encapsulation, workers and offloads (defaults filled in). l2: one network on 10.42.0.0/24
 // with one TAP port moved into the container as eth0, with the container's
 // address and a fixed MAC. l3: network 10.42.0.0/16, this host's subnet
 // 10.42.i.0/24, the TUN device ferry0, and the other host as the peer that
 // owns its subnet. Ports take the encapsulation's default.
 func ferryConfig(opts OverlayOptions, h ferryHost) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "node:\n  name: %s\n  underlay: %s\n  log_level: warn\n", h.name, h.local)
+	fmt.Fprintf(&b, "node:\n  name: %s\n  underlay: %s\n  log_level: warn\n  offload: %t\n", h.name, h.local, opts.offload())
+	if opts.Workers > 0 {
+		fmt.Fprintf(&b, "  workers: %d\n", opts.Workers)
+	}
 	fmt.Fprintf(&b, "control:\n  socket: %s\nmetrics:\n  listen: \"off\"\n", h.socket)
 	fmt.Fprintf(&b, "networks:\n  - name: bench\n    mode: %s\n    encap: %s\n", opts.Mode, opts.Encap)
 	if opts.Mode == ModeL3 {

@@ -161,7 +161,7 @@ func TestOverlayReportRecordsEncapMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"ferry bench overlay: ferry l3/gre vs kernel VXLAN (l2), 10s per workload",
+		"ferry bench overlay: ferry l3/gre (2 workers, offloads on) vs kernel VXLAN (l2), 10s per workload",
 		"  ferry:  ferry l3 over gre: container veth → Linux bridge → host routing → TUN ferry0 → ferry (GRE, IP protocol 47) → veth underlay\n",
 		"  kernel: kernel VXLAN, l2, Docker-style: container veth → Linux bridge → vxlan device (VNI 42, UDP 4789) → veth underlay\n",
 	} {
@@ -176,8 +176,10 @@ func TestOverlayReportRecordsEncapMode(t *testing.T) {
 	}
 	var got struct {
 		Options struct {
-			Encap string `json:"encap"`
-			Mode  string `json:"mode"`
+			Encap   string `json:"encap"`
+			Mode    string `json:"mode"`
+			Workers int    `json:"workers"`
+			Offload *bool  `json:"offload"`
 		} `json:"options"`
 		FerryPath  string `json:"ferry_path"`
 		KernelPath string `json:"kernel_path"`
@@ -188,13 +190,77 @@ func TestOverlayReportRecordsEncapMode(t *testing.T) {
 	if got.Options.Encap != "gre" || got.Options.Mode != "l3" || got.FerryPath != rep.FerryPath || got.KernelPath != kernelPathDesc {
 		t.Errorf("JSON options %+v ferry_path %q kernel_path %q", got.Options, got.FerryPath, got.KernelPath)
 	}
+	if got.Options.Workers != 2 {
+		t.Errorf("JSON options.workers = %d, want 2", got.Options.Workers)
+	}
 
 	var svg bytes.Buffer
 	if err := rep.WriteSVG(&svg); err != nil {
 		t.Fatal(err)
 	}
-	if want := `font-weight="bold">ferry l3/gre vs kernel VXLAN (l2)</text>`; !strings.Contains(svg.String(), want) {
+	if want := `font-weight="bold">ferry l3/gre (2 workers, offloads on) vs kernel VXLAN (l2)</text>`; !strings.Contains(svg.String(), want) {
 		t.Errorf("SVG title lacks %q", want)
+	}
+}
+
+// TestOverlayReportRecordsWorkersOffload checks that a run with one worker
+// and offloads off says so in the table and the JSON.
+func TestOverlayReportRecordsWorkersOffload(t *testing.T) {
+	rep := sampleReport()
+	off := false
+	rep.Options.Mode, rep.Options.Encap = ModeL2, EncapVXLAN
+	rep.Options.Workers, rep.Options.Offload = 1, &off
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	if want := "ferry l2/vxlan (1 worker, offloads off) vs kernel VXLAN (l2)"; !strings.Contains(table.String(), want) {
+		t.Errorf("table lacks %q:\n%s", want, table.String())
+	}
+	var js bytes.Buffer
+	if err := WriteJSON(&js, rep); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(js.String(), `"workers": 1,`) || !strings.Contains(js.String(), `"offload": false,`) {
+		t.Errorf("JSON options lack workers 1 and offload false:\n%s", js.String())
+	}
+}
+
+// TestFerryConfigWorkersOffload: the daemons' config carries --workers and
+// --offload, and leaves the worker count to ferry when none is asked for.
+func TestFerryConfigWorkersOffload(t *testing.T) {
+	off, on := false, true
+	cases := []struct {
+		name        string
+		workers     int
+		offload     *bool
+		wantWorkers int // 0: ferry's default, whatever this machine has
+		wantOffload bool
+	}{
+		{"defaults", 0, nil, 0, config.DefaultOffload},
+		{"three workers, offloads off", 3, &off, 3, false},
+		{"one worker, offloads on", 1, &on, 1, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := OverlayOptions{Encap: EncapVXLAN, Mode: ModeL2, Workers: tc.workers, Offload: tc.offload}
+			h := ferryHost{index: 1, name: "fh", local: hostAddr(1), peer: hostAddr(2), socket: "/tmp/fh.sock", container: "fc"}
+			text := ferryConfig(opts, h)
+			cfg, err := config.Parse([]byte(text))
+			if err != nil {
+				t.Fatalf("config does not parse: %v\n%s", err, text)
+			}
+			if cfg.Node.Offload != tc.wantOffload {
+				t.Errorf("node.offload = %v, want %v:\n%s", cfg.Node.Offload, tc.wantOffload, text)
+			}
+			if tc.wantWorkers == 0 {
+				if strings.Contains(text, "workers:") {
+					t.Errorf("config sets workers though none was asked for:\n%s", text)
+				}
+			} else if cfg.Node.Workers != tc.wantWorkers {
+				t.Errorf("node.workers = %d, want %d:\n%s", cfg.Node.Workers, tc.wantWorkers, text)
+			}
+		})
 	}
 }
 

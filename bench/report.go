@@ -83,10 +83,19 @@ func (r *OverlayReport) WriteTable(w io.Writer) error {
 	return nil
 }
 
-// comparison names the two paths in a few words: "ferry l3/gre vs kernel
-// VXLAN (l2)".
+// comparison names the two paths in a few words: "ferry l3/gre (2
+// workers, offloads on) vs kernel VXLAN (l2)".
 func (r *OverlayReport) comparison() string {
-	return fmt.Sprintf("ferry %s/%s vs kernel VXLAN (l2)", r.Options.Mode, r.Options.Encap)
+	o := r.Options
+	w := "workers"
+	if o.Workers == 1 {
+		w = "worker"
+	}
+	off := "on"
+	if !o.offload() {
+		off = "off"
+	}
+	return fmt.Sprintf("ferry %s/%s (%d %s, offloads %s) vs kernel VXLAN (l2)", o.Mode, o.Encap, o.Workers, w, off)
 }
 
 // Colours of the chart's two series.

@@ -17,7 +17,7 @@ import (
 // measured, one path missing, and a zero kernel median.
 func sampleReport() *OverlayReport {
 	r := &OverlayReport{
-		Options: OverlayOptions{Duration: 10 * time.Second, Reps: 3, Size: 64},
+		Options: OverlayOptions{Duration: 10 * time.Second, Reps: 3, Size: 64, Workers: 2},
 		Machine: Machine{CPUs: 2, Kernel: "6.18", Go: "go1.26"},
 		Errors:  []string{"rep 2 ferry tcp: boom"},
 	}
@@ -260,6 +260,9 @@ func TestOverlayOptionsValidate(t *testing.T) {
 		{"payload too small for the probe", func(o *OverlayOptions) { o.Size = MinOverlaySize - 1 }, false},
 		{"payload over the overlay MTU", func(o *OverlayOptions) { o.Size = MaxOverlaySize + 1 }, false},
 		{"largest payload", func(o *OverlayOptions) { o.Size = MaxOverlaySize }, true},
+		{"negative workers", func(o *OverlayOptions) { o.Workers = -1 }, false},
+		{"more workers than ferry runs", func(o *OverlayOptions) { o.Workers = 65 }, false},
+		{"most workers", func(o *OverlayOptions) { o.Workers = 64 }, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

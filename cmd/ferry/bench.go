@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ferry-overlay/ferry/bench"
+	"github.com/ferry-overlay/ferry/config"
 )
 
 // newBenchCmd is `ferry bench`: the benchmark scenarios of package bench.
@@ -76,6 +77,7 @@ runtime counters) and heap allocations per frame (runtime.MemStats).`,
 func newBenchOverlayCmd() *cobra.Command {
 	opts := bench.OverlayOptions{Duration: 10 * time.Second, Reps: 3, Size: 64, Encap: bench.EncapVXLAN, Mode: bench.ModeL2}
 	var jsonFile, svgFile string
+	var offload bool
 	cmd := &cobra.Command{
 		Use:   "overlay",
 		Short: "Compare ferry's overlay path with the kernel's VXLAN path in network namespaces (root, iperf3)",
@@ -112,6 +114,7 @@ installs nothing: a missing tool is named with the command that installs it.`,
 			}
 			opts.FerryBin = bin
 			opts.Log = cmd.ErrOrStderr()
+			opts.Offload = &offload
 			rep, err := bench.Overlay(cmd.Context(), opts)
 			if err != nil {
 				return err
@@ -140,6 +143,8 @@ installs nothing: a missing tool is named with the command that installs it.`,
 	f.StringVar(&opts.Mode, "mode", opts.Mode, "network type of ferry's path: l2 (TAP ports, learning bridge) or l3 (flannel-style TUN routing)")
 	f.IntVar(&opts.Streams, "streams", 1, fmt.Sprintf("parallel TCP streams of the tcp workload (iperf3 -P), 1..%d", bench.MaxStreams))
 	f.StringVar(&opts.TCPCC, "tcp-cc", "", "TCP congestion control of the tcp workload on both paths (iperf3 -C), such as cubic or bbr; default: the kernel's (net.ipv4.tcp_congestion_control)")
+	f.IntVar(&opts.Workers, "workers", 0, fmt.Sprintf("dataplane workers of each ferry daemon, 1..%d; 0: one per CPU, ferry's default", config.MaxWorkers))
+	f.BoolVar(&offload, "offload", true, "ferry's TAP/TUN and UDP offloads (node.offload); --offload=false shows what they buy")
 	f.BoolVar(&opts.KeepGoing, "keep-going", false, "record a failed workload in the report and go on")
 	f.StringVar(&jsonFile, "json", "", "also write the report as JSON to this file")
 	f.StringVar(&svgFile, "svg", "", "also draw the report as an SVG bar chart into this file")
