@@ -243,7 +243,7 @@ type OverlayReport struct {
 	// "ferry l3 over gre: container veth → Linux bridge → …".
 	FerryPath  string `json:"ferry_path"`
 	KernelPath string `json:"kernel_path"`
-	// Metrics are, in order: TCP throughput and retransmissions, UDP
+	// Metrics are, in order: TCP throughput, retransmissions and CPU cost, UDP
 	// packets delivered and offered per second, latency p50 and p99.
 	Metrics []Metric `json:"metrics"`
 	// Errors lists the workloads that failed (with --keep-going), as
@@ -258,20 +258,27 @@ const (
 	// retransmitted in one run: loss or reordering on the path (a
 	// dataplane that reorders a flow shows here first).
 	MetricTCPRetrans = "tcp_retransmits"
-	MetricUDPRx      = "udp_rx_pps"
-	MetricUDPTx      = "udp_tx_pps"
-	MetricLatP50     = "latency_p50_us"
-	MetricLatP99     = "latency_p99_us"
-	overlayVNI       = 42
-	overlayPort      = 4789
-	iperfPort        = 5201
-	udpRatePort      = 5300
-	latencyPort      = 5301
-	latencyProcs     = 4 // GOMAXPROCS while the echo server runs: see startEcho
-	underlayDev      = "ul0"
-	underlayMTU      = 1500 // the veth underlay's, the kernel's default
-	containerDev     = "eth0"
-	daemonTimeout    = 15 * time.Second
+	// MetricTCPCPU is the CPU time the whole machine was busy during the
+	// TCP workload, per MB received: the path's cost per byte, whatever
+	// its speed.
+	MetricTCPCPU = "tcp_cpu_us_per_mb"
+	// metricTCPBytes carries the bytes received from parseIperf to runTCP;
+	// it is not reported.
+	metricTCPBytes = "tcp_bytes"
+	MetricUDPRx    = "udp_rx_pps"
+	MetricUDPTx    = "udp_tx_pps"
+	MetricLatP50   = "latency_p50_us"
+	MetricLatP99   = "latency_p99_us"
+	overlayVNI     = 42
+	overlayPort    = 4789
+	iperfPort      = 5201
+	udpRatePort    = 5300
+	latencyPort    = 5301
+	latencyProcs   = 4 // GOMAXPROCS while the echo server runs: see startEcho
+	underlayDev    = "ul0"
+	underlayMTU    = 1500 // the veth underlay's, the kernel's default
+	containerDev   = "eth0"
+	daemonTimeout  = 15 * time.Second
 )
 
 var (
@@ -325,6 +332,7 @@ func ferryPathDesc(mode, enc string) string {
 var metricDefs = []Metric{
 	{Name: MetricTCP, Title: "TCP, one stream", Unit: "Gbit/s", HigherIsBetter: true},
 	{Name: MetricTCPRetrans, Title: "TCP retransmissions per run", Unit: "segments"},
+	{Name: MetricTCPCPU, Title: "CPU per MB of TCP (whole machine)", Unit: "µs/MB"},
 	{Name: MetricUDPRx, Title: "UDP delivered", Unit: "kpps", HigherIsBetter: true},
 	{Name: MetricUDPTx, Title: "UDP offered", Unit: "kpps", HigherIsBetter: true},
 	{Name: MetricLatP50, Title: "latency p50", Unit: "µs"},

@@ -78,7 +78,7 @@ func TestOverlayReportJSON(t *testing.T) {
 			t.Errorf("%s ratio = %s, want 0.5", m.Name, m.Ratio)
 		}
 	}
-	want := "tcp_gbps tcp_retransmits udp_rx_pps udp_tx_pps latency_p50_us latency_p99_us"
+	want := "tcp_gbps tcp_retransmits tcp_cpu_us_per_mb udp_rx_pps udp_tx_pps latency_p50_us latency_p99_us"
 	if strings.Join(names, " ") != want {
 		t.Errorf("metrics = %v, want %s", names, want)
 	}
@@ -218,7 +218,7 @@ func TestPercentile(t *testing.T) {
 }
 
 func TestParseIperf(t *testing.T) {
-	const ran = `{"start":{"test_start":{"num_streams":2}},"end":{"sum_sent":{"bits_per_second":2e9%s},"sum_received":{"bits_per_second":1.5e9}%s}}`
+	const ran = `{"start":{"test_start":{"num_streams":2}},"end":{"sum_sent":{"bits_per_second":2e9%s},"sum_received":{"bytes":1.875e9,"bits_per_second":1.5e9}%s}}`
 	cases := []struct {
 		name    string
 		in      string
@@ -226,10 +226,10 @@ func TestParseIperf(t *testing.T) {
 		wantErr string // "" for success
 	}{
 		{"receiver rate and retransmissions", fmt.Sprintf(ran, `,"retransmits":17`, `,"sender_tcp_congestion":"cubic"`),
-			map[string]float64{MetricTCP: 1.5, MetricTCPRetrans: 17}, ""},
-		{"no retransmissions", fmt.Sprintf(ran, `,"retransmits":0`, ""), map[string]float64{MetricTCP: 1.5, MetricTCPRetrans: 0}, ""},
+			map[string]float64{MetricTCP: 1.5, metricTCPBytes: 1.875e9, MetricTCPRetrans: 17}, ""},
+		{"no retransmissions", fmt.Sprintf(ran, `,"retransmits":0`, ""), map[string]float64{MetricTCP: 1.5, metricTCPBytes: 1.875e9, MetricTCPRetrans: 0}, ""},
 		{"an iperf3 that reports neither retransmissions nor congestion control", fmt.Sprintf(ran, "", ""),
-			map[string]float64{MetricTCP: 1.5}, ""},
+			map[string]float64{MetricTCP: 1.5, metricTCPBytes: 1.875e9}, ""},
 		{"other congestion control", fmt.Sprintf(ran, "", `,"sender_tcp_congestion":"bbr"`), nil, `iperf3's sender used congestion control "bbr", asked for "cubic"`},
 		{"other number of streams", strings.Replace(fmt.Sprintf(ran, "", ""), `"num_streams":2`, `"num_streams":1`, 1), nil, "iperf3 ran 1 streams, asked for 2"},
 		{"iperf error", `{"error":"unable to connect to server"}`, nil, "iperf3: unable to connect to server"},
@@ -279,5 +279,40 @@ func TestMissingToolNamesTheInstallCommand(t *testing.T) {
 	err := error(&MissingTool{Tool: "iperf3", Install: "apt-get install -y iperf3"})
 	if got := err.Error(); got != "iperf3 is not installed; install it with: apt-get install -y iperf3" {
 		t.Fatalf("message = %q", got)
+	}
+}
+
+func TestParseProcStat(t *testing.T) {
+	const stat = "cpu  100 5 50 1000 20 3 7 11 9 0\ncpu0 50 2 25 500 10 1 3 5 4 0\nintr 1 2 3\n"
+	c, err := parseProcStat([]byte(stat))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := uint64(100 + 5 + 50 + 3 + 7); c.busy != want {
+		t.Errorf("busy = %d, want %d (user+nice+system+irq+softirq; not idle, iowait, steal or guest)", c.busy, want)
+	}
+	for _, bad := range []string{"", "intr 1 2 3\n", "cpu 1 2 3\n", "cpu 1 2 x 4 5 6 7 8\n"} {
+		if _, err := parseProcStat([]byte(bad)); err == nil {
+			t.Errorf("parseProcStat(%q) accepted", bad)
+		}
+	}
+}
+
+func TestCPUClockMovesWithWork(t *testing.T) {
+	c, err := startCPUClock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(300 * time.Millisecond)
+	x := 0
+	for time.Now().Before(deadline) { // 0.3 s of one CPU's work
+		x++
+	}
+	busy, err := c.busySince()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if busy < 100*time.Millisecond {
+		t.Errorf("the machine was busy %v during 300ms of spinning (%d loops)", busy, x)
 	}
 }

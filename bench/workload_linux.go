@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"os"
 	"os/exec"
 	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +39,7 @@ type iperfResult struct {
 			Retransmits *int `json:"retransmits"`
 		} `json:"sum_sent"`
 		SumReceived struct {
+			Bytes         float64 `json:"bytes"`
 			BitsPerSecond float64 `json:"bits_per_second"`
 		} `json:"sum_received"`
 		SenderCC string `json:"sender_tcp_congestion"`
@@ -44,8 +48,9 @@ type iperfResult struct {
 }
 
 // parseIperf returns the TCP workload's figures from `iperf3 -J` client
-// output: the receiver's throughput (MetricTCP, Gbit/s) and, when iperf3
-// reports it, the segments the sender retransmitted (MetricTCPRetrans). It
+// output: the receiver's throughput (MetricTCP, Gbit/s) and bytes
+// (metricTCPBytes) and, when iperf3 reports it, the segments the sender
+// retransmitted (MetricTCPRetrans). It
 // returns an error if the test did not run streams streams with
 // congestion control cc (iperf3 versions that do not report the
 // congestion control are taken at their word).
@@ -66,7 +71,7 @@ func parseIperf(out []byte, streams int, cc string) (map[string]float64, error) 
 	if got := r.End.SenderCC; got != "" && got != cc {
 		return nil, fmt.Errorf("iperf3's sender used congestion control %q, asked for %q", got, cc)
 	}
-	vals := map[string]float64{MetricTCP: r.End.SumReceived.BitsPerSecond / 1e9}
+	vals := map[string]float64{MetricTCP: r.End.SumReceived.BitsPerSecond / 1e9, metricTCPBytes: r.End.SumReceived.Bytes}
 	if n := r.End.SumSent.Retransmits; n != nil {
 		vals[MetricTCPRetrans] = float64(*n)
 	}
@@ -75,7 +80,9 @@ func parseIperf(out []byte, streams int, cc string) (map[string]float64, error) 
 
 // runTCP runs opts.Streams iperf3 TCP streams with congestion control
 // opts.TCPCC from c1 to the server in c2; the figures are their sum at the
-// receiver and the sender's retransmissions.
+// receiver, the sender's retransmissions, and the CPU time the whole
+// machine was busy per MB received (MetricTCPCPU; both simulated hosts,
+// the applications and, on ferry's path, the daemons share this machine).
 func runTCP(ctx context.Context, tb *testbed, opts OverlayOptions) (map[string]float64, error) {
 	secs := int(math.Ceil(opts.Duration.Seconds()))
 	ctx, cancel := context.WithTimeout(ctx, opts.Duration+20*time.Second)
@@ -84,6 +91,7 @@ func runTCP(ctx context.Context, tb *testbed, opts OverlayOptions) (map[string]f
 	cmd.WaitDelay = time.Second
 	var out syncBuffer
 	cmd.Stdout = &out
+	cpu, cerr := startCPUClock()
 	if err := tb.c1.start(cmd); err != nil {
 		return nil, fmt.Errorf("start iperf3: %w", err)
 	}
@@ -92,6 +100,10 @@ func runTCP(ctx context.Context, tb *testbed, opts OverlayOptions) (map[string]f
 	if err != nil {
 		return nil, errors.Join(err, werr)
 	}
+	if busy, err := cpu.busySince(); cerr == nil && err == nil && vals[metricTCPBytes] > 0 {
+		vals[MetricTCPCPU] = busy.Seconds() * 1e6 / (vals[metricTCPBytes] / 1e6)
+	}
+	delete(vals, metricTCPBytes)
 	return vals, nil
 }
 
@@ -440,4 +452,52 @@ func Percentile(samples []float64, p float64) float64 {
 	slices.Sort(s)
 	rank := int(math.Ceil(p / 100 * float64(len(s))))
 	return s[min(max(rank, 1), len(s))-1]
+}
+
+// cpuClock is a reading of the machine's busy CPU time from /proc/stat,
+// to measure how much CPU a workload cost (netperf's "service demand").
+type cpuClock struct{ busy uint64 }
+
+// startCPUClock reads the clock.
+func startCPUClock() (cpuClock, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuClock{}, err
+	}
+	return parseProcStat(b)
+}
+
+// busySince returns the CPU time, summed over all CPUs, the machine was
+// busy since c was read.
+func (c cpuClock) busySince() (time.Duration, error) {
+	now, err := startCPUClock()
+	if err != nil {
+		return 0, err
+	}
+	return time.Duration(now.busy-c.busy) * time.Second / userHZ, nil
+}
+
+// userHZ is the unit of /proc/stat's times, USER_HZ, which Linux fixes at
+// 100 for user space whatever the kernel's own tick.
+const userHZ = 100
+
+// parseProcStat reads the first line of /proc/stat, "cpu user nice system
+// idle iowait irq softirq steal guest guest_nice": busy is user, nice,
+// system, irq and softirq (guest time is already in user and nice; steal
+// is time the hypervisor gave to someone else).
+func parseProcStat(b []byte) (cpuClock, error) {
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return cpuClock{}, fmt.Errorf("/proc/stat: first line %q is not the cpu totals", line)
+	}
+	var c cpuClock
+	for _, i := range []int{1, 2, 3, 6, 7} { // user nice system irq softirq
+		n, err := strconv.ParseUint(f[i], 10, 64)
+		if err != nil {
+			return cpuClock{}, fmt.Errorf("/proc/stat: cpu field %d: %w", i, err)
+		}
+		c.busy += n
+	}
+	return c, nil
 }
