@@ -261,24 +261,21 @@ const (
 	// MetricTCPCPU is the CPU time the whole machine was busy during the
 	// TCP workload, per MB received: the path's cost per byte, whatever
 	// its speed.
-	MetricTCPCPU = "tcp_cpu_us_per_mb"
-	// metricTCPBytes carries the bytes received from parseIperf to runTCP;
-	// it is not reported.
-	metricTCPBytes = "tcp_bytes"
-	MetricUDPRx    = "udp_rx_pps"
-	MetricUDPTx    = "udp_tx_pps"
-	MetricLatP50   = "latency_p50_us"
-	MetricLatP99   = "latency_p99_us"
-	overlayVNI     = 42
-	overlayPort    = 4789
-	iperfPort      = 5201
-	udpRatePort    = 5300
-	latencyPort    = 5301
-	latencyProcs   = 4 // GOMAXPROCS while the echo server runs: see startEcho
-	underlayDev    = "ul0"
-	underlayMTU    = 1500 // the veth underlay's, the kernel's default
-	containerDev   = "eth0"
-	daemonTimeout  = 15 * time.Second
+	MetricTCPCPU  = "tcp_cpu_us_per_mb"
+	MetricUDPRx   = "udp_rx_pps"
+	MetricUDPTx   = "udp_tx_pps"
+	MetricLatP50  = "latency_p50_us"
+	MetricLatP99  = "latency_p99_us"
+	overlayVNI    = 42
+	overlayPort   = 4789
+	iperfPort     = 5201
+	udpRatePort   = 5300
+	latencyPort   = 5301
+	latencyProcs  = 4 // GOMAXPROCS while the echo server runs: see startEcho
+	underlayDev   = "ul0"
+	underlayMTU   = 1500 // the veth underlay's, the kernel's default
+	containerDev  = "eth0"
+	daemonTimeout = 15 * time.Second
 )
 
 var (

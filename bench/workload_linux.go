@@ -48,34 +48,33 @@ type iperfResult struct {
 }
 
 // parseIperf returns the TCP workload's figures from `iperf3 -J` client
-// output: the receiver's throughput (MetricTCP, Gbit/s) and bytes
-// (metricTCPBytes) and, when iperf3 reports it, the segments the sender
-// retransmitted (MetricTCPRetrans). It
-// returns an error if the test did not run streams streams with
-// congestion control cc (iperf3 versions that do not report the
-// congestion control are taken at their word).
-func parseIperf(out []byte, streams int, cc string) (map[string]float64, error) {
+// output — the receiver's throughput (MetricTCP, Gbit/s) and, when iperf3
+// reports it, the segments the sender retransmitted (MetricTCPRetrans) —
+// and the bytes received. It returns an error if the test did not run
+// streams streams with congestion control cc (iperf3 versions that do not
+// report the congestion control are taken at their word).
+func parseIperf(out []byte, streams int, cc string) (vals map[string]float64, received float64, err error) {
 	var r iperfResult
 	if err := json.Unmarshal(out, &r); err != nil {
-		return nil, fmt.Errorf("iperf3 -J output is not JSON: %w", err)
+		return nil, 0, fmt.Errorf("iperf3 -J output is not JSON: %w", err)
 	}
 	if r.Error != "" {
-		return nil, fmt.Errorf("iperf3: %s", r.Error)
+		return nil, 0, fmt.Errorf("iperf3: %s", r.Error)
 	}
 	if r.End.SumReceived.BitsPerSecond <= 0 {
-		return nil, errors.New("iperf3 reported no received bytes")
+		return nil, 0, errors.New("iperf3 reported no received bytes")
 	}
 	if n := r.Start.TestStart.NumStreams; n != streams {
-		return nil, fmt.Errorf("iperf3 ran %d streams, asked for %d", n, streams)
+		return nil, 0, fmt.Errorf("iperf3 ran %d streams, asked for %d", n, streams)
 	}
 	if got := r.End.SenderCC; got != "" && got != cc {
-		return nil, fmt.Errorf("iperf3's sender used congestion control %q, asked for %q", got, cc)
+		return nil, 0, fmt.Errorf("iperf3's sender used congestion control %q, asked for %q", got, cc)
 	}
-	vals := map[string]float64{MetricTCP: r.End.SumReceived.BitsPerSecond / 1e9, metricTCPBytes: r.End.SumReceived.Bytes}
+	vals = map[string]float64{MetricTCP: r.End.SumReceived.BitsPerSecond / 1e9}
 	if n := r.End.SumSent.Retransmits; n != nil {
 		vals[MetricTCPRetrans] = float64(*n)
 	}
-	return vals, nil
+	return vals, r.End.SumReceived.Bytes, nil
 }
 
 // runTCP runs opts.Streams iperf3 TCP streams with congestion control
@@ -96,14 +95,13 @@ func runTCP(ctx context.Context, tb *testbed, opts OverlayOptions) (map[string]f
 		return nil, fmt.Errorf("start iperf3: %w", err)
 	}
 	werr := cmd.Wait()
-	vals, err := parseIperf([]byte(out.String()), opts.Streams, opts.TCPCC)
+	vals, received, err := parseIperf([]byte(out.String()), opts.Streams, opts.TCPCC)
 	if err != nil {
 		return nil, errors.Join(err, werr)
 	}
-	if busy, err := cpu.busySince(); cerr == nil && err == nil && vals[metricTCPBytes] > 0 {
-		vals[MetricTCPCPU] = busy.Seconds() * 1e6 / (vals[metricTCPBytes] / 1e6)
+	if busy, err := cpu.busySince(); cerr == nil && err == nil && received > 0 {
+		vals[MetricTCPCPU] = busy.Seconds() * 1e6 / (received / 1e6)
 	}
-	delete(vals, metricTCPBytes)
 	return vals, nil
 }
 
