@@ -45,6 +45,8 @@ type Backend interface {
 	FDB(network string) ([]dataplane.FDBEntry, error)
 	// Runtime returns per-stage packets, batches and time.
 	Runtime() []dataplane.StageStats
+	// WorkerRuntime returns Runtime for each worker on its own.
+	WorkerRuntime() []dataplane.WorkerStats
 	// Errors returns the non-zero drop counters, largest first.
 	Errors() []dataplane.DropStats
 	// ClearCounters zeroes the stage and drop counters together.

@@ -115,6 +115,14 @@ func (c *Client) Runtime(ctx context.Context) ([]dataplane.StageStats, error) {
 	return v, err
 }
 
+// WorkerRuntime returns the per-stage runtime counters of each worker on
+// its own, by worker number.
+func (c *Client) WorkerRuntime(ctx context.Context) ([]dataplane.WorkerStats, error) {
+	var v []dataplane.WorkerStats
+	err := c.do(ctx, http.MethodGet, "/v1/runtime/workers", nil, &v)
+	return v, err
+}
+
 // ClearRuntime zeroes the runtime counters, and with them the drop
 // counters (the engine clears both together).
 func (c *Client) ClearRuntime(ctx context.Context) (Cleared, error) {

@@ -61,6 +61,7 @@ func TestClientRoundTrip(t *testing.T) {
 		{"FDB of all networks", func() (any, error) { return c.FDB(ctx, "") }, fake.FDBEntries},
 		{"FDB of one network", func() (any, error) { return c.FDB(ctx, "blue") }, fake.FDBEntries[:2]},
 		{"Runtime", func() (any, error) { return c.Runtime(ctx) }, fake.StageList},
+		{"WorkerRuntime", func() (any, error) { return c.WorkerRuntime(ctx) }, fake.WorkerList},
 		{"Errors", func() (any, error) { return c.Errors(ctx) }, fake.DropList},
 		{"ClearRuntime", func() (any, error) { return c.ClearRuntime(ctx) }, both},
 		{"ClearErrors", func() (any, error) { return c.ClearErrors(ctx) }, both},

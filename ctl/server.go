@@ -34,6 +34,7 @@ func (s *server) routes() []route {
 		{method: http.MethodGet, path: "/v1/peers", handle: s.peers},
 		{method: http.MethodGet, path: "/v1/fdb", params: []string{"network"}, handle: s.fdb},
 		{method: http.MethodGet, path: "/v1/runtime", handle: s.runtime},
+		{method: http.MethodGet, path: "/v1/runtime/workers", handle: s.workerRuntime},
 		{method: http.MethodPost, path: "/v1/runtime/clear", handle: s.clear},
 		{method: http.MethodGet, path: "/v1/errors", handle: s.errors},
 		{method: http.MethodPost, path: "/v1/errors/clear", handle: s.clear},
@@ -207,6 +208,10 @@ func (s *server) fdb(r *http.Request) (any, error) {
 }
 
 func (s *server) runtime(*http.Request) (any, error) { return nonNil(s.b.Runtime()), nil }
+
+func (s *server) workerRuntime(*http.Request) (any, error) {
+	return nonNil(s.b.WorkerRuntime()), nil
+}
 
 func (s *server) errors(*http.Request) (any, error) { return nonNil(s.b.Errors()), nil }
 

@@ -372,6 +372,52 @@ func TestRuntimeCountsStages(t *testing.T) {
 	}
 }
 
+// TestWorkerRuntimeSplitsByWorker: two workers, frames through each in
+// different numbers; WorkerRuntime shows each worker's own counts, and
+// they add up to Runtime's.
+func TestWorkerRuntimeSplitsByWorker(t *testing.T) {
+	eng, err := NewEngine([]NetworkSpec{{
+		Name: "blue", VNI: 42, MTU: 1450, Ageing: 300 * time.Second,
+		Ports: []string{"p0"}, Peers: []netip.Addr{peer1},
+	}}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := []int{30, 70}
+	for i, n := range sent {
+		w := eng.NewWorker(i, 256, 2048)
+		p := &MemPort{}
+		w.SetPort(0, p)
+		w.SetTunnel(&MemTunnel{Ports: 1})
+		for j := range n {
+			p.Queue(frame(bcast, macA, 60, uint16(j)))
+		}
+		drain(t, func() (int, error) { return w.PollPort(0) })
+	}
+	ws := eng.WorkerRuntime()
+	if len(ws) != 2 {
+		t.Fatalf("WorkerRuntime has %d workers, want 2", len(ws))
+	}
+	total := eng.Runtime()
+	for s := range NumStages {
+		var sum uint64
+		for i, w := range ws {
+			if w.Worker != i || len(w.Stages) != int(NumStages) || w.Stages[s].Stage != s.String() {
+				t.Fatalf("worker %d: %+v", i, w)
+			}
+			sum += w.Stages[s].Packets
+		}
+		if sum != total[s].Packets {
+			t.Errorf("%s: workers' packets add up to %d, Runtime says %d", s, sum, total[s].Packets)
+		}
+	}
+	for i, n := range sent {
+		if got := ws[i].Stages[StagePortRx].Packets; got != uint64(n) {
+			t.Errorf("worker %d port-rx = %d packets, want %d", i, got, n)
+		}
+	}
+}
+
 // TestSteadyStateAllocatesNothing proves the zero-allocation claim over the
 // whole rx → bridge → encap → tx path, both directions, with fake ports.
 func TestSteadyStateAllocatesNothing(t *testing.T) {

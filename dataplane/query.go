@@ -16,11 +16,25 @@ import (
 
 // Runtime returns per-stage packets, batches and time, in pipeline order,
 // summed over workers.
-func (e *Engine) Runtime() []StageStats {
+func (e *Engine) Runtime() []StageStats { return stageStats(e.counters) }
+
+// WorkerRuntime returns Runtime for each worker on its own, by worker
+// number: how the load spreads over the workers (a flow runs on one
+// worker per host, so a few heavy flows can leave a worker idle).
+func (e *Engine) WorkerRuntime() []WorkerStats {
+	out := make([]WorkerStats, len(e.counters))
+	for i, c := range e.counters {
+		out[i] = WorkerStats{Worker: i, Stages: stageStats([]*Counters{c})}
+	}
+	return out
+}
+
+// stageStats sums the stage counters of cs, in pipeline order.
+func stageStats(cs []*Counters) []StageStats {
 	out := make([]StageStats, NumStages)
 	for s := range NumStages {
 		st := StageStats{Stage: s.String()}
-		for _, c := range e.counters {
+		for _, c := range cs {
 			st.Packets += c.stage[s].packets.Load()
 			st.Batches += c.stage[s].batches.Load()
 			st.Nanos += c.stage[s].nanos.Load()

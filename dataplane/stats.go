@@ -321,7 +321,8 @@ func (c *Counters) reset() {
 	}
 }
 
-// StageStats is the runtime of one stage, summed over workers.
+// StageStats is the runtime of one stage, summed over workers (or of one
+// worker, in WorkerStats).
 type StageStats struct {
 	Stage    string  `json:"stage"`
 	Packets  uint64  `json:"packets"`
@@ -329,6 +330,12 @@ type StageStats struct {
 	Nanos    uint64  `json:"nanoseconds"`
 	PerBatch float64 `json:"packets_per_batch"`
 	NsPerPkt float64 `json:"ns_per_packet"`
+}
+
+// WorkerStats is the runtime of one worker: its stages, in pipeline order.
+type WorkerStats struct {
+	Worker int          `json:"worker"`
+	Stages []StageStats `json:"stages"`
 }
 
 // DropStats is one (stage, reason) drop counter, summed over workers.

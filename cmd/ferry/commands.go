@@ -193,11 +193,36 @@ func (c *cli) printCleared(cmd *cobra.Command, cl ctl.Cleared) error {
 }
 
 func newRuntimeCmd(c *cli) *cobra.Command {
+	var perWorker bool
 	cmd := &cobra.Command{
 		Use:   "runtime",
 		Short: "Show per-stage packets, batches and time per packet",
-		Args:  cobra.NoArgs,
+		Long: `Show per-stage packets, batches and time per packet, summed over the
+workers; with --per-worker, each worker's stages that saw packets (an idle
+worker says so), to see how the load spreads.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if perWorker {
+				ws, err := call(cmd, c, (*ctl.Client).WorkerRuntime)
+				if err != nil {
+					return err
+				}
+				return c.print(cmd, ws, func(w io.Writer) {
+					row(w, "WORKER", "STAGE", "PACKETS", "BATCHES", "PACKETS/BATCH", "NS/PACKET")
+					for _, wk := range ws {
+						idle := true
+						for _, s := range wk.Stages {
+							if s.Packets > 0 {
+								idle = false
+								row(w, wk.Worker, s.Stage, s.Packets, s.Batches, fmt.Sprintf("%.1f", s.PerBatch), fmt.Sprintf("%.1f", s.NsPerPkt))
+							}
+						}
+						if idle {
+							row(w, wk.Worker, "(idle)", 0, 0, "-", "-")
+						}
+					}
+				})
+			}
 			stages, err := call(cmd, c, (*ctl.Client).Runtime)
 			if err != nil {
 				return err
@@ -214,6 +239,7 @@ func newRuntimeCmd(c *cli) *cobra.Command {
 			})
 		},
 	}
+	cmd.Flags().BoolVar(&perWorker, "per-worker", false, "each worker's stages on their own")
 	cmd.AddCommand(&cobra.Command{
 		Use:   "clear",
 		Short: "Zero the runtime counters (and the error counters with them)",

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ferry-overlay/ferry/ctl"
 	"github.com/ferry-overlay/ferry/ctl/ctltest"
+	"github.com/ferry-overlay/ferry/dataplane"
 )
 
 var testInfo = ctl.NodeInfo{Name: "node-1", Version: "v1.2.3-test"}
@@ -104,6 +105,11 @@ func TestTables(t *testing.T) {
 			append([]string{"bridge", "same-segment", "8"}, strings.Fields("destination MAC was learned on the port the frame came from")...),
 			append([]string{"port-rx", "runt", "2"}, strings.Fields("frame shorter than an Ethernet header")...),
 		}},
+		{"runtime per worker", []string{"runtime", "--per-worker"}, [][]string{
+			{"WORKER", "STAGE", "PACKETS", "BATCHES", "PACKETS/BATCH", "NS/PACKET"},
+			{"0", "port-rx", "600", "6", "100.0", "250.0"},
+			{"1", "bridge", "396", "4", "99.0", "50.0"},
+		}},
 		{"runtime clear", []string{"runtime", "clear"}, [][]string{{"cleared", "counters:", "runtime", "and", "errors"}}},
 		{"errors clear", []string{"errors", "clear"}, [][]string{{"cleared", "counters:", "runtime", "and", "errors"}}},
 	}
@@ -130,6 +136,27 @@ func slicesContain(rows [][]string, want []string) bool {
 		}
 	}
 	return false
+}
+
+// TestRuntimePerWorkerShowsIdleWorker: a worker that saw no packets gets
+// one row saying so, not none, so an idle worker stands out.
+func TestRuntimePerWorkerShowsIdleWorker(t *testing.T) {
+	fake := ctltest.New()
+	fake.WorkerList[1].Stages = []dataplane.StageStats{{Stage: "port-rx"}, {Stage: "bridge"}}
+	sock := startDaemon(t, fake)
+	out, err := ferry(t, "--socket", sock, "runtime", "--per-worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := fields(out)
+	if !slicesContain(rows, []string{"1", "(idle)", "0", "0", "-", "-"}) || !slicesContain(rows, []string{"0", "bridge", "594", "6", "99.0", "50.0"}) {
+		t.Errorf("want worker 0's stages and worker 1 idle:\n%s", out)
+	}
+	for _, r := range rows {
+		if len(r) > 1 && r[0] == "1" && r[1] != "(idle)" {
+			t.Errorf("idle worker 1 has a stage row %q:\n%s", r, out)
+		}
+	}
 }
 
 func TestFDBOfOneNetwork(t *testing.T) {
@@ -169,6 +196,7 @@ func TestJSONOutputIsTheAPIStruct(t *testing.T) {
 		{[]string{"peers"}, fake.PeerList},
 		{[]string{"fdb", "blue"}, fake.FDBEntries[:2]},
 		{[]string{"runtime"}, fake.StageList},
+		{[]string{"runtime", "--per-worker"}, fake.WorkerList},
 		{[]string{"errors"}, fake.DropList},
 		{[]string{"runtime", "clear"}, ctl.Cleared{Counters: []string{"runtime", "errors"}}},
 		{[]string{"errors", "clear"}, ctl.Cleared{Counters: []string{"runtime", "errors"}}},

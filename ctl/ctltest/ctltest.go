@@ -23,6 +23,7 @@ type Backend struct {
 	FDBEntries []dataplane.FDBEntry
 	StageList  []dataplane.StageStats
 	DropList   []dataplane.DropStats
+	WorkerList []dataplane.WorkerStats
 	Up         time.Duration
 	NumWorkers int
 
@@ -59,6 +60,14 @@ func New() *Backend {
 		StageList: []dataplane.StageStats{
 			{Stage: "port-rx", Packets: 1000, Batches: 10, Nanos: 250_000, PerBatch: 100, NsPerPkt: 250},
 			{Stage: "bridge", Packets: 990, Batches: 10, Nanos: 49_500, PerBatch: 99, NsPerPkt: 50},
+		},
+		WorkerList: []dataplane.WorkerStats{
+			{Worker: 0, Stages: []dataplane.StageStats{
+				{Stage: "port-rx", Packets: 600, Batches: 6, Nanos: 150_000, PerBatch: 100, NsPerPkt: 250},
+				{Stage: "bridge", Packets: 594, Batches: 6, Nanos: 29_700, PerBatch: 99, NsPerPkt: 50}}},
+			{Worker: 1, Stages: []dataplane.StageStats{
+				{Stage: "port-rx", Packets: 400, Batches: 4, Nanos: 100_000, PerBatch: 100, NsPerPkt: 250},
+				{Stage: "bridge", Packets: 396, Batches: 4, Nanos: 19_800, PerBatch: 99, NsPerPkt: 50}}},
 		},
 		DropList: []dataplane.DropStats{
 			{Stage: "bridge", Reason: "same-segment", Help: "destination MAC was learned on the port the frame came from", Packets: 8},
@@ -102,6 +111,9 @@ func (b *Backend) FDB(network string) ([]dataplane.FDBEntry, error) {
 
 // Runtime returns StageList.
 func (b *Backend) Runtime() []dataplane.StageStats { return b.StageList }
+
+// WorkerRuntime returns WorkerList.
+func (b *Backend) WorkerRuntime() []dataplane.WorkerStats { return b.WorkerList }
 
 // Errors returns DropList.
 func (b *Backend) Errors() []dataplane.DropStats { return b.DropList }
