@@ -69,6 +69,9 @@ type OverlayOptions struct {
 	// (node.offload), to see what they buy; nil means ferry's default
 	// (on), which [Overlay] fills in for the report.
 	Offload *bool `json:"offload"`
+	// Flows is the number of sending sockets (UDP flows) of the
+	// packet-rate workload, 1..MaxFlows; 0 means DefaultFlows.
+	Flows int `json:"flows"`
 	// KeepGoing records a failed workload in the report and goes on,
 	// instead of stopping the run.
 	KeepGoing bool `json:"keep_going"`
@@ -87,6 +90,16 @@ const (
 
 // MaxStreams is the most parallel TCP streams the TCP workload runs.
 const MaxStreams = 16
+
+// Flows of the UDP packet-rate workload: DefaultFlows sender sockets
+// unless asked otherwise, at most MaxFlows. Several, so multi-queue
+// devices and several workers share the load; each flow goes to one
+// worker per host by hash, so with few flows a run's figure depends on
+// how they happened to spread.
+const (
+	DefaultFlows = 4
+	MaxFlows     = 64
+)
 
 // Network types and encapsulations of ferry's path, as the config keys
 // `mode` and `encap` spell them.
@@ -112,6 +125,9 @@ func (o OverlayOptions) withDefaults() OverlayOptions {
 	}
 	if o.Workers == 0 {
 		o.Workers = min(runtime.NumCPU(), config.MaxWorkers)
+	}
+	if o.Flows == 0 {
+		o.Flows = DefaultFlows
 	}
 	if o.Offload == nil {
 		on := config.DefaultOffload
@@ -150,6 +166,8 @@ func (o OverlayOptions) Validate() error {
 		return fmt.Errorf("size %d: must be %d..%d bytes of UDP payload", o.Size, MinOverlaySize, MaxOverlaySize)
 	case o.Streams < 0 || o.Streams > MaxStreams:
 		return fmt.Errorf("streams %d: must be 1..%d", o.Streams, MaxStreams)
+	case o.Flows < 0 || o.Flows > MaxFlows:
+		return fmt.Errorf("flows %d: must be 1..%d", o.Flows, MaxFlows)
 	case o.Workers < 0 || o.Workers > config.MaxWorkers:
 		return fmt.Errorf("workers %d: must be 1..%d, or 0 for one per CPU", o.Workers, config.MaxWorkers)
 	case o.TCPCC != "" && !validCCName(o.TCPCC):
@@ -442,8 +460,11 @@ func Overlay(ctx context.Context, opts OverlayOptions) (rep *OverlayReport, err 
 	}
 	for _, d := range metricDefs {
 		m := d
-		if m.Name == MetricTCP {
+		switch m.Name {
+		case MetricTCP:
 			m.Title = tcpTitle(opts.Streams, opts.TCPCC)
+		case MetricUDPRx, MetricUDPTx:
+			m.Title = fmt.Sprintf("%s (%d %s)", m.Title, opts.Flows, plural(opts.Flows, "flow", "flows"))
 		}
 		m.Ferry = Summarize(samples[PathFerry][d.Name])
 		m.Kernel = Summarize(samples[PathKernel][d.Name])
@@ -468,6 +489,14 @@ func iperfArgs(server netip.Addr, secs int, opts OverlayOptions) []string {
 		args = append(args, "-P", strconv.Itoa(opts.Streams))
 	}
 	return args
+}
+
+// plural returns one or many for n.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // tcpTitle names the TCP figure after its streams and congestion

@@ -36,11 +36,12 @@ func TestBenchOverlaySmoke(t *testing.T) {
 	}
 	cases := []struct {
 		name, encap, mode string
-		streams           int
+		streams, flows    int
 		cc, wantCC        string
+		wantUDP           string
 	}{
-		{"l2 vxlan (default)", "", "", 0, "", strings.TrimSpace(string(def))},
-		{"l3 gre, two cubic streams", EncapGRE, ModeL3, 2, "cubic", "cubic"},
+		{"l2 vxlan (default)", "", "", 0, 0, "", strings.TrimSpace(string(def)), "UDP delivered (4 flows)"},
+		{"l3 gre, two cubic streams, one UDP flow, one worker, no offloads", EncapGRE, ModeL3, 2, 1, "cubic", "cubic", "UDP delivered (1 flow)"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -48,7 +49,11 @@ func TestBenchOverlaySmoke(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			var log strings.Builder
-			opts := OverlayOptions{FerryBin: bin, Duration: time.Second, Reps: 1, Size: 64, Encap: tc.encap, Mode: tc.mode, Streams: tc.streams, TCPCC: tc.cc, Log: &log}
+			opts := OverlayOptions{FerryBin: bin, Duration: time.Second, Reps: 1, Size: 64, Encap: tc.encap, Mode: tc.mode, Streams: tc.streams, Flows: tc.flows, TCPCC: tc.cc, Log: &log}
+			if tc.flows == 1 {
+				off := false
+				opts.Workers, opts.Offload = 1, &off
+			}
 			rep, err := Overlay(ctx, opts)
 			if err != nil {
 				t.Fatalf("overlay: %v\nlog:\n%s", err, log.String())
@@ -63,7 +68,13 @@ func TestBenchOverlaySmoke(t *testing.T) {
 			if rep.Options.TCPCC != tc.wantCC || rep.Options.Streams != want.Streams || rep.Metrics[0].Title != tcpTitle(want.Streams, tc.wantCC) {
 				t.Errorf("report TCP: cc %q, %d streams, title %q; want %q, %d", rep.Options.TCPCC, rep.Options.Streams, rep.Metrics[0].Title, tc.wantCC, want.Streams)
 			}
+			if rep.Options.Workers != want.Workers || *rep.Options.Offload != *want.Offload || rep.Options.Flows != want.Flows {
+				t.Errorf("report workers %d offload %v flows %d, want %d %v %d", rep.Options.Workers, *rep.Options.Offload, rep.Options.Flows, want.Workers, *want.Offload, want.Flows)
+			}
 			for _, m := range rep.Metrics {
+				if m.Name == MetricUDPRx && m.Title != tc.wantUDP {
+					t.Errorf("UDP row titled %q, want %q", m.Title, tc.wantUDP)
+				}
 				if m.Name == MetricTCPRetrans {
 					// A count that may well be 0 on either path.
 					if len(m.Ferry.Samples) != 1 || len(m.Kernel.Samples) != 1 || m.Ferry.Median < 0 || m.Kernel.Median < 0 {

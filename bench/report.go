@@ -87,15 +87,11 @@ func (r *OverlayReport) WriteTable(w io.Writer) error {
 // workers, offloads on) vs kernel VXLAN (l2)".
 func (r *OverlayReport) comparison() string {
 	o := r.Options
-	w := "workers"
-	if o.Workers == 1 {
-		w = "worker"
-	}
 	off := "on"
 	if !o.offload() {
 		off = "off"
 	}
-	return fmt.Sprintf("ferry %s/%s (%d %s, offloads %s) vs kernel VXLAN (l2)", o.Mode, o.Encap, o.Workers, w, off)
+	return fmt.Sprintf("ferry %s/%s (%d %s, offloads %s) vs kernel VXLAN (l2)", o.Mode, o.Encap, o.Workers, plural(o.Workers, "worker", "workers"), off)
 }
 
 // Colours of the chart's two series.

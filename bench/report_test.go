@@ -266,6 +266,9 @@ func TestOverlayOptionsValidate(t *testing.T) {
 		{"negative workers", func(o *OverlayOptions) { o.Workers = -1 }, false},
 		{"more workers than ferry runs", func(o *OverlayOptions) { o.Workers = 65 }, false},
 		{"most workers", func(o *OverlayOptions) { o.Workers = 64 }, true},
+		{"negative flows", func(o *OverlayOptions) { o.Flows = -1 }, false},
+		{"too many flows", func(o *OverlayOptions) { o.Flows = MaxFlows + 1 }, false},
+		{"most flows", func(o *OverlayOptions) { o.Flows = MaxFlows }, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

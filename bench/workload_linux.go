@@ -105,13 +105,8 @@ func runTCP(ctx context.Context, tb *testbed, opts OverlayOptions) (map[string]f
 	return vals, nil
 }
 
-// udpFlows is the number of sender sockets (flows) of the UDP rate
-// workload: several, so multi-queue devices and several workers share the
-// load.
-const udpFlows = 4
-
 // runUDPRate blasts datagrams of opts.Size bytes from c1 to c2 with
-// sendmmsg from udpFlows sockets, by one goroutine per CPU, for
+// sendmmsg from opts.Flows sockets, by one goroutine per CPU, for
 // opts.Duration, and counts at the receiver in c2 with recvmmsg. A sendmmsg
 // batch costs about 1.2 µs per datagram here, so the sender alone is not
 // the bottleneck; its offered rate is reported alongside, and where the
@@ -135,7 +130,7 @@ func runUDPRate(ctx context.Context, tb *testbed, opts OverlayOptions) (map[stri
 		}
 	}()
 	err = tb.c1.do(func() error {
-		for range udpFlows {
+		for range opts.Flows {
 			c, err := udpsock.Listen(udpsock.Options{Addr: netip.AddrPortFrom(tb.addr1, 0), SendBuf: 1 << 20, Batch: 64})
 			if err != nil {
 				return err

@@ -143,6 +143,7 @@ installs nothing: a missing tool is named with the command that installs it.`,
 	f.StringVar(&opts.Mode, "mode", opts.Mode, "network type of ferry's path: l2 (TAP ports, learning bridge) or l3 (flannel-style TUN routing)")
 	f.IntVar(&opts.Streams, "streams", 1, fmt.Sprintf("parallel TCP streams of the tcp workload (iperf3 -P), 1..%d", bench.MaxStreams))
 	f.StringVar(&opts.TCPCC, "tcp-cc", "", "TCP congestion control of the tcp workload on both paths (iperf3 -C), such as cubic or bbr; default: the kernel's (net.ipv4.tcp_congestion_control)")
+	f.IntVar(&opts.Flows, "flows", bench.DefaultFlows, fmt.Sprintf("UDP flows (sending sockets) of the packet-rate workload, 1..%d", bench.MaxFlows))
 	f.IntVar(&opts.Workers, "workers", 0, fmt.Sprintf("dataplane workers of each ferry daemon, 1..%d; 0: one per CPU, ferry's default", config.MaxWorkers))
 	f.BoolVar(&offload, "offload", true, "ferry's TAP/TUN and UDP offloads (node.offload); --offload=false shows what they buy")
 	f.BoolVar(&opts.KeepGoing, "keep-going", false, "record a failed workload in the report and go on")
