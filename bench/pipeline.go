@@ -11,6 +11,8 @@ import (
 	"github.com/ferry-overlay/ferry/dataplane"
 	"github.com/ferry-overlay/ferry/encap"
 	"github.com/ferry-overlay/ferry/header"
+	"github.com/ferry-overlay/ferry/nat"
+	"github.com/ferry-overlay/ferry/router"
 )
 
 // PipelineOptions configures [Pipeline].
@@ -114,13 +116,30 @@ var (
 	peer2     = netip.AddrFrom4([4]byte{192, 168, 77, 3})
 )
 
-const pipelineVNI = 42
+// The benchmark's network: its name and VNI, and for the masquerade
+// scenario its gateway, subnet, the uplink's NAT address and the outside
+// destination (TEST-NET-2, never sent anywhere: the uplink is in memory).
+const (
+	pipelineVNI     = 42
+	pipelineNetwork = "bench"
+)
+
+var (
+	pipelineGateway = netip.MustParseAddr("10.42.0.1")
+	pipelineSubnet  = netip.MustParsePrefix("10.42.0.0/24")
+	pipelineNATAddr = netip.MustParseAddr("100.64.0.2")
+	outsideAddr     = [4]byte{198, 51, 100, 1}
+	insideDst       = [4]byte{10, 42, 0, 3}
+)
 
 // scenario describes one pipeline workload.
 type scenario struct {
 	name, path string
 	outPerIn   int
 	fromPeer   bool
+	// masquerade gives the network a gateway and an uplink with NAT, and
+	// sends the frames to the gateway for an address outside.
+	masquerade bool
 	dst, src   [6]byte
 	stages     []dataplane.Stage
 }
@@ -140,6 +159,11 @@ var scenarios = []scenario{
 		name: "flood", path: "port-rx ethernet-input bridge flood port-tx vxlan-encap tunnel-tx (1 port + 2 peers)",
 		outPerIn: 3, dst: macBcast, src: macLocal,
 		stages: []dataplane.Stage{dataplane.StagePortRx, dataplane.StageEthernetInput, dataplane.StageBridge, dataplane.StageFlood, dataplane.StagePortTx, dataplane.StageVXLANEncap, dataplane.StageTunnelTx},
+	},
+	{
+		name: "port-to-uplink", path: "port-rx ethernet-input bridge gateway nat uplink-tx (masquerade, established flows)",
+		outPerIn: 1, masquerade: true, dst: [6]byte(router.GatewayMAC(pipelineNetwork)), src: macLocal,
+		stages: []dataplane.Stage{dataplane.StagePortRx, dataplane.StageEthernetInput, dataplane.StageBridge, dataplane.StageGateway, dataplane.StageNAT, dataplane.StageUplinkTx},
 	},
 }
 
@@ -163,31 +187,49 @@ func Pipeline(ctx context.Context, opts PipelineOptions) (*PipelineReport, error
 	return rep, nil
 }
 
-// rig is one engine with one worker on in-memory ports and tunnel.
+// rig is one engine with one worker on in-memory ports, tunnel and
+// uplink.
 type rig struct {
 	eng   *dataplane.Engine
 	w     *dataplane.Worker
 	ports [2]*dataplane.MemPort
 	tun   *dataplane.MemTunnel
+	up    *dataplane.MemPort
 }
 
-func newRig() (*rig, error) {
-	eng, err := dataplane.NewEngine([]dataplane.NetworkSpec{{
-		Name: "bench", VNI: pipelineVNI, MTU: PipelineMTU, Ageing: time.Hour,
+// newRig builds the benchmark's network; with masquerade it has a gateway
+// and an uplink that masquerades it, with room for flows connections.
+func newRig(masquerade bool, flows int) (*rig, error) {
+	spec := dataplane.NetworkSpec{
+		Name: pipelineNetwork, VNI: pipelineVNI, MTU: PipelineMTU, Ageing: time.Hour,
 		Ports: []string{"p0", "p1"}, Peers: []netip.Addr{peer1, peer2},
-	}}, 1)
+	}
+	if masquerade {
+		spec.Gateway, spec.Subnet = pipelineGateway, pipelineSubnet
+	}
+	eng, err := dataplane.NewEngine([]dataplane.NetworkSpec{spec}, 1)
 	if err != nil {
 		return nil, err
 	}
-	r := &rig{eng: eng, w: eng.NewWorker(0, 4*dataplane.MaxBatch, 2048), tun: &dataplane.MemTunnel{Ports: 4}}
+	r := &rig{eng: eng, w: eng.NewWorker(0, 4*dataplane.MaxBatch, 2048), tun: &dataplane.MemTunnel{Ports: 4}, up: &dataplane.MemPort{}}
 	for i := range r.ports {
 		r.ports[i] = &dataplane.MemPort{}
 		r.w.SetPort(uint16(i), r.ports[i])
 	}
 	r.w.SetTunnel(r.tun)
+	if masquerade {
+		tbl, err := nat.New(nat.Options{NATAddr: pipelineNATAddr, MaxEntries: flows + 1024})
+		if err != nil {
+			return nil, err
+		}
+		if err := eng.SetUplinks([]dataplane.UplinkSpec{{Name: "up0", NAT: tbl, MTU: PipelineMTU, Networks: []string{pipelineNetwork}}}); err != nil {
+			return nil, err
+		}
+		r.w.SetUplink(0, r.up)
+	}
 	// Teach the bridge where both MACs are, as traffic would.
-	r.tun.Queue(peer1, vxlanWrap(buildFrame(macBcast, macRemote, 60, 1)))
-	r.ports[0].Queue(buildFrame(macBcast, macLocal, 60, 1))
+	r.tun.Queue(peer1, vxlanWrap(buildFrame(macBcast, macRemote, insideDst, 60, 1)))
+	r.ports[0].Queue(buildFrame(macBcast, macLocal, insideDst, 60, 1))
 	if err := r.drain(); err != nil {
 		return nil, err
 	}
@@ -213,7 +255,7 @@ func (r *rig) drain() error {
 }
 
 func (r *rig) out() uint64 {
-	return uint64(r.tun.TxPackets + r.ports[0].TxPackets + r.ports[1].TxPackets)
+	return uint64(r.tun.TxPackets + r.ports[0].TxPackets + r.ports[1].TxPackets + r.up.TxPackets)
 }
 
 func (r *rig) drops() uint64 {
@@ -233,26 +275,33 @@ func runScenario(ctx context.Context, sc scenario, opts PipelineOptions) (Scenar
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		r, err := newRig()
+		r, err := newRig(sc.masquerade, opts.Flows)
 		if err != nil {
 			return res, err
+		}
+		dstIP := insideDst
+		if sc.masquerade {
+			dstIP = outsideAddr
 		}
 		poll := func() (int, error) { return r.w.PollPort(0) }
 		if sc.fromPeer {
 			for f := range opts.Flows {
-				r.tun.Queue(peer1, vxlanWrap(buildFrame(sc.dst, sc.src, opts.Size, uint16(1024+f))))
+				r.tun.Queue(peer1, vxlanWrap(buildFrame(sc.dst, sc.src, dstIP, opts.Size, uint16(1024+f))))
 			}
 			r.tun.Loop = true
 			poll = r.w.PollTunnel
 		} else {
 			for f := range opts.Flows {
-				r.ports[0].Queue(buildFrame(sc.dst, sc.src, opts.Size, uint16(1024+f)))
+				r.ports[0].Queue(buildFrame(sc.dst, sc.src, dstIP, opts.Size, uint16(1024+f)))
 			}
 			r.ports[0].Loop = true
 		}
-		// One warm-up batch, then the measured run.
-		if _, err := poll(); err != nil {
-			return res, err
+		// Warm up: one pass over every flow (the masquerade scenario's
+		// connections are made here), then the measured run.
+		for range (opts.Flows + dataplane.MaxBatch - 1) / dataplane.MaxBatch {
+			if _, err := poll(); err != nil {
+				return res, err
+			}
 		}
 		r.eng.ClearCounters()
 		out0 := r.out()
@@ -315,9 +364,9 @@ func loop(poll func() (int, error), opts PipelineOptions) (frames uint64, elapse
 }
 
 // buildFrame returns an Ethernet/IPv4/UDP frame of size bytes from src to
-// dst, 10.42.0.2:sport → 10.42.0.3:5001, with a valid IPv4 checksum and a
-// zero (absent) UDP checksum.
-func buildFrame(dst, src [6]byte, size int, sport uint16) []byte {
+// dst, 10.42.0.2:sport → dstIP:5001, with a valid IPv4 checksum and a zero
+// (absent) UDP checksum.
+func buildFrame(dst, src [6]byte, dstIP [4]byte, size int, sport uint16) []byte {
 	b := make([]byte, size)
 	copy(b[0:6], dst[:])
 	copy(b[6:12], src[:])
@@ -328,7 +377,7 @@ func buildFrame(dst, src [6]byte, size int, sport uint16) []byte {
 	ip[8] = 64
 	ip[9] = 17
 	copy(ip[12:16], []byte{10, 42, 0, 2})
-	copy(ip[16:20], []byte{10, 42, 0, 3})
+	copy(ip[16:20], dstIP[:])
 	header.IPv4(ip).SetChecksum(header.IPv4(ip).CalculateChecksum())
 	udp := ip[20:]
 	binary.BigEndian.PutUint16(udp[0:], sport)

@@ -2,10 +2,15 @@ package bench
 
 import (
 	"context"
+	"encoding/binary"
 	"math"
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/ferry-overlay/ferry/header"
+	"github.com/ferry-overlay/ferry/router"
 )
 
 func TestSummarize(t *testing.T) {
@@ -104,7 +109,7 @@ func TestPipelineScenarios(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]int{"port-to-peer": 1, "peer-to-port": 1, "flood": 3}
+	want := map[string]int{"port-to-peer": 1, "peer-to-port": 1, "flood": 3, "port-to-uplink": 1}
 	if len(rep.Scenarios) != len(want) {
 		t.Fatalf("got %d scenarios, want %d", len(rep.Scenarios), len(want))
 	}
@@ -143,5 +148,39 @@ func TestPipelineScenarios(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMasqueradeRigSendsOutside checks what the port-to-uplink scenario
+// measures: its frames leave by the uplink as bare IPv4 packets to the
+// outside address, their source rewritten to the NAT address, one
+// connection per flow.
+func TestMasqueradeRigSendsOutside(t *testing.T) {
+	const flows = 4
+	r, err := newRig(true, flows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got [][]byte
+	r.up.Sink = func(b []byte) { got = append(got, append([]byte(nil), b...)) }
+	for f := range flows {
+		r.ports[0].Queue(buildFrame([6]byte(router.GatewayMAC(pipelineNetwork)), macLocal, outsideAddr, 64, uint16(1024+f)))
+	}
+	if err := r.drain(); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != flows {
+		t.Fatalf("uplink got %d packets, want %d (drops %d)", len(got), flows, r.drops())
+	}
+	sports := map[uint16]bool{}
+	for _, p := range got {
+		ip := header.IPv4(p)
+		if ip.Src() != pipelineNATAddr || ip.Dst() != netip.AddrFrom4(outsideAddr) {
+			t.Errorf("packet %v -> %v, want %v -> %v", ip.Src(), ip.Dst(), pipelineNATAddr, netip.AddrFrom4(outsideAddr))
+		}
+		sports[binary.BigEndian.Uint16(p[20:])] = true
+	}
+	if len(sports) != flows {
+		t.Errorf("%d distinct source ports after NAT, want %d", len(sports), flows)
 	}
 }
