@@ -74,7 +74,8 @@ type StageTime struct {
 
 // ScenarioResult is the outcome of one pipeline scenario.
 type ScenarioResult struct {
-	// Name identifies the scenario: port-to-peer, peer-to-port or flood.
+	// Name identifies the scenario: port-to-peer, peer-to-port, flood or
+	// port-to-uplink.
 	Name string `json:"name"`
 	// Path lists the stages a frame goes through.
 	Path string `json:"path"`

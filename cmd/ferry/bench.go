@@ -43,13 +43,16 @@ func newBenchPipelineCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "pipeline",
 		Short: "Run synthetic frames through the real pipeline stages on fake ports (no syscalls, one core)",
-		Long: `Runs three scenarios on one worker goroutine locked to one core, with
-in-memory ports and tunnel that make no syscalls, so only the pipeline's own
-cost is measured:
+		Long: `Runs four scenarios on one worker goroutine locked to one core, with
+in-memory ports, tunnel and uplink that make no syscalls, so only the
+pipeline's own cost is measured:
 
-  port-to-peer  port-rx, ethernet-input, bridge, vxlan-encap, tunnel-tx
-  peer-to-port  tunnel-rx, vxlan-decap, ethernet-input, bridge, port-tx
-  flood         a broadcast from a port to one other port and two peers
+  port-to-peer    port-rx, ethernet-input, bridge, vxlan-encap, tunnel-tx
+  peer-to-port    tunnel-rx, vxlan-decap, ethernet-input, bridge, port-tx
+  flood           a broadcast from a port to one other port and two peers
+  port-to-uplink  port-rx, ethernet-input, bridge, gateway, nat, uplink-tx:
+                  frames to an outside address masqueraded through the
+                  network's gateway (established connections, one per flow)
 
 It prints Mpps, ns per frame, ns per packet of each stage (the engine's own
 runtime counters) and heap allocations per frame (runtime.MemStats).`,
