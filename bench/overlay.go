@@ -72,6 +72,12 @@ type OverlayOptions struct {
 	// Flows is the number of sending sockets (UDP flows) of the
 	// packet-rate workload, 1..MaxFlows; 0 means DefaultFlows.
 	Flows int `json:"flows"`
+	// Flanneld, if set, is the path of a flanneld binary (flannel's
+	// daemon, github.com/flannel-io/flannel): the run then also builds
+	// flannel's udp backend between two more hosts, with etcd from the
+	// distribution, and measures it as a third path. ferry's path is best
+	// compared with it in ModeL3 over EncapUDP, flannel's own wire format.
+	Flanneld string `json:"flanneld,omitempty"`
 	// KeepGoing records a failed workload in the report and goes on,
 	// instead of stopping the run.
 	KeepGoing bool `json:"keep_going"`
@@ -227,10 +233,13 @@ func kernelCC(want string) (string, error) {
 	return resolveCC(want, string(def), string(avail))
 }
 
-// The two paths the overlay scenario compares.
+// The paths the overlay scenario compares: always ferry's and the
+// kernel's, and flannel's udp backend when OverlayOptions.Flanneld names
+// a flanneld.
 const (
-	PathFerry  = "ferry"
-	PathKernel = "kernel"
+	PathFerry   = "ferry"
+	PathKernel  = "kernel"
+	PathFlannel = "flannel"
 )
 
 // Metric is one figure measured on both paths.
@@ -249,6 +258,10 @@ type Metric struct {
 	// Ratio is Ferry.Median / Kernel.Median; absent when the kernel's
 	// median is 0 or either path has no sample.
 	Ratio *float64 `json:"ratio,omitempty"`
+	// Flannel summarises flannel's udp backend, and FlannelRatio is
+	// Ferry.Median / Flannel.Median, when the run measured that path.
+	Flannel      *Summary `json:"flannel,omitempty"`
+	FlannelRatio *float64 `json:"ferry_per_flannel,omitempty"`
 }
 
 // OverlayReport is the outcome of [Overlay]; it is also the JSON that
@@ -261,6 +274,9 @@ type OverlayReport struct {
 	// "ferry l3 over gre: container veth → Linux bridge → …".
 	FerryPath  string `json:"ferry_path"`
 	KernelPath string `json:"kernel_path"`
+	// FlannelPath says what the flannel path is made of, when the run
+	// measured one.
+	FlannelPath string `json:"flannel_path,omitempty"`
 	// Metrics are, in order: TCP throughput, retransmissions and CPU cost, UDP
 	// packets delivered and offered per second, latency p50 and p99.
 	Metrics []Metric `json:"metrics"`
@@ -400,6 +416,13 @@ func Overlay(ctx context.Context, opts OverlayOptions) (rep *OverlayReport, err 
 	if err := CheckTools(); err != nil {
 		return nil, fmt.Errorf("bench overlay: %w", err)
 	}
+	builds := []pathBuilder{{PathFerry, (*lab).ferryPath}, {PathKernel, (*lab).kernelPath}}
+	if opts.Flanneld != "" {
+		if err := flannelTools(opts.Flanneld); err != nil {
+			return nil, fmt.Errorf("bench overlay: %w", err)
+		}
+		builds = append(builds, pathBuilder{PathFlannel, (*lab).flannelPath})
+	}
 	if opts.TCPCC, err = kernelCC(opts.TCPCC); err != nil {
 		return nil, fmt.Errorf("bench overlay: %w", err)
 	}
@@ -415,28 +438,27 @@ func Overlay(ctx context.Context, opts OverlayOptions) (rep *OverlayReport, err 
 		return nil, fmt.Errorf("bench overlay: %w", err)
 	}
 	paths := map[string]*testbed{}
-	for _, build := range []struct {
-		name string
-		fn   func(context.Context, OverlayOptions) (*testbed, error)
-	}{{PathFerry, lab.ferryPath}, {PathKernel, lab.kernelPath}} {
+	samples := map[string]map[string][]float64{}
+	var names []string
+	for _, build := range builds {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("bench overlay: %w", err)
 		}
 		lab.logf("setting up the %s path", build.name)
-		tb, err := build.fn(ctx, opts)
+		tb, err := build.fn(lab, ctx, opts)
 		if err != nil {
 			return nil, fmt.Errorf("bench overlay: %s path: %w", build.name, err)
 		}
 		paths[build.name] = tb
+		samples[build.name] = map[string][]float64{}
+		names = append(names, build.name)
 	}
 	rep = &OverlayReport{Options: opts, Machine: thisMachine(), FerryPath: ferryPathDesc(opts.Mode, opts.Encap), KernelPath: kernelPathDesc}
-	samples := map[string]map[string][]float64{PathFerry: {}, PathKernel: {}}
+	if opts.Flanneld != "" {
+		rep.FlannelPath = flannelPathDesc
+	}
 	for i := range opts.Reps {
-		order := []string{PathFerry, PathKernel}
-		if i%2 == 1 {
-			order = []string{PathKernel, PathFerry}
-		}
-		for _, path := range order {
+		for _, path := range pathOrder(names, i) {
 			for _, w := range workloads {
 				if err := ctx.Err(); err != nil {
 					return nil, fmt.Errorf("bench overlay: %w", err)
@@ -468,14 +490,42 @@ func Overlay(ctx context.Context, opts OverlayOptions) (rep *OverlayReport, err 
 		}
 		m.Ferry = Summarize(samples[PathFerry][d.Name])
 		m.Kernel = Summarize(samples[PathKernel][d.Name])
-		if len(m.Ferry.Samples) > 0 && len(m.Kernel.Samples) > 0 {
-			if r := Ratio(m.Ferry.Median, m.Kernel.Median); !math.IsNaN(r) {
-				m.Ratio = &r
-			}
+		m.Ratio = ratioOf(m.Ferry, m.Kernel)
+		if opts.Flanneld != "" {
+			f := Summarize(samples[PathFlannel][d.Name])
+			m.Flannel = &f
+			m.FlannelRatio = ratioOf(m.Ferry, f)
 		}
 		rep.Metrics = append(rep.Metrics, m)
 	}
 	return rep, nil
+}
+
+// pathBuilder builds one path of the comparison in a lab.
+type pathBuilder struct {
+	name string
+	fn   func(*lab, context.Context, OverlayOptions) (*testbed, error)
+}
+
+// pathOrder is the order the paths run in repetition rep: names rotated
+// by rep, so each path goes first as often as the others (with two paths,
+// they alternate).
+func pathOrder(names []string, rep int) []string {
+	k := rep % len(names)
+	return append(slices.Clone(names[k:]), names[:k]...)
+}
+
+// ratioOf returns a pointer to a.Median / b.Median, or nil when either has
+// no sample or b's median is 0.
+func ratioOf(a, b Summary) *float64 {
+	if len(a.Samples) == 0 || len(b.Samples) == 0 {
+		return nil
+	}
+	r := Ratio(a.Median, b.Median)
+	if math.IsNaN(r) {
+		return nil
+	}
+	return &r
 }
 
 // iperfArgs is the iperf3 client command line of the TCP workload: secs
@@ -644,15 +694,18 @@ func (l *lab) close() error {
 	return errors.Join(errs...)
 }
 
+// pathCodes are the paths' one-letter codes in namespace names.
+var pathCodes = map[string]string{PathFerry: "f", PathKernel: "k", PathFlannel: "n"}
+
 // hostPair creates two host namespaces joined by a veth underlay
 // (underlayDev on both, host1Addr and host2Addr) and two container
-// namespaces.
+// namespaces, for the named path.
 func (l *lab) hostPair(path string) (h1, h2, c1, c2 *netNS, err error) {
 	for _, p := range []struct {
 		dst  **netNS
 		role string
 	}{{&h1, "h1"}, {&h2, "h2"}, {&c1, "c1"}, {&c2, "c2"}} {
-		if *p.dst, err = l.ns(path[:1] + p.role); err != nil {
+		if *p.dst, err = l.ns(pathCodes[path] + p.role); err != nil {
 			return
 		}
 	}
@@ -736,7 +789,8 @@ func (l *lab) ferryPath(ctx context.Context, opts OverlayOptions) (*testbed, err
 			return nil, fmt.Errorf("ferry config of %s: %w\n%s", h.name, err, text)
 		}
 		if opts.Mode == ModeL3 {
-			if err := l3Host(d.host, d.cont, &cfg.Networks[0], containerAddr(ModeL3, h.index)); err != nil {
+			n := &cfg.Networks[0]
+			if err := l3Host(d.host, d.cont, n.EffectiveMTU(underlayMTU), n.BridgeAddress(), containerAddr(ModeL3, h.index)); err != nil {
 				return nil, err
 			}
 		}
@@ -763,13 +817,11 @@ func hostAddr(i int) netip.Addr {
 	return host2Addr
 }
 
-// l3Host builds an l3 host's container side for network n: the bridge
-// cbr0 with n's bridge address, a veth from it into the container (eth0,
-// address addr in n's subnet, a default route via the bridge), the
-// network's MTU on every one of them, and IPv4 forwarding in the host.
-func l3Host(host, cont *netNS, n *config.Network, addr netip.Addr) error {
-	mtu := n.EffectiveMTU(underlayMTU)
-	br := n.BridgeAddress()
+// l3Host builds a routed host's container side: the bridge cbr0 with
+// address br (the host's subnet), a veth from it into the container (eth0,
+// address addr in that subnet, a default route via the bridge), mtu on
+// every one of them, and IPv4 forwarding in the host.
+func l3Host(host, cont *netNS, mtu int, br netip.Prefix, addr netip.Addr) error {
 	if err := host.addBridge(l3Bridge); err != nil {
 		return err
 	}
@@ -796,7 +848,7 @@ func l3Host(host, cont *netNS, n *config.Network, addr netip.Addr) error {
 	if err := cont.setMTU(containerDev, mtu); err != nil {
 		return err
 	}
-	if err := cont.addAddr(containerDev, netip.PrefixFrom(addr, n.Subnet.Bits())); err != nil {
+	if err := cont.addAddr(containerDev, netip.PrefixFrom(addr, br.Bits())); err != nil {
 		return err
 	}
 	return cont.addDefaultRoute(br.Addr())

@@ -54,24 +54,46 @@ func (m Metric) precision() int {
 }
 
 // RatioString prints the ferry/kernel ratio as "0.52×", or "-".
-func (m Metric) RatioString() string {
-	if m.Ratio == nil {
+func (m Metric) RatioString() string { return ratioString(m.Ratio) }
+
+// FlannelRatioString prints the ferry/flannel ratio as "24.10×", or "-".
+func (m Metric) FlannelRatioString() string { return ratioString(m.FlannelRatio) }
+
+func ratioString(r *float64) string {
+	if r == nil {
 		return "-"
 	}
-	return fmt.Sprintf("%.2f×", *m.Ratio)
+	return fmt.Sprintf("%.2f×", *r)
 }
 
 // WriteTable prints the overlay report: what each path is, then one row
-// per metric with both paths' medians and spreads and their ratio.
+// per metric with each path's median and spread and ferry's ratio to the
+// kernel's path (and to flannel's, when measured).
 func (r *OverlayReport) WriteTable(w io.Writer) error {
 	o := r.Options
 	fmt.Fprintf(w, "ferry bench overlay: %s, %v per workload × %d reps, UDP payload %d B (%d CPUs, %s)\n",
 		r.comparison(), o.Duration, o.Reps, o.Size, r.Machine.CPUs, r.Machine.Kernel)
-	fmt.Fprintf(w, "  ferry:  %s\n  kernel: %s\n", r.FerryPath, r.KernelPath)
+	if r.FlannelPath != "" {
+		fmt.Fprintf(w, "  ferry:   %s\n  kernel:  %s\n  flannel: %s\n", r.FerryPath, r.KernelPath, r.FlannelPath)
+	} else {
+		fmt.Fprintf(w, "  ferry:  %s\n  kernel: %s\n", r.FerryPath, r.KernelPath)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nmetric\tunit\tferry\tkernel\tferry/kernel")
+	if r.FlannelPath != "" {
+		fmt.Fprintln(tw, "\nmetric\tunit\tferry\tkernel\tflannel\tferry/kernel\tferry/flannel")
+	} else {
+		fmt.Fprintln(tw, "\nmetric\tunit\tferry\tkernel\tferry/kernel")
+	}
 	for _, m := range r.Metrics {
 		p := m.precision()
+		if r.FlannelPath != "" {
+			flannel := "-"
+			if m.Flannel != nil {
+				flannel = m.Flannel.Format(p)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Title, m.Unit, m.Ferry.Format(p), m.Kernel.Format(p), flannel, m.RatioString(), m.FlannelRatioString())
+			continue
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Title, m.Unit, m.Ferry.Format(p), m.Kernel.Format(p), m.RatioString())
 	}
 	if err := tw.Flush(); err != nil {
@@ -91,14 +113,35 @@ func (r *OverlayReport) comparison() string {
 	if !o.offload() {
 		off = "off"
 	}
-	return fmt.Sprintf("ferry %s/%s (%d %s, offloads %s) vs kernel VXLAN (l2)", o.Mode, o.Encap, o.Workers, plural(o.Workers, "worker", "workers"), off)
+	s := fmt.Sprintf("ferry %s/%s (%d %s, offloads %s) vs kernel VXLAN (l2)", o.Mode, o.Encap, o.Workers, plural(o.Workers, "worker", "workers"), off)
+	if r.FlannelPath != "" {
+		s += " vs flannel udp"
+	}
+	return s
 }
 
-// Colours of the chart's two series.
+// Colours of the chart's series.
 const (
-	colourFerry  = "#1f77b4"
-	colourKernel = "#ff7f0e"
+	colourFerry   = "#1f77b4"
+	colourKernel  = "#ff7f0e"
+	colourFlannel = "#2ca02c"
 )
+
+// series is one path's bar in a panel of the chart.
+type series struct {
+	name, colour string
+	sum          Summary
+}
+
+// series returns the bars of m's panel: ferry, the kernel, and flannel
+// when measured.
+func (m Metric) series() []series {
+	s := []series{{PathFerry, colourFerry, m.Ferry}, {PathKernel, colourKernel, m.Kernel}}
+	if m.Flannel != nil {
+		s = append(s, series{PathFlannel, colourFlannel, *m.Flannel})
+	}
+	return s
+}
 
 // WriteSVG draws the overlay report as a bar chart: one panel per metric,
 // each with its own scale, a bar per path at its median, a whisker from
@@ -106,11 +149,15 @@ const (
 // written out. It is plain SVG 1.1 that any browser shows.
 func (r *OverlayReport) WriteSVG(w io.Writer) error {
 	const (
-		panelW, panelH = 190, 300
-		top, bottom    = 80, 70 // room for titles and labels
-		barW           = 50
+		panelW, panelH = 190, 314
+		top, bottom    = 94, 70 // room for titles and labels
 		plotH          = panelH - top - bottom
 	)
+	// Two bars 50 wide 20 apart, or three 36 wide 12 apart, centred.
+	barW, gap := 50, 20
+	if r.FlannelPath != "" {
+		barW, gap = 36, 12
+	}
 	width := max(len(r.Metrics), 1)*panelW + 40
 	height := panelH + 40
 	var b strings.Builder
@@ -119,29 +166,41 @@ func (r *OverlayReport) WriteSVG(w io.Writer) error {
 <rect width="100%%" height="100%%" fill="white"/>
 <text x="20" y="24" font-size="16" font-weight="bold">%s</text>
 <text x="20" y="44" fill="#555">%s per workload × %d reps, UDP payload %d B, %d CPUs, Linux %s; bars: median, whiskers: min–max</text>
-<rect x="%d" y="14" width="12" height="12" fill="%s"/><text x="%d" y="25">ferry</text>
-<rect x="%d" y="14" width="12" height="12" fill="%s"/><text x="%d" y="25">kernel</text>
-`, width, height, width, height, esc(r.comparison()), esc(r.Options.Duration.String()), r.Options.Reps, r.Options.Size, r.Machine.CPUs, esc(r.Machine.Kernel),
-		width-150, colourFerry, width-134, width-80, colourKernel, width-64)
+`, width, height, width, height, esc(r.comparison()), esc(r.Options.Duration.String()), r.Options.Reps, r.Options.Size, r.Machine.CPUs, esc(r.Machine.Kernel))
+	legend := []series{{PathFerry, colourFerry, Summary{}}, {PathKernel, colourKernel, Summary{}}}
+	if r.FlannelPath != "" {
+		legend = append(legend, series{PathFlannel, colourFlannel, Summary{}})
+	}
+	for k, s := range legend {
+		x := width - 70*(len(legend)-k) - 10
+		fmt.Fprintf(&b, `<rect x="%d" y="14" width="12" height="12" fill="%s"/><text x="%d" y="25">%s</text>
+`, x, s.colour, x+16, s.name)
+	}
 	for i, m := range r.Metrics {
 		x0 := 20 + i*panelW
 		base := 20 + top + plotH
-		scale := math.Max(m.Ferry.Max, m.Kernel.Max)
+		bars := m.series()
+		scale := 0.0
+		for _, s := range bars {
+			scale = math.Max(scale, s.sum.Max)
+		}
 		if scale <= 0 {
 			scale = 1
 		}
+		left := x0 + (panelW-len(bars)*barW-(len(bars)-1)*gap)/2
 		y := func(v float64) float64 { return float64(base) - v/scale*plotH }
 		fmt.Fprintf(&b, `<g class="metric" id="%s">
-<text x="%d" y="%d" text-anchor="middle" font-weight="bold">%s</text>
-<text x="%d" y="%d" text-anchor="middle" fill="#555">%s%s</text>
+`, esc(m.Name))
+		title := wrapTitle(m.Title, panelTitleChars)
+		for k, line := range title {
+			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" font-weight="bold">%s</text>
+`, x0+panelW/2, 20+top-34-14*(len(title)-1-k), esc(line))
+		}
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" fill="#555">%s%s</text>
 <line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#333"/>
-`, esc(m.Name), x0+panelW/2, 20+top-34, esc(m.Title), x0+panelW/2, 20+top-18, esc(m.Unit), betterNote(m),
-			x0+20, base, x0+panelW-20, base)
-		for j, s := range []struct {
-			name, colour string
-			sum          Summary
-		}{{PathFerry, colourFerry, m.Ferry}, {PathKernel, colourKernel, m.Kernel}} {
-			bx := x0 + 35 + j*(barW+20)
+`, x0+panelW/2, 20+top-18, esc(m.Unit), betterNote(m), x0+20, base, x0+panelW-20, base)
+		for j, s := range bars {
+			bx := left + j*(barW+gap)
 			cx := bx + barW/2
 			fmt.Fprintf(&b, `<g class="series %s">`, s.name)
 			if len(s.sum.Samples) == 0 {
@@ -159,12 +218,38 @@ func (r *OverlayReport) WriteSVG(w io.Writer) error {
 `, cx, base+16, s.name)
 		}
 		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" font-weight="bold">ferry/kernel %s</text>
-</g>
 `, x0+panelW/2, base+40, esc(m.RatioString()))
+		if m.Flannel != nil {
+			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" font-weight="bold">ferry/flannel %s</text>
+`, x0+panelW/2, base+56, esc(m.FlannelRatioString()))
+		}
+		b.WriteString("</g>\n")
 	}
 	b.WriteString("</svg>\n")
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// panelTitleChars is about what one line of a panel's bold title holds.
+const panelTitleChars = 24
+
+// wrapTitle breaks title into two lines at the last space that leaves the
+// first at most n characters (at the first space if none does), or
+// returns it whole when it fits.
+func wrapTitle(title string, n int) []string {
+	if len([]rune(title)) <= n {
+		return []string{title}
+	}
+	cut := -1
+	for i, r := range title {
+		if r == ' ' && (cut < 0 || len([]rune(title[:i])) <= n) {
+			cut = i
+		}
+	}
+	if cut < 0 {
+		return []string{title}
+	}
+	return []string{title[:cut], title[cut+1:]}
 }
 
 func betterNote(m Metric) string {

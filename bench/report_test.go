@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -108,7 +109,33 @@ func TestOverlaySVG(t *testing.T) {
 	if err := rep.WriteSVG(&b); err != nil {
 		t.Fatal(err)
 	}
-	dec := xml.NewDecoder(&b)
+	panels := svgBars(t, b.Bytes())
+	if len(panels) != len(rep.Metrics) {
+		t.Fatalf("%d panels, want one per metric (%d)", len(panels), len(rep.Metrics))
+	}
+	for _, m := range rep.Metrics {
+		p := panels[m.Name]
+		wantKernelBars := 1
+		if m.Name == MetricUDPTx {
+			wantKernelBars = 0 // no data: a note, no bar
+		}
+		if p[PathFerry] != 1 || p[PathKernel] != wantKernelBars {
+			t.Errorf("panel %s bars = %v, want ferry 1, kernel %d", m.Name, p, wantKernelBars)
+		}
+		if _, ok := p[PathKernel]; !ok {
+			t.Errorf("panel %s has no kernel series", m.Name)
+		}
+		if _, ok := p[PathFlannel]; ok {
+			t.Errorf("panel %s has a flannel series in a run without flannel", m.Name)
+		}
+	}
+}
+
+// svgBars parses an overlay chart, failing the test unless it is
+// well-formed SVG, and returns each panel's (metric's) bars by series.
+func svgBars(t *testing.T, svg []byte) map[string]map[string]int {
+	t.Helper()
+	dec := xml.NewDecoder(bytes.NewReader(svg))
 	var root string
 	panels := map[string]map[string]int{} // metric id -> series -> bars
 	var panel string
@@ -154,20 +181,116 @@ func TestOverlaySVG(t *testing.T) {
 	if root != "svg" {
 		t.Fatalf("root element %q, want svg", root)
 	}
-	if len(panels) != len(rep.Metrics) {
-		t.Fatalf("%d panels, want one per metric (%d)", len(panels), len(rep.Metrics))
+	return panels
+}
+
+// flannelReport is sampleReport with flannel's udp backend measured too:
+// 8 for every figure, none for UDP offered.
+func flannelReport() *OverlayReport {
+	r := sampleReport()
+	r.FlannelPath = flannelPathDesc
+	for i := range r.Metrics {
+		m := &r.Metrics[i]
+		f := Summarize([]float64{8, 8, 8})
+		if m.Name == MetricUDPTx {
+			f = Summarize(nil)
+		}
+		m.Flannel = &f
+		m.FlannelRatio = ratioOf(m.Ferry, f)
+	}
+	return r
+}
+
+// TestOverlayReportWithFlannel checks the third path in every output: the
+// table's flannel and ferry/flannel columns and its description, the JSON
+// fields, and a flannel bar in each chart panel that has data.
+func TestOverlayReportWithFlannel(t *testing.T) {
+	rep := flannelReport()
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	out := table.String()
+	for _, want := range []string{"vs flannel udp", "  flannel: " + flannelPathDesc, "ferry/kernel  ferry/flannel", "8.00", "0.25×"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+
+	var js bytes.Buffer
+	if err := WriteJSON(&js, rep); err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		FlannelPath string `json:"flannel_path"`
+		Metrics     []struct {
+			Name         string   `json:"name"`
+			Flannel      *Summary `json:"flannel"`
+			FlannelRatio *float64 `json:"ferry_per_flannel"`
+		} `json:"metrics"`
+	}
+	if err := json.Unmarshal(js.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.FlannelPath != flannelPathDesc {
+		t.Errorf("flannel_path = %q", got.FlannelPath)
+	}
+	for _, m := range got.Metrics {
+		if m.Flannel == nil {
+			t.Errorf("%s: no flannel summary in the JSON", m.Name)
+			continue
+		}
+		switch {
+		case m.Name == MetricUDPTx && m.FlannelRatio != nil:
+			t.Errorf("%s: ferry_per_flannel %v without flannel samples", m.Name, *m.FlannelRatio)
+		case m.Name != MetricUDPTx && (m.FlannelRatio == nil || *m.FlannelRatio != 0.25 || m.Flannel.Median != 8):
+			t.Errorf("%s: flannel %+v ratio %v, want median 8 and 0.25", m.Name, m.Flannel, m.FlannelRatio)
+		}
+	}
+
+	var svg bytes.Buffer
+	if err := rep.WriteSVG(&svg); err != nil {
+		t.Fatal(err)
 	}
 	for _, m := range rep.Metrics {
-		p := panels[m.Name]
-		wantKernelBars := 1
+		p := svgBars(t, svg.Bytes())[m.Name]
+		want := 1
 		if m.Name == MetricUDPTx {
-			wantKernelBars = 0 // no data: a note, no bar
+			want = 0
 		}
-		if p[PathFerry] != 1 || p[PathKernel] != wantKernelBars {
-			t.Errorf("panel %s bars = %v, want ferry 1, kernel %d", m.Name, p, wantKernelBars)
+		if p[PathFlannel] != want || p[PathFerry] != 1 {
+			t.Errorf("panel %s bars = %v, want ferry 1, flannel %d", m.Name, p, want)
 		}
-		if _, ok := p[PathKernel]; !ok {
-			t.Errorf("panel %s has no kernel series", m.Name)
+	}
+}
+
+// TestTwoPathJSONHasNoFlannel checks that a run without flannel leaves the
+// flannel fields out of the JSON rather than writing nulls.
+func TestTwoPathJSONHasNoFlannel(t *testing.T) {
+	var js bytes.Buffer
+	if err := WriteJSON(&js, sampleReport()); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{`"flannel`, `"ferry_per_flannel"`} {
+		if strings.Contains(js.String(), key) {
+			t.Errorf("JSON of a two-path run has %s:\n%s", key, js.String())
+		}
+	}
+}
+
+func TestWrapTitle(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+	}{
+		{"latency p50", []string{"latency p50"}},
+		{"CPU per MB of TCP (whole machine)", []string{"CPU per MB of TCP (whole", "machine)"}},
+		{"TCP retransmissions per run", []string{"TCP retransmissions per", "run"}},
+		{"averyveryverylongwordwithoutspaces", []string{"averyveryverylongwordwithoutspaces"}},
+		{"averyveryverylongwordwithout spaces", []string{"averyveryverylongwordwithout", "spaces"}},
+	} {
+		if got := wrapTitle(tc.in, panelTitleChars); !slices.Equal(got, tc.want) {
+			t.Errorf("wrapTitle(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }

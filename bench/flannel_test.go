@@ -1,0 +1,153 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseSubnetEnv(t *testing.T) {
+	// What flanneld (udp backend) wrote on this machine.
+	const real = "FLANNEL_NETWORK=10.42.0.0/16\nFLANNEL_SUBNET=10.42.82.1/24\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=false\n"
+	env, err := parseSubnetEnv(real)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env.Subnet != netip.MustParsePrefix("10.42.82.1/24") || env.MTU != 1472 {
+		t.Errorf("parsed %+v, want subnet 10.42.82.1/24, MTU 1472", env)
+	}
+	if got := env.containerOf(); got != netip.MustParseAddr("10.42.82.2") {
+		t.Errorf("container address %s, want 10.42.82.2", got)
+	}
+	for _, tc := range []struct{ name, text, want string }{
+		{"empty: flanneld has no lease yet", "", "no FLANNEL_SUBNET"},
+		{"no MTU", "FLANNEL_SUBNET=10.42.82.1/24\n", "no FLANNEL_MTU"},
+		{"subnet not a prefix", "FLANNEL_SUBNET=10.42.82.1\nFLANNEL_MTU=1472\n", `FLANNEL_SUBNET "10.42.82.1"`},
+		{"IPv6 subnet", "FLANNEL_SUBNET=fd00::1/64\nFLANNEL_MTU=1472\n", `FLANNEL_SUBNET "fd00::1/64"`},
+		{"MTU not a number", "FLANNEL_SUBNET=10.42.82.1/24\nFLANNEL_MTU=big\n", `FLANNEL_MTU "big"`},
+		{"MTU too small", "FLANNEL_SUBNET=10.42.82.1/24\nFLANNEL_MTU=100\n", `FLANNEL_MTU "100"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseSubnetEnv(tc.text)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestFlannelNetConfigIsFlannelJSON(t *testing.T) {
+	var cfg struct {
+		Network   string
+		SubnetLen int
+		Backend   struct{ Type string }
+	}
+	if err := json.Unmarshal([]byte(flannelNetConfig()), &cfg); err != nil {
+		t.Fatalf("%s: %v", flannelNetConfig(), err)
+	}
+	if cfg.Network != l3Network.String() || cfg.SubnetLen != 24 || cfg.Backend.Type != "udp" {
+		t.Errorf("config %+v, want network %s, /24 per host, udp backend", cfg, l3Network)
+	}
+}
+
+// TestFlannelToolsNameWhatIsMissing checks that a flanneld path that is not
+// an executable, and a missing etcd, are each named before anything is
+// built.
+func TestFlannelToolsNameWhatIsMissing(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "flanneld")
+	if err := flannelTools(missing); err == nil || !strings.Contains(err.Error(), "flanneld "+missing) {
+		t.Errorf("missing flanneld: error %v, want it named", err)
+	}
+	if err := os.WriteFile(missing, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir) // no etcd here
+	var mt *MissingTool
+	if err := flannelTools(missing); !errors.As(err, &mt) || mt.Tool != "etcd" || !strings.Contains(err.Error(), "apt-get install -y etcd-server") {
+		t.Errorf("missing etcd: error %v, want a MissingTool naming etcd-server", err)
+	}
+}
+
+func TestPathOrderRotates(t *testing.T) {
+	names := []string{PathFerry, PathKernel, PathFlannel}
+	first := map[string]int{}
+	for rep := range 6 {
+		o := pathOrder(names, rep)
+		if len(o) != 3 || !slices.Contains(o, PathFerry) || !slices.Contains(o, PathKernel) || !slices.Contains(o, PathFlannel) {
+			t.Fatalf("rep %d order %v: want every path once", rep, o)
+		}
+		first[o[0]]++
+	}
+	for _, n := range names {
+		if first[n] != 2 {
+			t.Errorf("%s went first %d times in 6 reps, want 2 (%v)", n, first[n], first)
+		}
+	}
+	if o := pathOrder([]string{PathFerry, PathKernel}, 1); !slices.Equal(o, []string{PathKernel, PathFerry}) {
+		t.Errorf("two paths, rep 1: %v, want them alternated", o)
+	}
+	if !slices.Equal(names, []string{PathFerry, PathKernel, PathFlannel}) {
+		t.Errorf("pathOrder changed its argument: %v", names)
+	}
+}
+
+// TestBenchOverlayFlannel runs the overlay scenario with flannel's udp
+// backend as the third path, when FERRY_FLANNELD names a flanneld binary
+// (flannel is not something ferry ships or CI installs): every workload
+// yields a figure on all three paths, the report says what the flannel path
+// is, and nothing of the run is left behind.
+func TestBenchOverlayFlannel(t *testing.T) {
+	flanneld := os.Getenv("FERRY_FLANNELD")
+	if flanneld == "" {
+		t.Skip("set FERRY_FLANNELD to a flanneld binary (built from github.com/flannel-io/flannel) to run flannel's udp backend beside ferry")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces, links and TAP devices")
+	}
+	if err := CheckTools(); err != nil {
+		t.Skip(err)
+	}
+	if err := flannelTools(flanneld); err != nil {
+		t.Skip(err)
+	}
+	bin := filepath.Join(t.TempDir(), "ferry")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/ferry").CombinedOutput(); err != nil {
+		t.Fatalf("building ferry: %v\n%s", err, out)
+	}
+	before := benchNamespaces(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var log strings.Builder
+	rep, err := Overlay(ctx, OverlayOptions{FerryBin: bin, Duration: time.Second, Reps: 1, Size: 64, Mode: ModeL3, Encap: EncapUDP, Flanneld: flanneld, Log: &log})
+	if err != nil {
+		t.Fatalf("overlay: %v\nlog:\n%s", err, log.String())
+	}
+	if rep.FlannelPath != flannelPathDesc || len(rep.Errors) != 0 {
+		t.Errorf("flannel path %q, errors %v", rep.FlannelPath, rep.Errors)
+	}
+	for _, m := range rep.Metrics {
+		if m.Flannel == nil || len(m.Flannel.Samples) != 1 {
+			t.Errorf("%s: flannel %+v, want one sample", m.Name, m.Flannel)
+			continue
+		}
+		if m.Name != MetricTCPRetrans && (m.Flannel.Median <= 0 || m.FlannelRatio == nil) {
+			t.Errorf("%s: flannel %+v ratio %v, want a positive figure and ferry's ratio to it", m.Name, *m.Flannel, m.FlannelRatio)
+		}
+	}
+	if after := benchNamespaces(t); len(after) != len(before) {
+		t.Errorf("namespaces left behind: before %v, after %v", before, after)
+	}
+	var table bytes.Buffer
+	rep.WriteTable(&table)
+	t.Logf("\n%s\n%s", table.String(), log.String())
+}
