@@ -38,7 +38,7 @@ type OverlayOptions struct {
 	// repetition, at least one second.
 	Duration time.Duration `json:"duration_ns"`
 	// Reps is the number of repetitions, at least 1. Each repetition runs
-	// every workload on both paths, alternating which path goes first.
+	// every workload on every path, the paths taking turns at going first.
 	Reps int `json:"reps"`
 	// Size is the UDP payload size in bytes of the packet-rate and latency
 	// workloads, MinOverlaySize..MaxOverlaySize.
@@ -400,11 +400,14 @@ func CheckTools() error {
 // network of opts.Mode over opts.Encap: l2, the TAP moved into the
 // container; l3, the container on a Linux bridge routed through ferry's TUN
 // device), once by the kernel's Docker-style path (container veth, Linux
-// bridge, kernel VXLAN), whatever the mode — both over a veth underlay, and runs
-// each workload on both paths in every repetition, alternating the order. It
+// bridge, kernel VXLAN), whatever the mode — both over a veth underlay —
+// and, when opts.Flanneld is set, a third time with flannel's udp backend;
+// it runs each workload on every path in every repetition, rotating the
+// order. It
 // removes every namespace and stops every process it started before it
 // returns, also when ctx ends or SIGINT/SIGTERM arrives (which end the run
-// with an error). It needs root and iperf3.
+// with an error). It needs root and iperf3 (and, for flannel, etcd and
+// etcdctl).
 func Overlay(ctx context.Context, opts OverlayOptions) (rep *OverlayReport, err error) {
 	if err := opts.Validate(); err != nil {
 		return nil, fmt.Errorf("bench overlay: %w", err)

@@ -8,8 +8,9 @@
 //   - [Overlay] builds two simulated hosts with one container each in network
 //     namespaces of its own, and runs the same workloads (one TCP stream, a
 //     small-packet UDP rate, request/response latency) over ferry's path and
-//     over the kernel's Docker-style VXLAN path, alternating between the two
-//     in every repetition, and reports both with their ratio.
+//     over the kernel's Docker-style VXLAN path (and, given a flanneld,
+//     over flannel's udp backend), the paths taking turns at going first,
+//     and reports each with ferry's ratio to it.
 //
 // Every figure is repeated and reported as a [Summary]: the median of the
 // repetitions and their spread, so one noisy run does not make the number.
