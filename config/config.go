@@ -60,6 +60,9 @@ const (
 	MaxWorkers = 64
 	// DefaultOffload is node.offload when the key is absent.
 	DefaultOffload = true
+	// MaxCPU is the largest CPU number node.cpus takes (the kernel's
+	// CPU_SETSIZE is 1024).
+	MaxCPU = 1023
 	// MinMTU and MaxMTU bound a network's MTU, set or derived. 576 is the
 	// smallest datagram every IPv4 host must accept (RFC 791).
 	MinMTU = 576
@@ -149,6 +152,15 @@ type Node struct {
 	// segments them itself for peers and coalesces what peers send) and
 	// UDP_SEGMENT/UDP_GRO on the tunnel sockets. Default: DefaultOffload.
 	Offload bool `yaml:"offload"`
+	// CPUs pins the workers: worker i runs only on CPU CPUs[i mod
+	// len(CPUs)], as VPP's corelist-workers and OVS's pmd-cpu-mask do, so
+	// a worker keeps its caches and never moves while it has packets in
+	// flight (a worker that moves between CPUs can let the kernel's
+	// per-CPU queues behind a TUN reorder a flow; docs/performance.md).
+	// Each is a CPU number 0..MaxCPU, at most once; the daemon also
+	// checks that it may run on each. Empty, the default: the kernel's
+	// scheduler places the workers.
+	CPUs []int `yaml:"cpus,omitempty"`
 }
 
 // Control configures the control socket.

@@ -112,8 +112,8 @@ func TestParseEveryKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantNode := Node{Name: "host-1.example", Underlay: netip.MustParseAddr("192.168.77.1"), UnderlayMTU: 9000, Workers: 4, LogLevel: "debug", Offload: false}
-	if c.Node != wantNode {
+	wantNode := Node{Name: "host-1.example", Underlay: netip.MustParseAddr("192.168.77.1"), UnderlayMTU: 9000, Workers: 4, LogLevel: "debug", Offload: false, CPUs: []int{2, 3, 0, 1}}
+	if !reflect.DeepEqual(c.Node, wantNode) {
 		t.Errorf("node: got %+v, want %+v", c.Node, wantNode)
 	}
 	if c.Control.Socket != "/var/run/ferry.sock" {
@@ -221,7 +221,7 @@ func TestParseErrors(t *testing.T) {
 		{"mac too long", "networks: [{name: blue, vni: 42, ports: [{name: t, mac: 02:00:00:00:00:00:00:01}]}]\n", `line 1: networks[0].ports[0].mac: "02:00:00:00:00:00:00:01" is not a MAC address`},
 		{"mac all zero", "networks: [{name: blue, vni: 42, ports: [{name: t, mac: 00:00:00:00:00:00}]}]\n", `line 1: networks[0].ports[0].mac: "00:00:00:00:00:00" is the zero MAC address; leave the key out instead`},
 		{"key is a list", "node: {[a]: 1}\n", "line 1: node: a key must be a name, not a list"},
-		{"unknown key with newline", "node: {\"a\\nb\": 1}\n", `line 1: node."a\nb": unknown key (known keys: name, underlay, underlay_mtu, workers, log_level, offload)`},
+		{"unknown key with newline", "node: {\"a\\nb\": 1}\n", `line 1: node."a\nb": unknown key (known keys: name, underlay, underlay_mtu, workers, log_level, offload, cpus)`},
 		{"bad merge value", "node: {<<: 1}\n", "line 1: node: a merge (<<) takes a mapping or a list of mappings"},
 		{"bad merge list", "node: {<<: [1]}\n", "line 1: node: a merge (<<) takes a mapping or a list of mappings"},
 		{"unknown key in merged mapping", "networks: [{<<: {name: blue, vnid: 1}, vni: 42}]\n", `line 1: networks[0].vnid: unknown key (did you mean "vni"?)`},
@@ -239,6 +239,10 @@ func TestParseErrors(t *testing.T) {
 		{"underlay is broadcast", "node: {underlay: 255.255.255.255}\n", "line 1: node.underlay: 255.255.255.255 cannot be a tunnel endpoint"},
 		{"underlay_mtu too small", "node: {underlay_mtu: 500}\n", "line 1: node.underlay_mtu: 500 is out of range 576..65536 (or 0 to detect it)"},
 		{"workers negative", "node: {workers: -1}\n", "line 1: node.workers: -1 is out of range 1..64"},
+		{"cpu twice", "node: {cpus: [1, 0, 1]}\n", "line 1: node.cpus[2]: CPU 1 is already node.cpus[0]"},
+		{"cpu negative", "node: {cpus: [-1]}\n", "line 1: node.cpus[0]: -1 is not a CPU number (0..1023)"},
+		{"cpu beyond CPU_SETSIZE", "node: {cpus: [0, 1024]}\n", "line 1: node.cpus[1]: 1024 is not a CPU number (0..1023)"},
+		{"cpus a scalar", "node: {cpus: 1}\n", "line 1: node.cpus: must be a list, not 1"},
 		{"log level unknown", "node: {log_level: verbose}\n", `line 1: node.log_level: "verbose" is not a log level (want debug, info, warn or error)`},
 
 		// control and metrics

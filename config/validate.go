@@ -54,6 +54,16 @@ func (n *Node) validate() *Error {
 	if n.Workers < 1 || n.Workers > MaxWorkers {
 		return errorf("node.workers", "%d is out of range 1..%d (or 0 for one per CPU)", n.Workers, MaxWorkers)
 	}
+	for i, c := range n.CPUs {
+		if c < 0 || c > MaxCPU {
+			return errorf(fmt.Sprintf("node.cpus[%d]", i), "%d is not a CPU number (0..%d)", c, MaxCPU)
+		}
+		for j, d := range n.CPUs[:i] {
+			if d == c {
+				return errorf(fmt.Sprintf("node.cpus[%d]", i), "CPU %d is already node.cpus[%d]", c, j)
+			}
+		}
+	}
 	switch n.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

@@ -14,6 +14,8 @@ import (
 	"net/http"
 	"net/netip"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -104,6 +106,47 @@ func (n *node) close() error {
 	return errors.Join(errs...)
 }
 
+// checkCPUs returns an error naming the first of node.cpus this process
+// may not run on (outside its affinity mask, e.g. under taskset or a
+// cgroup's cpuset), before anything is created.
+func checkCPUs(cpus []int) error {
+	if len(cpus) == 0 {
+		return nil
+	}
+	allowed, err := dataplane.AllowedCPUs()
+	if err != nil {
+		return fmt.Errorf("node.cpus: %w", err)
+	}
+	for i, c := range cpus {
+		if !slices.Contains(allowed, c) {
+			return &config.Error{Path: fmt.Sprintf("node.cpus[%d]", i), Msg: fmt.Sprintf("CPU %d is not one ferry may run on (allowed: %s)", c, cpuList(allowed))}
+		}
+	}
+	return nil
+}
+
+// cpuList formats sorted CPU numbers as the kernel's CPU lists do:
+// "0-3,6".
+func cpuList(cpus []int) string {
+	var b strings.Builder
+	for i := 0; i < len(cpus); {
+		j := i
+		for j+1 < len(cpus) && cpus[j+1] == cpus[j]+1 {
+			j++
+		}
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		if j > i {
+			fmt.Fprintf(&b, "%d-%d", cpus[i], cpus[j])
+		} else {
+			fmt.Fprintf(&b, "%d", cpus[i])
+		}
+		i = j + 1
+	}
+	return b.String()
+}
+
 // Run builds the node described by cfg and forwards traffic until ctx is
 // cancelled. On return, every device, socket and file it created is gone.
 // A failure while starting undoes what was already created.
@@ -122,6 +165,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 	if need := dataplane.MinGOMAXPROCS(workers); runtime.GOMAXPROCS(0) < need {
 		// Each worker keeps a P while it waits for traffic (Runner.Run).
 		runtime.GOMAXPROCS(need)
+	}
+	if err := checkCPUs(cfg.Node.CPUs); err != nil {
+		return err
 	}
 	underlayMTU := cfg.Node.UnderlayMTU
 	if underlayMTU == 0 && cfg.Node.Underlay.IsValid() {
@@ -190,6 +236,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 		r, err := dataplane.NewRunner(w)
 		if err != nil {
 			return err
+		}
+		if cpus := cfg.Node.CPUs; len(cpus) > 0 {
+			r.PinTo(cpus[i%len(cpus)])
 		}
 		n.runners = append(n.runners, r)
 		n.wg.Add(1)

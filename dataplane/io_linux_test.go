@@ -3,8 +3,11 @@ package dataplane
 import (
 	"fmt"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ferry-overlay/ferry/dataplane/udpsock"
 )
@@ -86,4 +89,43 @@ func readOne(t *testing.T, u *UDPTunnel, pool *Pool) datagram {
 	}
 	t.Fatal("no datagram within 2s")
 	return datagram{}
+}
+
+// TestPinThread checks that a pinned thread runs on its one CPU only, and
+// that AllowedCPUs lists as many CPUs as the process may use.
+func TestPinThread(t *testing.T) {
+	allowed, err := AllowedCPUs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(allowed) != runtime.NumCPU() {
+		t.Errorf("AllowedCPUs = %v, but runtime.NumCPU = %d", allowed, runtime.NumCPU())
+	}
+	cpu := allowed[len(allowed)-1]
+	got := make(chan []int, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the pinned thread ends with the goroutine
+		if err := PinThread(cpu); err != nil {
+			t.Error(err)
+			got <- nil
+			return
+		}
+		var set unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &set); err != nil {
+			t.Error(err)
+		}
+		var on []int
+		for c := range 1024 {
+			if set.IsSet(c) {
+				on = append(on, c)
+			}
+		}
+		got <- on
+	}()
+	if on := <-got; len(on) != 1 || on[0] != cpu {
+		t.Errorf("pinned thread may run on %v, want only CPU %d", on, cpu)
+	}
+	if after, err := AllowedCPUs(); err != nil || len(after) != len(allowed) {
+		t.Errorf("this goroutine's thread may run on %v (%v) after another was pinned, want %v", after, err, allowed)
+	}
 }

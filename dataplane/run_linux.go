@@ -40,6 +40,7 @@ type Runner struct {
 	w      *Worker
 	epfd   int
 	stopfd int
+	cpu    int // the CPU Run pins its thread to, or -1
 }
 
 // NewRunner prepares the epoll set for w. Every attached port queue and the
@@ -54,7 +55,7 @@ func NewRunner(w *Worker) (*Runner, error) {
 		unix.Close(epfd)
 		return nil, fmt.Errorf("worker %d: eventfd: %w", w.id, err)
 	}
-	r := &Runner{w: w, epfd: epfd, stopfd: stopfd}
+	r := &Runner{w: w, epfd: epfd, stopfd: stopfd, cpu: -1}
 	add := func(fd int, tag uint32) error {
 		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(tag)}
 		return unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, fd, &ev)
@@ -102,13 +103,25 @@ func NewRunner(w *Worker) (*Runner, error) {
 	return r, nil
 }
 
+// PinTo makes Run pin its thread to CPU cpu (node.cpus); call it before
+// Run. A cpu the process may not run on makes Run fail.
+func (r *Runner) PinTo(cpu int) { r.cpu = cpu }
+
 // Run processes traffic until Stop is called. It locks its goroutine to an
 // OS thread for its whole life, and keeps its P while it waits for traffic
 // (sysraw.EpollWait): the program must leave GOMAXPROCS room for its other
-// goroutines beyond the running Runners (see MinGOMAXPROCS).
+// goroutines beyond the running Runners (see MinGOMAXPROCS). A pinned
+// Runner (PinTo) never unlocks its thread, so the thread, whose affinity
+// no other goroutine should inherit, ends with Run.
 func (r *Runner) Run() error {
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	if r.cpu >= 0 {
+		if err := PinThread(r.cpu); err != nil {
+			return fmt.Errorf("worker %d: %w", r.w.id, err)
+		}
+	} else {
+		defer runtime.UnlockOSThread()
+	}
 	events := make([]unix.EpollEvent, 64)
 	for {
 		n, e := sysraw.EpollWait(r.epfd, events, -1)
@@ -148,6 +161,34 @@ func (r *Runner) Run() error {
 			}
 		}
 	}
+}
+
+// PinThread sets the calling thread's CPU affinity to cpu alone; the
+// caller must hold its OS thread (runtime.LockOSThread) and not give it
+// back.
+func PinThread(cpu int) error {
+	var set unix.CPUSet
+	set.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		return fmt.Errorf("pin to CPU %d: %w", cpu, err)
+	}
+	return nil
+}
+
+// AllowedCPUs returns the CPUs the calling process may run on, in order:
+// what node.cpus may name.
+func AllowedCPUs() ([]int, error) {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return nil, fmt.Errorf("sched_getaffinity: %w", err)
+	}
+	var cpus []int
+	for c := 0; len(cpus) < set.Count(); c++ {
+		if set.IsSet(c) {
+			cpus = append(cpus, c)
+		}
+	}
+	return cpus, nil
 }
 
 // Stop makes Run return. It is safe to call from any goroutine, before
