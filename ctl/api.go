@@ -67,6 +67,9 @@ type NodeInfo struct {
 	Name string
 	// Version is the ferry build version (set at link time, "dev" otherwise).
 	Version string
+	// WorkerCPUs is the CPU each worker is pinned to (node.cpus, worker i
+	// at index i), or nil when the workers are not pinned.
+	WorkerCPUs []int
 }
 
 // Status is the reply of GET /v1/status.
@@ -74,9 +77,12 @@ type Status struct {
 	Version string `json:"version"`
 	Node    string `json:"node"`
 	// UptimeSeconds is the engine's uptime in seconds, with fractions.
-	UptimeSeconds float64                 `json:"uptime_seconds"`
-	Workers       int                     `json:"workers"`
-	Networks      []dataplane.NetworkInfo `json:"networks"`
+	UptimeSeconds float64 `json:"uptime_seconds"`
+	Workers       int     `json:"workers"`
+	// WorkerCPUs is the CPU each worker is pinned to (config node.cpus;
+	// worker i at index i), absent when the workers are not pinned.
+	WorkerCPUs []int                   `json:"worker_cpus,omitempty"`
+	Networks   []dataplane.NetworkInfo `json:"networks"`
 }
 
 // Uptime returns UptimeSeconds as a duration.

@@ -189,6 +189,7 @@ func (s *server) status(*http.Request) (any, error) {
 		Node:          s.info.Name,
 		UptimeSeconds: s.b.Uptime().Seconds(),
 		Workers:       s.b.Workers(),
+		WorkerCPUs:    s.info.WorkerCPUs,
 		Networks:      nonNil(s.b.Networks()),
 	}, nil
 }

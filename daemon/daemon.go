@@ -200,6 +200,11 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 	// up, so a client that gets an answer talks to a ready node (a
 	// connection made earlier waits in the listen backlog).
 	info := ctl.NodeInfo{Name: cfg.Node.Name, Version: opts.Version}
+	if cpus := cfg.Node.CPUs; len(cpus) > 0 {
+		for i := range workers {
+			info.WorkerCPUs = append(info.WorkerCPUs, cpus[i%len(cpus)])
+		}
+	}
 	ctlLn, err := ctl.Listen(cfg.Control.Socket)
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ferry-overlay/ferry/ctl"
 	"github.com/ferry-overlay/ferry/dataplane"
 	"github.com/ferry-overlay/ferry/internal/nstest"
 )
@@ -73,6 +74,11 @@ func TestE2EWorkersPinned(t *testing.T) {
 	want := map[string]int{fmt.Sprint(last): 1, fmt.Sprint(first): 1}
 	if fmt.Sprint(pinned) != fmt.Sprint(want) {
 		t.Errorf("threads of ferry by CPUs allowed: %v; want one thread pinned to each of CPU %d and %d, the rest on %s", lists, last, first, whole)
+	}
+	var st ctl.Status
+	f1.ctlJSON(t, &st, "status")
+	if !slices.Equal(st.WorkerCPUs, []int{last, first}) {
+		t.Errorf("status worker_cpus = %v, want [%d %d]", st.WorkerCPUs, last, first)
 	}
 	mustPing(t, c1, "10.42.0.4")
 	transfer(t, c1, c2, "10.42.0.4", 20<<20)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -89,6 +91,13 @@ func newStatusCmd(c *cli) *cobra.Command {
 				row(w, "version:", st.Version)
 				row(w, "uptime:", age(st.Uptime()))
 				row(w, "workers:", st.Workers)
+				if len(st.WorkerCPUs) > 0 {
+					cpus := make([]string, len(st.WorkerCPUs))
+					for i, c := range st.WorkerCPUs {
+						cpus[i] = strconv.Itoa(c)
+					}
+					row(w, "worker CPUs:", strings.Join(cpus, ","))
+				}
 				row(w)
 				row(w, "NETWORK", "VNI", "MTU", "PORTS", "PEERS", "FDB")
 				for _, n := range st.Networks {
