@@ -151,3 +151,25 @@ func TestBenchOverlayFlannel(t *testing.T) {
 	rep.WriteTable(&table)
 	t.Logf("\n%s\n%s", table.String(), log.String())
 }
+
+func TestDescribeFerry(t *testing.T) {
+	dir := t.TempDir()
+	fake := filepath.Join(dir, "ferry")
+	if err := os.WriteFile(fake, []byte("#!/bin/sh\nprintf 'ferry  v0.9.1\\ngo     go1.26.8 linux/amd64\\n'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	got, err := describeFerry(t.Context(), fake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "ferry at " + fake + " (v0.9.1, go1.26.8 linux/amd64)"; got != want {
+		t.Errorf("describeFerry = %q, want %q", got, want)
+	}
+	broken := filepath.Join(dir, "broken")
+	if err := os.WriteFile(broken, []byte("#!/bin/sh\necho no such command >&2\nexit 2\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := describeFerry(t.Context(), broken); err == nil || !strings.Contains(err.Error(), "no such command") {
+		t.Errorf("a binary whose version command fails: error %v, want its output", err)
+	}
+}

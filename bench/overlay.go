@@ -78,6 +78,12 @@ type OverlayOptions struct {
 	// distribution, and measures it as a third path. ferry's path is best
 	// compared with it in ModeL3 over EncapUDP, flannel's own wire format.
 	Flanneld string `json:"flanneld,omitempty"`
+	// Baseline, if set, is the path of another ferry binary (an earlier
+	// build, say): the run then also builds ferry's path with it, with
+	// the same options, and measures it beside this one, so a change is
+	// judged against its baseline in one run, alternating, as the
+	// figures here ask.
+	Baseline string `json:"baseline,omitempty"`
 	// KeepGoing records a failed workload in the report and goes on,
 	// instead of stopping the run.
 	KeepGoing bool `json:"keep_going"`
@@ -234,12 +240,14 @@ func kernelCC(want string) (string, error) {
 }
 
 // The paths the overlay scenario compares: always ferry's and the
-// kernel's, and flannel's udp backend when OverlayOptions.Flanneld names
-// a flanneld.
+// kernel's; flannel's udp backend when OverlayOptions.Flanneld names a
+// flanneld; ferry's path run by another ferry binary when
+// OverlayOptions.Baseline names one.
 const (
-	PathFerry   = "ferry"
-	PathKernel  = "kernel"
-	PathFlannel = "flannel"
+	PathFerry    = "ferry"
+	PathKernel   = "kernel"
+	PathFlannel  = "flannel"
+	PathBaseline = "baseline"
 )
 
 // Metric is one figure measured on both paths.
@@ -262,6 +270,11 @@ type Metric struct {
 	// Ferry.Median / Flannel.Median, when the run measured that path.
 	Flannel      *Summary `json:"flannel,omitempty"`
 	FlannelRatio *float64 `json:"ferry_per_flannel,omitempty"`
+	// Baseline summarises ferry's path run by the baseline binary, and
+	// BaselineRatio is Ferry.Median / Baseline.Median, when the run
+	// measured it.
+	Baseline      *Summary `json:"baseline,omitempty"`
+	BaselineRatio *float64 `json:"ferry_per_baseline,omitempty"`
 }
 
 // OverlayReport is the outcome of [Overlay]; it is also the JSON that
@@ -277,6 +290,9 @@ type OverlayReport struct {
 	// FlannelPath says what the flannel path is made of, when the run
 	// measured one.
 	FlannelPath string `json:"flannel_path,omitempty"`
+	// BaselinePath says which binary the baseline path ran ("ferry at
+	// PATH, version …"), when the run measured one.
+	BaselinePath string `json:"baseline_path,omitempty"`
 	// Metrics are, in order: TCP throughput, retransmissions and CPU cost, UDP
 	// packets delivered and offered per second, latency p50 and p99.
 	Metrics []Metric `json:"metrics"`
@@ -426,6 +442,13 @@ func Overlay(ctx context.Context, opts OverlayOptions) (rep *OverlayReport, err 
 		}
 		builds = append(builds, pathBuilder{PathFlannel, (*lab).flannelPath})
 	}
+	var baselineDesc string
+	if opts.Baseline != "" {
+		if baselineDesc, err = describeFerry(ctx, opts.Baseline); err != nil {
+			return nil, fmt.Errorf("bench overlay: baseline: %w", err)
+		}
+		builds = append(builds, pathBuilder{PathBaseline, (*lab).baselinePath})
+	}
 	if opts.TCPCC, err = kernelCC(opts.TCPCC); err != nil {
 		return nil, fmt.Errorf("bench overlay: %w", err)
 	}
@@ -460,6 +483,7 @@ func Overlay(ctx context.Context, opts OverlayOptions) (rep *OverlayReport, err 
 	if opts.Flanneld != "" {
 		rep.FlannelPath = flannelPathDesc
 	}
+	rep.BaselinePath = baselineDesc
 	for i := range opts.Reps {
 		for _, path := range pathOrder(names, i) {
 			for _, w := range workloads {
@@ -498,6 +522,11 @@ func Overlay(ctx context.Context, opts OverlayOptions) (rep *OverlayReport, err 
 			f := Summarize(samples[PathFlannel][d.Name])
 			m.Flannel = &f
 			m.FlannelRatio = ratioOf(m.Ferry, f)
+		}
+		if opts.Baseline != "" {
+			b := Summarize(samples[PathBaseline][d.Name])
+			m.Baseline = &b
+			m.BaselineRatio = ratioOf(m.Ferry, b)
 		}
 		rep.Metrics = append(rep.Metrics, m)
 	}
@@ -698,7 +727,7 @@ func (l *lab) close() error {
 }
 
 // pathCodes are the paths' one-letter codes in namespace names.
-var pathCodes = map[string]string{PathFerry: "f", PathKernel: "k", PathFlannel: "n"}
+var pathCodes = map[string]string{PathFerry: "f", PathKernel: "k", PathFlannel: "n", PathBaseline: "b"}
 
 // hostPair creates two host namespaces joined by a veth underlay
 // (underlayDev on both, host1Addr and host2Addr) and two container
@@ -777,7 +806,35 @@ func l3Subnet(i int) netip.Prefix {
 // device routes the overlay, and the container hangs off a Linux bridge
 // with the host's subnet (the network's MTU on both), forwarding on.
 func (l *lab) ferryPath(ctx context.Context, opts OverlayOptions) (*testbed, error) {
-	h1, h2, c1, c2, err := l.hostPair(PathFerry)
+	return l.ferryPathOf(ctx, opts, PathFerry, opts.FerryBin)
+}
+
+// baselinePath is ferryPath run by the baseline binary.
+func (l *lab) baselinePath(ctx context.Context, opts OverlayOptions) (*testbed, error) {
+	return l.ferryPathOf(ctx, opts, PathBaseline, opts.Baseline)
+}
+
+// describeFerry names a ferry binary for the report: "ferry at PATH
+// (VERSION, GO)", from its `version` command, which also shows it runs.
+func describeFerry(ctx context.Context, bin string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "version").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("%s version: %w\n%s", bin, err, out)
+	}
+	var parts []string
+	for line := range strings.Lines(string(out)) {
+		if f := strings.Fields(line); len(f) >= 2 {
+			parts = append(parts, strings.Join(f[1:], " "))
+		}
+	}
+	return fmt.Sprintf("ferry at %s (%s)", bin, strings.Join(parts, ", ")), nil
+}
+
+// ferryPathOf builds ferry's path as the named path, run by binary bin.
+func (l *lab) ferryPathOf(ctx context.Context, opts OverlayOptions, path, bin string) (*testbed, error) {
+	h1, h2, c1, c2, err := l.hostPair(path)
 	if err != nil {
 		return nil, err
 	}
@@ -797,11 +854,11 @@ func (l *lab) ferryPath(ctx context.Context, opts OverlayOptions) (*testbed, err
 				return nil, err
 			}
 		}
-		path := filepath.Join(l.dir, d.host.name+".yaml")
-		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		cfgFile := filepath.Join(l.dir, d.host.name+".yaml")
+		if err := os.WriteFile(cfgFile, []byte(text), 0o600); err != nil {
 			return nil, fmt.Errorf("write ferry config: %w", err)
 		}
-		p, err := l.spawn(d.host, opts.FerryBin, "run", "--config", path)
+		p, err := l.spawn(d.host, bin, "run", "--config", cfgFile)
 		if err != nil {
 			return nil, err
 		}

@@ -13,8 +13,9 @@ import (
 // TestBenchOverlaySmoke runs the overlay scenario for real, briefly, with
 // ferry's path as the default l2 VXLAN network and as an l3 GRE one (a
 // Linux bridge, routing through ferry's TUN device, raw IP sockets, two
-// CUBIC streams): both paths are built, every workload yields a figure on
-// both, the report records the network type and the TCP workload's
+// CUBIC streams, and the same build as a baseline): every path is built,
+// every workload yields a figure on each, the report records the network
+// type, the baseline binary and the TCP workload's
 // streams and congestion control (the kernel's default when none is
 // asked for), and nothing of the run is left behind.
 func TestBenchOverlaySmoke(t *testing.T) {
@@ -41,7 +42,7 @@ func TestBenchOverlaySmoke(t *testing.T) {
 		wantUDP           string
 	}{
 		{"l2 vxlan (default)", "", "", 0, 0, "", strings.TrimSpace(string(def)), "UDP delivered (4 flows)"},
-		{"l3 gre, two cubic streams, one UDP flow, one worker, no offloads", EncapGRE, ModeL3, 2, 1, "cubic", "cubic", "UDP delivered (1 flow)"},
+		{"l3 gre, two cubic streams, one UDP flow, one worker, no offloads, a baseline", EncapGRE, ModeL3, 2, 1, "cubic", "cubic", "UDP delivered (1 flow)"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -53,6 +54,7 @@ func TestBenchOverlaySmoke(t *testing.T) {
 			if tc.flows == 1 {
 				off := false
 				opts.Workers, opts.Offload = 1, &off
+				opts.Baseline = bin // the same build as its own baseline
 			}
 			rep, err := Overlay(ctx, opts)
 			if err != nil {
@@ -85,6 +87,15 @@ func TestBenchOverlaySmoke(t *testing.T) {
 				if len(m.Ferry.Samples) != 1 || len(m.Kernel.Samples) != 1 || m.Ferry.Median <= 0 || m.Kernel.Median <= 0 || m.Ratio == nil {
 					t.Errorf("%s: ferry %+v kernel %+v ratio %v: want one positive sample per path and a ratio", m.Name, m.Ferry, m.Kernel, m.Ratio)
 				}
+				switch {
+				case opts.Baseline == "" && (m.Baseline != nil || rep.BaselinePath != ""):
+					t.Errorf("%s: a baseline %+v (%q) in a run without one", m.Name, m.Baseline, rep.BaselinePath)
+				case opts.Baseline != "" && (m.Baseline == nil || len(m.Baseline.Samples) != 1 || m.Baseline.Median <= 0 || m.BaselineRatio == nil):
+					t.Errorf("%s: baseline %+v ratio %v: want one positive sample and ferry's ratio to it", m.Name, m.Baseline, m.BaselineRatio)
+				}
+			}
+			if opts.Baseline != "" && !strings.HasPrefix(rep.BaselinePath, "ferry at "+bin+" (dev, go") {
+				t.Errorf("baseline path %q, want the binary and its version", rep.BaselinePath)
 			}
 			if after := benchNamespaces(t); len(after) != len(before) {
 				t.Errorf("namespaces left behind: before %v, after %v", before, after)

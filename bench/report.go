@@ -56,9 +56,6 @@ func (m Metric) precision() int {
 // RatioString prints the ferry/kernel ratio as "0.52×", or "-".
 func (m Metric) RatioString() string { return ratioString(m.Ratio) }
 
-// FlannelRatioString prints the ferry/flannel ratio as "24.10×", or "-".
-func (m Metric) FlannelRatioString() string { return ratioString(m.FlannelRatio) }
-
 func ratioString(r *float64) string {
 	if r == nil {
 		return "-"
@@ -66,35 +63,69 @@ func ratioString(r *float64) string {
 	return fmt.Sprintf("%.2f×", *r)
 }
 
+// optionalPath is a path a run measures only when asked (flannel's udp
+// backend, a baseline ferry): its name, chart colour and description, and
+// where a Metric keeps its figures.
+type optionalPath struct {
+	name, colour, desc string
+	sum                func(Metric) *Summary
+	ratio              func(Metric) *float64
+}
+
+// optionalPaths returns the optional paths r measured, in column order.
+func (r *OverlayReport) optionalPaths() []optionalPath {
+	var ps []optionalPath
+	if r.FlannelPath != "" {
+		ps = append(ps, optionalPath{PathFlannel, colourFlannel, r.FlannelPath,
+			func(m Metric) *Summary { return m.Flannel }, func(m Metric) *float64 { return m.FlannelRatio }})
+	}
+	if r.BaselinePath != "" {
+		ps = append(ps, optionalPath{PathBaseline, colourBaseline, r.BaselinePath,
+			func(m Metric) *Summary { return m.Baseline }, func(m Metric) *float64 { return m.BaselineRatio }})
+	}
+	return ps
+}
+
 // WriteTable prints the overlay report: what each path is, then one row
-// per metric with each path's median and spread and ferry's ratio to the
-// kernel's path (and to flannel's, when measured).
+// per metric with each path's median and spread and ferry's ratio to
+// each of the others.
 func (r *OverlayReport) WriteTable(w io.Writer) error {
 	o := r.Options
 	fmt.Fprintf(w, "ferry bench overlay: %s, %v per workload × %d reps, UDP payload %d B (%d CPUs, %s)\n",
 		r.comparison(), o.Duration, o.Reps, o.Size, r.Machine.CPUs, r.Machine.Kernel)
-	if r.FlannelPath != "" {
-		fmt.Fprintf(w, "  ferry:   %s\n  kernel:  %s\n  flannel: %s\n", r.FerryPath, r.KernelPath, r.FlannelPath)
-	} else {
-		fmt.Fprintf(w, "  ferry:  %s\n  kernel: %s\n", r.FerryPath, r.KernelPath)
+	extra := r.optionalPaths()
+	names := []string{PathFerry, PathKernel}
+	descs := []string{r.FerryPath, r.KernelPath}
+	for _, p := range extra {
+		names, descs = append(names, p.name), append(descs, p.desc)
+	}
+	width := 0
+	for _, n := range names {
+		width = max(width, len(n)+1)
+	}
+	for i, n := range names {
+		fmt.Fprintf(w, "  %-*s %s\n", width, n+":", descs[i])
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	if r.FlannelPath != "" {
-		fmt.Fprintln(tw, "\nmetric\tunit\tferry\tkernel\tflannel\tferry/kernel\tferry/flannel")
-	} else {
-		fmt.Fprintln(tw, "\nmetric\tunit\tferry\tkernel\tferry/kernel")
+	head := []string{"metric", "unit"}
+	head = append(head, names...)
+	for _, n := range names[1:] {
+		head = append(head, "ferry/"+n)
 	}
+	fmt.Fprintln(tw, "\n"+strings.Join(head, "\t"))
 	for _, m := range r.Metrics {
 		p := m.precision()
-		if r.FlannelPath != "" {
-			flannel := "-"
-			if m.Flannel != nil {
-				flannel = m.Flannel.Format(p)
+		row := []string{m.Title, m.Unit, m.Ferry.Format(p), m.Kernel.Format(p)}
+		ratios := []string{m.RatioString()}
+		for _, x := range extra {
+			v := "-"
+			if sum := x.sum(m); sum != nil {
+				v = sum.Format(p)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Title, m.Unit, m.Ferry.Format(p), m.Kernel.Format(p), flannel, m.RatioString(), m.FlannelRatioString())
-			continue
+			row = append(row, v)
+			ratios = append(ratios, ratioString(x.ratio(m)))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Title, m.Unit, m.Ferry.Format(p), m.Kernel.Format(p), m.RatioString())
+		fmt.Fprintln(tw, strings.Join(append(row, ratios...), "\t"))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -105,8 +136,9 @@ func (r *OverlayReport) WriteTable(w io.Writer) error {
 	return nil
 }
 
-// comparison names the two paths in a few words: "ferry l3/gre (2
-// workers, offloads on) vs kernel VXLAN (l2)".
+// comparison names the paths in a few words: "ferry l3/gre (2 workers,
+// offloads on) vs kernel VXLAN (l2)", and " vs flannel udp", " vs baseline
+// ferry" when measured.
 func (r *OverlayReport) comparison() string {
 	o := r.Options
 	off := "on"
@@ -117,14 +149,18 @@ func (r *OverlayReport) comparison() string {
 	if r.FlannelPath != "" {
 		s += " vs flannel udp"
 	}
+	if r.BaselinePath != "" {
+		s += " vs baseline ferry"
+	}
 	return s
 }
 
 // Colours of the chart's series.
 const (
-	colourFerry   = "#1f77b4"
-	colourKernel  = "#ff7f0e"
-	colourFlannel = "#2ca02c"
+	colourFerry    = "#1f77b4"
+	colourKernel   = "#ff7f0e"
+	colourFlannel  = "#2ca02c"
+	colourBaseline = "#9467bd"
 )
 
 // series is one path's bar in a panel of the chart.
@@ -133,12 +169,16 @@ type series struct {
 	sum          Summary
 }
 
-// series returns the bars of m's panel: ferry, the kernel, and flannel
-// when measured.
-func (m Metric) series() []series {
+// series returns the bars of m's panel: ferry, the kernel, and each
+// optional path r measured.
+func (r *OverlayReport) series(m Metric) []series {
 	s := []series{{PathFerry, colourFerry, m.Ferry}, {PathKernel, colourKernel, m.Kernel}}
-	if m.Flannel != nil {
-		s = append(s, series{PathFlannel, colourFlannel, *m.Flannel})
+	for _, p := range r.optionalPaths() {
+		sum := Summary{Samples: []float64{}}
+		if x := p.sum(m); x != nil {
+			sum = *x
+		}
+		s = append(s, series{p.name, p.colour, sum})
 	}
 	return s
 }
@@ -149,14 +189,16 @@ func (m Metric) series() []series {
 // written out. It is plain SVG 1.1 that any browser shows.
 func (r *OverlayReport) WriteSVG(w io.Writer) error {
 	const (
-		panelW, panelH = 190, 314
-		top, bottom    = 94, 70 // room for titles and labels
-		plotH          = panelH - top - bottom
+		panelH      = 314
+		top, bottom = 94, 70 // room for titles and labels
+		plotH       = panelH - top - bottom
 	)
-	// Two bars 50 wide 20 apart, or three 36 wide 12 apart, centred.
-	barW, gap := 50, 20
-	if r.FlannelPath != "" {
-		barW, gap = 36, 12
+	// A bar per path, centred: two 50 wide 20 apart in a 190-wide panel,
+	// more 36 wide 12 apart, the panel 48 wider for each beyond three.
+	paths := 2 + len(r.optionalPaths())
+	panelW, barW, gap := 190, 50, 20
+	if paths > 2 {
+		panelW, barW, gap = 190+48*max(0, paths-3), 36, 12
 	}
 	width := max(len(r.Metrics), 1)*panelW + 40
 	height := panelH + 40
@@ -167,19 +209,16 @@ func (r *OverlayReport) WriteSVG(w io.Writer) error {
 <text x="20" y="24" font-size="16" font-weight="bold">%s</text>
 <text x="20" y="44" fill="#555">%s per workload × %d reps, UDP payload %d B, %d CPUs, Linux %s; bars: median, whiskers: min–max</text>
 `, width, height, width, height, esc(r.comparison()), esc(r.Options.Duration.String()), r.Options.Reps, r.Options.Size, r.Machine.CPUs, esc(r.Machine.Kernel))
-	legend := []series{{PathFerry, colourFerry, Summary{}}, {PathKernel, colourKernel, Summary{}}}
-	if r.FlannelPath != "" {
-		legend = append(legend, series{PathFlannel, colourFlannel, Summary{}})
-	}
+	legend := r.series(Metric{})
 	for k, s := range legend {
-		x := width - 70*(len(legend)-k) - 10
+		x := width - 80*(len(legend)-k) - 10
 		fmt.Fprintf(&b, `<rect x="%d" y="14" width="12" height="12" fill="%s"/><text x="%d" y="25">%s</text>
 `, x, s.colour, x+16, s.name)
 	}
 	for i, m := range r.Metrics {
 		x0 := 20 + i*panelW
 		base := 20 + top + plotH
-		bars := m.series()
+		bars := r.series(m)
 		scale := 0.0
 		for _, s := range bars {
 			scale = math.Max(scale, s.sum.Max)
@@ -219,9 +258,9 @@ func (r *OverlayReport) WriteSVG(w io.Writer) error {
 		}
 		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" font-weight="bold">ferry/kernel %s</text>
 `, x0+panelW/2, base+40, esc(m.RatioString()))
-		if m.Flannel != nil {
-			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" font-weight="bold">ferry/flannel %s</text>
-`, x0+panelW/2, base+56, esc(m.FlannelRatioString()))
+		for k, p := range r.optionalPaths() {
+			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" font-weight="bold">ferry/%s %s</text>
+`, x0+panelW/2, base+56+16*k, p.name, esc(ratioString(p.ratio(m))))
 		}
 		b.WriteString("</g>\n")
 	}

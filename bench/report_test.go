@@ -264,6 +264,59 @@ func TestOverlayReportWithFlannel(t *testing.T) {
 	}
 }
 
+// TestOverlayReportWithBaseline checks a run with every optional path:
+// the table names all four paths, aligned, and has a column and a ratio
+// for each; the JSON carries the baseline; each chart panel has four
+// bars and ferry's ratio to each other path.
+func TestOverlayReportWithBaseline(t *testing.T) {
+	rep := flannelReport()
+	rep.BaselinePath = "ferry at /tmp/old/ferry (v0.9, go1.26.8)"
+	for i := range rep.Metrics {
+		m := &rep.Metrics[i]
+		b := Summarize([]float64{1, 1})
+		m.Baseline = &b
+		m.BaselineRatio = ratioOf(m.Ferry, b)
+	}
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	out := table.String()
+	for _, want := range []string{
+		"vs flannel udp vs baseline ferry",
+		"  baseline: ferry at /tmp/old/ferry (v0.9, go1.26.8)\n",
+		"  ferry:    " + rep.FerryPath + "\n",
+		"ferry/kernel  ferry/flannel  ferry/baseline",
+		"2.00×", // ferry's median 2 against the baseline's 1
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	var js bytes.Buffer
+	if err := WriteJSON(&js, rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"baseline_path": "ferry at /tmp/old/ferry (v0.9, go1.26.8)"`, `"ferry_per_baseline": 2`} {
+		if !strings.Contains(js.String(), want) {
+			t.Errorf("JSON lacks %s", want)
+		}
+	}
+	var svg bytes.Buffer
+	if err := rep.WriteSVG(&svg); err != nil {
+		t.Fatal(err)
+	}
+	panels := svgBars(t, svg.Bytes())
+	for _, m := range rep.Metrics {
+		if p := panels[m.Name]; p[PathBaseline] != 1 || p[PathFerry] != 1 || len(p) != 4 {
+			t.Errorf("panel %s bars = %v, want four series with one baseline bar", m.Name, p)
+		}
+	}
+	if !strings.Contains(svg.String(), "ferry/baseline 2.00×") {
+		t.Errorf("chart lacks ferry's ratio to the baseline")
+	}
+}
+
 // TestTwoPathJSONHasNoFlannel checks that a run without flannel leaves the
 // flannel fields out of the JSON rather than writing nulls.
 func TestTwoPathJSONHasNoFlannel(t *testing.T) {
@@ -271,7 +324,7 @@ func TestTwoPathJSONHasNoFlannel(t *testing.T) {
 	if err := WriteJSON(&js, sampleReport()); err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{`"flannel`, `"ferry_per_flannel"`} {
+	for _, key := range []string{`"flannel`, `"ferry_per_flannel"`, `"baseline`, `"ferry_per_baseline"`} {
 		if strings.Contains(js.String(), key) {
 			t.Errorf("JSON of a two-path run has %s:\n%s", key, js.String())
 		}

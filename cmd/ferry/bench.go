@@ -111,6 +111,10 @@ etcd-server and etcd-client keeps its leases) between two more hosts, the
 same containers on Linux bridges routed through flannel's TUN, and measures it
 as a third path. Compare it with --mode l3 --encap udp, flannel's wire format.
 
+With --baseline PATH it also runs ferry's path with the ferry binary at PATH
+(an earlier build, say) and the same options, so one run says what a change
+did: the figures of both builds, measured alternately, and their ratio.
+
 It prints the medians and spreads of the paths and ferry's ratios, and with
 --json and --svg writes the report and a bar chart. Everything it creates is
 removed when it ends, also on SIGINT/SIGTERM. It needs root and iperf3 and
@@ -156,6 +160,7 @@ installs nothing: a missing tool is named with the command that installs it.`,
 	f.IntVar(&opts.Workers, "workers", 0, fmt.Sprintf("dataplane workers of each ferry daemon, 1..%d; 0: one per CPU, ferry's default", config.MaxWorkers))
 	f.BoolVar(&offload, "offload", true, "ferry's TAP/TUN and UDP offloads (node.offload); --offload=false shows what they buy")
 	f.StringVar(&opts.Flanneld, "flanneld", "", "also measure flannel's udp backend, run by the flanneld binary at this path (needs etcd and etcdctl)")
+	f.StringVar(&opts.Baseline, "baseline", "", "also run ferry's path with the ferry binary at this path (an earlier build) and report this build's ratio to it")
 	f.BoolVar(&opts.KeepGoing, "keep-going", false, "record a failed workload in the report and go on")
 	f.StringVar(&jsonFile, "json", "", "also write the report as JSON to this file")
 	f.StringVar(&svgFile, "svg", "", "also draw the report as an SVG bar chart into this file")
