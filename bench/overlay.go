@@ -65,6 +65,10 @@ type OverlayOptions struct {
 	// (node.workers), 1..config.MaxWorkers; 0 means ferry's default, one
 	// per CPU, which [Overlay] fills in for the report.
 	Workers int `json:"workers"`
+	// CPUs pins the workers of each ferry daemon (node.cpus: worker i on
+	// CPUs[i mod len]); empty leaves them to the scheduler. Both hosts'
+	// daemons get the same list.
+	CPUs []int `json:"cpus,omitempty"`
 	// Offload turns ferry's TAP/TUN and UDP offloads on or off
 	// (node.offload), to see what they buy; nil means ferry's default
 	// (on), which [Overlay] fills in for the report.
@@ -182,10 +186,23 @@ func (o OverlayOptions) Validate() error {
 		return fmt.Errorf("flows %d: must be 1..%d", o.Flows, MaxFlows)
 	case o.Workers < 0 || o.Workers > config.MaxWorkers:
 		return fmt.Errorf("workers %d: must be 1..%d, or 0 for one per CPU", o.Workers, config.MaxWorkers)
+	case !validCPUs(o.CPUs):
+		return fmt.Errorf("cpus %v: want distinct CPU numbers 0..%d", o.CPUs, config.MaxCPU)
 	case o.TCPCC != "" && !validCCName(o.TCPCC):
 		return fmt.Errorf("tcp-cc %q: not a congestion control name (lower-case letters, digits and _, at most 15)", o.TCPCC)
 	}
 	return nil
+}
+
+// validCPUs reports whether cpus could be node.cpus: CPU numbers in
+// range, each at most once.
+func validCPUs(cpus []int) bool {
+	for i, c := range cpus {
+		if c < 0 || c > config.MaxCPU || slices.Contains(cpus[:i], c) {
+			return false
+		}
+	}
+	return true
 }
 
 // validCCName reports whether name can be a Linux TCP congestion control
@@ -779,6 +796,13 @@ func ferryConfig(opts OverlayOptions, h ferryHost) string {
 	fmt.Fprintf(&b, "node:\n  name: %s\n  underlay: %s\n  log_level: warn\n  offload: %t\n", h.name, h.local, opts.offload())
 	if opts.Workers > 0 {
 		fmt.Fprintf(&b, "  workers: %d\n", opts.Workers)
+	}
+	if len(opts.CPUs) > 0 {
+		cpus := make([]string, len(opts.CPUs))
+		for i, c := range opts.CPUs {
+			cpus[i] = strconv.Itoa(c)
+		}
+		fmt.Fprintf(&b, "  cpus: [%s]\n", strings.Join(cpus, ", "))
 	}
 	fmt.Fprintf(&b, "control:\n  socket: %s\nmetrics:\n  listen: \"off\"\n", h.socket)
 	fmt.Fprintf(&b, "networks:\n  - name: bench\n    mode: %s\n    encap: %s\n", opts.Mode, opts.Encap)

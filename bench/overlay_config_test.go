@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -261,6 +262,37 @@ func TestFerryConfigWorkersOffload(t *testing.T) {
 				t.Errorf("node.workers = %d, want %d:\n%s", cfg.Node.Workers, tc.wantWorkers, text)
 			}
 		})
+	}
+}
+
+// TestFerryConfigCPUs: --cpus becomes each daemon's node.cpus, and the
+// title line says the workers are pinned; out-of-range or repeated CPUs
+// are refused by Validate.
+func TestFerryConfigCPUs(t *testing.T) {
+	opts := OverlayOptions{Encap: EncapVXLAN, Mode: ModeL2, Workers: 2, CPUs: []int{1, 0}}
+	h := ferryHost{index: 1, name: "fh", local: hostAddr(1), peer: hostAddr(2), socket: "/tmp/fh.sock", container: "fc"}
+	text := ferryConfig(opts, h)
+	cfg, err := config.Parse([]byte(text))
+	if err != nil {
+		t.Fatalf("config does not parse: %v\n%s", err, text)
+	}
+	if !slices.Equal(cfg.Node.CPUs, []int{1, 0}) {
+		t.Errorf("node.cpus = %v, want [1 0]:\n%s", cfg.Node.CPUs, text)
+	}
+	if text := ferryConfig(OverlayOptions{Encap: EncapVXLAN, Mode: ModeL2}, h); strings.Contains(text, "cpus") {
+		t.Errorf("config pins workers though no CPUs were asked for:\n%s", text)
+	}
+	rep := &OverlayReport{Options: opts.withDefaults()}
+	if got := rep.comparison(); !strings.Contains(got, "(2 workers pinned to CPUs 1,0, offloads on)") {
+		t.Errorf("title %q does not say the workers are pinned", got)
+	}
+	base := OverlayOptions{FerryBin: "ferry", Duration: time.Second, Reps: 1, Size: 64}
+	for _, cpus := range [][]int{{-1}, {0, 0}, {config.MaxCPU + 1}} {
+		o := base
+		o.CPUs = cpus
+		if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "cpus") {
+			t.Errorf("cpus %v: error %v, want one naming cpus", cpus, err)
+		}
 	}
 }
 

@@ -145,7 +145,11 @@ func (r *OverlayReport) comparison() string {
 	if !o.offload() {
 		off = "off"
 	}
-	s := fmt.Sprintf("ferry %s/%s (%d %s, offloads %s) vs kernel VXLAN (l2)", o.Mode, o.Encap, o.Workers, plural(o.Workers, "worker", "workers"), off)
+	pinned := ""
+	if len(o.CPUs) > 0 {
+		pinned = " pinned to CPUs " + strings.Trim(strings.Join(strings.Fields(fmt.Sprint(o.CPUs)), ","), "[]")
+	}
+	s := fmt.Sprintf("ferry %s/%s (%d %s%s, offloads %s) vs kernel VXLAN (l2)", o.Mode, o.Encap, o.Workers, plural(o.Workers, "worker", "workers"), pinned, off)
 	if r.FlannelPath != "" {
 		s += " vs flannel udp"
 	}

@@ -158,6 +158,7 @@ installs nothing: a missing tool is named with the command that installs it.`,
 	f.StringVar(&opts.TCPCC, "tcp-cc", "", "TCP congestion control of the tcp workload on both paths (iperf3 -C), such as cubic or bbr; default: the kernel's (net.ipv4.tcp_congestion_control)")
 	f.IntVar(&opts.Flows, "flows", bench.DefaultFlows, fmt.Sprintf("UDP flows (sending sockets) of the packet-rate workload, 1..%d", bench.MaxFlows))
 	f.IntVar(&opts.Workers, "workers", 0, fmt.Sprintf("dataplane workers of each ferry daemon, 1..%d; 0: one per CPU, ferry's default", config.MaxWorkers))
+	f.IntSliceVar(&opts.CPUs, "cpus", nil, "pin each ferry daemon's workers to these CPUs (node.cpus), such as 0,1; default: not pinned")
 	f.BoolVar(&offload, "offload", true, "ferry's TAP/TUN and UDP offloads (node.offload); --offload=false shows what they buy")
 	f.StringVar(&opts.Flanneld, "flanneld", "", "also measure flannel's udp backend, run by the flanneld binary at this path (needs etcd and etcdctl)")
 	f.StringVar(&opts.Baseline, "baseline", "", "also run ferry's path with the ferry binary at this path (an earlier build) and report this build's ratio to it")
