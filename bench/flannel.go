@@ -1,17 +1,15 @@
 package bench
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/ferry-overlay/ferry/internal/subnetfile"
 )
 
 // flannel's udp backend as a third path: ferry's own wire format
@@ -59,54 +57,11 @@ func flannelTools(flanneld string) error {
 	return nil
 }
 
-// subnetEnv is what flanneld writes into its subnet file once it holds a
-// lease: its host's subnet (FLANNEL_SUBNET, the bridge's address in it,
-// such as 10.42.17.1/24) and the MTU for the containers (FLANNEL_MTU).
-type subnetEnv struct {
-	Subnet netip.Prefix
-	MTU    int
-}
-
-// parseSubnetEnv reads flannel's subnet file format: KEY=VALUE lines.
-// FLANNEL_SUBNET and FLANNEL_MTU must be there and valid; other keys are
-// ignored.
-func parseSubnetEnv(text string) (subnetEnv, error) {
-	var env subnetEnv
-	var haveSubnet, haveMTU bool
-	sc := bufio.NewScanner(strings.NewReader(text))
-	for sc.Scan() {
-		key, val, ok := strings.Cut(strings.TrimSpace(sc.Text()), "=")
-		if !ok {
-			continue
-		}
-		switch key {
-		case "FLANNEL_SUBNET":
-			p, err := netip.ParsePrefix(val)
-			if err != nil || !p.Addr().Is4() {
-				return env, fmt.Errorf("FLANNEL_SUBNET %q: not an IPv4 prefix", val)
-			}
-			env.Subnet, haveSubnet = p, true
-		case "FLANNEL_MTU":
-			mtu, err := strconv.Atoi(val)
-			if err != nil || mtu < 576 || mtu > 65535 {
-				return env, fmt.Errorf("FLANNEL_MTU %q: not an MTU", val)
-			}
-			env.MTU, haveMTU = mtu, true
-		}
-	}
-	switch {
-	case !haveSubnet:
-		return env, errors.New("no FLANNEL_SUBNET")
-	case !haveMTU:
-		return env, errors.New("no FLANNEL_MTU")
-	}
-	return env, nil
-}
-
-// containerOf returns the container's address on a flannel host: the
-// second address of the host's subnet, after the bridge's first.
-func (e subnetEnv) containerOf() netip.Addr {
-	return e.Subnet.Masked().Addr().Next().Next()
+// containerOf returns the container's address on a flannel host whose
+// subnet file says subnet (FLANNEL_SUBNET, the bridge's address): the
+// next address after the bridge's.
+func containerOf(subnet netip.Prefix) netip.Addr {
+	return subnet.Addr().Next()
 }
 
 // flannelPath builds flannel's udp backend path: etcd in host 1's
@@ -133,7 +88,7 @@ func (l *lab) flannelPath(ctx context.Context, opts OverlayOptions) (*testbed, e
 	if err := l.etcdPut(ctx, h1, endpoint, flannelPrefix+"/config", flannelNetConfig()); err != nil {
 		return nil, err
 	}
-	var envs [2]subnetEnv
+	var envs [2]subnetfile.File
 	for i, h := range []*netNS{h1, h2} {
 		file := filepath.Join(l.dir, h.name+".env")
 		p, err := l.spawn(h, opts.Flanneld, "--etcd-endpoints", endpoint, "--etcd-prefix", flannelPrefix,
@@ -146,11 +101,11 @@ func (l *lab) flannelPath(ctx context.Context, opts OverlayOptions) (*testbed, e
 		}
 	}
 	for i, d := range []struct{ host, cont *netNS }{{h1, c1}, {h2, c2}} {
-		if err := l3Host(d.host, d.cont, envs[i].MTU, envs[i].Subnet, envs[i].containerOf()); err != nil {
+		if err := l3Host(d.host, d.cont, envs[i].MTU, envs[i].Subnet, containerOf(envs[i].Subnet)); err != nil {
 			return nil, err
 		}
 	}
-	return l.finish(ctx, c1, c2, envs[0].containerOf(), envs[1].containerOf())
+	return l.finish(ctx, c1, c2, containerOf(envs[0].Subnet), containerOf(envs[1].Subnet))
 }
 
 // etcdPut stores key=value with etcdctl from namespace n, retrying until
@@ -181,26 +136,32 @@ func (l *lab) etcdPut(ctx context.Context, n *netNS, endpoint, key, value string
 	}
 }
 
-// waitSubnetFile waits until flanneld p has written its subnet file and
-// returns what it says.
-func waitSubnetFile(ctx context.Context, p *proc, file string) (subnetEnv, error) {
+// waitSubnetFile waits until flanneld p has written its subnet file (it
+// writes it whole, by a rename, once it holds a lease) and returns what it
+// says; a file that does not parse or validate is an error.
+func waitSubnetFile(ctx context.Context, p *proc, file string) (subnetfile.File, error) {
 	deadline := time.Now().Add(daemonTimeout)
 	for {
 		b, err := os.ReadFile(file)
 		if err == nil {
-			if env, err := parseSubnetEnv(string(b)); err == nil {
-				return env, nil
+			f, err := subnetfile.Parse(b)
+			if err == nil {
+				err = f.Validate()
 			}
+			if err != nil {
+				return f, fmt.Errorf("flanneld's subnet file %s: %w\n%s", file, err, b)
+			}
+			return f, nil
 		}
 		select {
 		case <-p.done:
-			return subnetEnv{}, fmt.Errorf("flanneld exited during start: %v\n%s", p.cmd.ProcessState, p.out.String())
+			return subnetfile.File{}, fmt.Errorf("flanneld exited during start: %v\n%s", p.cmd.ProcessState, p.out.String())
 		case <-ctx.Done():
-			return subnetEnv{}, ctx.Err()
+			return subnetfile.File{}, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return subnetEnv{}, fmt.Errorf("flanneld wrote no lease into %s within %v\n%s", file, daemonTimeout, p.out.String())
+			return subnetfile.File{}, fmt.Errorf("flanneld wrote no lease into %s within %v\n%s", file, daemonTimeout, p.out.String())
 		}
 	}
 }

@@ -15,7 +15,9 @@ func file(network, subnet string, mtu int, masq bool) File {
 // TestGolden compares Marshal with files written by hand in flannel's
 // format: the example in the README of flannel's CNI plugin
 // (containernetworking/plugins, plugins/meta/flannel), and what ferry
-// writes for the l3 udp example on a 1500-byte underlay.
+// writes for the l3 udp example on a 1500-byte underlay, and what
+// flanneld itself (udp backend, github.com/flannel-io/flannel at cdf76059)
+// wrote on a test machine for network 10.5.0.0/16.
 func TestGolden(t *testing.T) {
 	for _, tc := range []struct {
 		golden string
@@ -23,6 +25,7 @@ func TestGolden(t *testing.T) {
 	}{
 		{"flannel-cni-readme.env", file("10.1.0.0/16", "10.1.17.1/24", 1472, true)},
 		{"ferry-l3-udp.env", file("10.244.0.0/16", "10.244.1.1/24", 1472, false)},
+		{"flanneld-udp.env", file("10.5.0.0/16", "10.5.62.1/24", 1472, false)},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
 			want, err := os.ReadFile(filepath.Join("testdata", tc.golden))
