@@ -125,6 +125,19 @@ func checkCPUs(cpus []int) error {
 	return nil
 }
 
+// workerCPUs returns the CPU of each of workers workers under node.cpus
+// (worker i on cpus[i mod len(cpus)]), or nil when cpus is empty.
+func workerCPUs(cpus []int, workers int) []int {
+	if len(cpus) == 0 {
+		return nil
+	}
+	out := make([]int, workers)
+	for i := range out {
+		out[i] = cpus[i%len(cpus)]
+	}
+	return out
+}
+
 // cpuList formats sorted CPU numbers as the kernel's CPU lists do:
 // "0-3,6".
 func cpuList(cpus []int) string {
@@ -199,12 +212,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 	// that ferry's). The control API is served only once everything is
 	// up, so a client that gets an answer talks to a ready node (a
 	// connection made earlier waits in the listen backlog).
-	info := ctl.NodeInfo{Name: cfg.Node.Name, Version: opts.Version}
-	if cpus := cfg.Node.CPUs; len(cpus) > 0 {
-		for i := range workers {
-			info.WorkerCPUs = append(info.WorkerCPUs, cpus[i%len(cpus)])
-		}
-	}
+	info := ctl.NodeInfo{Name: cfg.Node.Name, Version: opts.Version, WorkerCPUs: workerCPUs(cfg.Node.CPUs, workers)}
 	ctlLn, err := ctl.Listen(cfg.Control.Socket)
 	if err != nil {
 		return err
@@ -242,8 +250,8 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 		if err != nil {
 			return err
 		}
-		if cpus := cfg.Node.CPUs; len(cpus) > 0 {
-			r.PinTo(cpus[i%len(cpus)])
+		if info.WorkerCPUs != nil {
+			r.PinTo(info.WorkerCPUs[i])
 		}
 		n.runners = append(n.runners, r)
 		n.wg.Add(1)
