@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferry-overlay/ferry/dataplane"
 	"github.com/ferry-overlay/ferry/internal/nstest"
 )
 
@@ -18,37 +19,72 @@ import (
 // host. When each worker had ports of its own, a connection could keep
 // moving between the workers, and each move put its segments on both at
 // once: the sender saw reordering (TCPSACKReorder) and retransmitted
-// segments the receiver already had (the duplicates it reported back,
-// TCPDSACKRecvSegs), thousands of them in a few of these transfers. Eight
-// connections (new ports, new flow hashes each) of 200 MB; both counters,
-// from the sending container's own TCP stack, must stay near zero.
-// Retransmissions of lost segments are not counted against the path: with
-// offloads off the container's TAP queue overflows now and then (the
-// kernel drops there rather than wait for ferry), which is loss, not
-// reordering.
+// segments the receiver already had (TCPDSACKRecvSegs), thousands of them
+// in a few of these transfers. Eight connections (new ports, new flow
+// hashes each) of 200 MB: after each, one worker of each host must have
+// received at least 99 % of its packets (`ferry runtime --per-worker`),
+// and over all eight the sending container's TCP must have seen at most
+// 20 reorderings. Needless retransmissions are logged, not judged: a
+// spurious timeout or loss probe on a loaded machine makes hundreds of
+// them without any reordering. Retransmissions of lost segments are not
+// counted against the path either: with offloads off the container's TAP
+// queue overflows now and then (the kernel drops there rather than wait
+// for ferry), which is loss, not reordering.
 func TestE2ETCPStaysInOrder(t *testing.T) {
 	nstest.RequireRoot(t)
 	ul := nstest.NewUnderlay(t, netip.MustParsePrefix("192.168.77.0/24"))
 	h1, h2 := ul.AddHost(t, "h1"), ul.AddHost(t, "h2")
 	c1, c2 := nstest.NewNS(t, "c1"), nstest.NewNS(t, "c2")
-	startFerry(t, h1, l2Config(h1, 42, []netip.Addr{h2.Addr}, []portSpec{{nstest.Name(t, "t1"), c1.Name, "10.42.0.2/24", macC1a}}))
-	startFerry(t, h2, l2Config(h2, 42, []netip.Addr{h1.Addr}, []portSpec{{nstest.Name(t, "t2"), c2.Name, "10.42.0.4/24", macC2a}}))
+	f1 := startFerry(t, h1, l2Config(h1, 42, []netip.Addr{h2.Addr}, []portSpec{{nstest.Name(t, "t1"), c1.Name, "10.42.0.2/24", macC1a}}))
+	f2 := startFerry(t, h2, l2Config(h2, 42, []netip.Addr{h1.Addr}, []portSpec{{nstest.Name(t, "t2"), c2.Name, "10.42.0.4/24", macC2a}}))
 	mustPing(t, c1, "10.42.0.4")
 
 	before := tcpCounters(t, c1)
 	for range 8 {
+		for _, f := range []*ferryd{f1, f2} {
+			if out, err := f.ctl("runtime", "clear"); err != nil {
+				t.Fatalf("runtime clear: %v %s", err, out)
+			}
+		}
 		transfer(t, c1, c2, "10.42.0.4", 200<<20)
+		for _, f := range []*ferryd{f1, f2} {
+			oneWorker(t, f)
+		}
 	}
 	after := tcpCounters(t, c1)
 	d := func(k string) int64 { return after[k] - before[k] }
 	sent, retrans := d("Tcp.OutSegs"), d("Tcp.RetransSegs")
 	reorder, dup := d("TcpExt.TCPSACKReorder"), d("TcpExt.TCPDSACKRecvSegs")
-	t.Logf("sender: %d segments, %d retransmitted, %d reorderings seen, %d retransmitted segments the receiver already had", sent, retrans, reorder, dup)
+	t.Logf("sender: %d segments, %d retransmitted, %d reorderings seen, %d retransmitted segments the receiver already had; %d timeouts (%d spurious), %d loss probes",
+		sent, retrans, reorder, dup, d("TcpExt.TCPTimeouts"), d("TcpExt.TCPSpuriousRTOs"), d("TcpExt.TCPLossProbes"))
 	if sent < 8*200<<20/65536 {
 		t.Fatalf("sender counted %d segments for 1600 MB: counters not read from the container", sent)
 	}
-	if reorder > 20 || dup > 100 {
+	if reorder > 20 {
 		t.Errorf("the path reorders: the sender saw %d reorderings and retransmitted %d segments needlessly", reorder, dup)
+	}
+}
+
+// oneWorker fails the test unless one worker of daemon f carried at least
+// 99 % of the packets its ports and tunnels received since the last
+// runtime clear: one connection's traffic, both directions, on one worker.
+func oneWorker(t *testing.T, f *ferryd) {
+	t.Helper()
+	var ws []dataplane.WorkerStats
+	f.ctlJSON(t, &ws, "runtime", "--per-worker")
+	var total, most uint64
+	per := map[int]uint64{}
+	for _, w := range ws {
+		for _, st := range w.Stages {
+			if st.Stage == "port-rx" || st.Stage == "tunnel-rx" {
+				per[w.Worker] += st.Packets
+				total += st.Packets
+			}
+		}
+		most = max(most, per[w.Worker])
+	}
+	if total == 0 || most*100 < total*99 {
+		t.Errorf("ferry on %s: packets received by worker %v of %d: one connection spread over its workers", f.host.Name, per, total)
 	}
 }
 
