@@ -484,11 +484,14 @@ func Overlay(ctx context.Context, opts OverlayOptions) (rep *OverlayReport, err 
 	samples := map[string]map[string][]float64{}
 	var names []string
 	for _, build := range builds {
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("bench overlay: %w", err)
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("bench overlay: interrupted before the %s path: %w", build.name, context.Cause(ctx))
 		}
 		lab.logf("setting up the %s path", build.name)
 		tb, err := build.fn(lab, ctx, opts)
+		if err != nil && ctx.Err() != nil {
+			return nil, fmt.Errorf("bench overlay: interrupted while setting up the %s path: %w", build.name, context.Cause(ctx))
+		}
 		if err != nil {
 			return nil, fmt.Errorf("bench overlay: %s path: %w", build.name, err)
 		}
@@ -504,11 +507,16 @@ func Overlay(ctx context.Context, opts OverlayOptions) (rep *OverlayReport, err 
 	for i := range opts.Reps {
 		for _, path := range pathOrder(names, i) {
 			for _, w := range workloads {
-				if err := ctx.Err(); err != nil {
-					return nil, fmt.Errorf("bench overlay: %w", err)
+				if ctx.Err() != nil {
+					return nil, fmt.Errorf("bench overlay: interrupted before rep %d %s %s: %w", i+1, path, w.name, context.Cause(ctx))
 				}
 				lab.logf("rep %d/%d: %s %s (%v)", i+1, opts.Reps, path, w.name, opts.Duration)
 				vals, err := w.run(ctx, paths[path], opts)
+				if err != nil && ctx.Err() != nil {
+					// The workload failed because the run was cut short;
+					// its own error (a killed iperf3) would only confuse.
+					return nil, fmt.Errorf("bench overlay: interrupted during rep %d %s %s: %w", i+1, path, w.name, context.Cause(ctx))
+				}
 				if err != nil {
 					msg := fmt.Sprintf("rep %d %s %s: %v", i+1, path, w.name, err)
 					if !opts.KeepGoing || ctx.Err() != nil {

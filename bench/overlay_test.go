@@ -5,7 +5,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -119,4 +121,100 @@ func benchNamespaces(t *testing.T) []string {
 		}
 	}
 	return out
+}
+
+// TestBenchOverlayInterrupted interrupts `ferry bench overlay` (SIGINT)
+// while a workload runs: it must exit with an error saying so, and leave
+// nothing behind — no namespace of the run, no process still in one of
+// its namespaces (a daemon or iperf3 holding a deleted namespace alive),
+// no temporary directory.
+func TestBenchOverlayInterrupted(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces, links and TAP devices")
+	}
+	if err := CheckTools(); err != nil {
+		t.Skip(err)
+	}
+	bin := filepath.Join(t.TempDir(), "ferry")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/ferry").CombinedOutput(); err != nil {
+		t.Fatalf("building ferry: %v\n%s", err, out)
+	}
+	before := benchNamespaces(t)
+	tmpBefore, _ := filepath.Glob(filepath.Join(os.TempDir(), "ferry-bench-*"))
+	cmd := exec.Command(bin, "bench", "overlay", "--duration", "5s", "--reps", "2")
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	cmd.WaitDelay = 5 * time.Second // Wait gives up on the output pipe after the process ends
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var waitErr error
+	done := make(chan struct{}) // closed when the bench has exited, waitErr set
+	go func() { waitErr = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		select {
+		case <-done:
+		default:
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+
+	// Wait until both paths are built and the first workload runs, and
+	// note the inodes of the run's namespaces meanwhile.
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(stderr.String(), "rep 1/2: ferry tcp") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the first workload did not start within 60s:\n%s", stderr.String())
+		}
+		select {
+		case <-done:
+			t.Fatalf("bench exited before the workloads: %v\n%s", waitErr, stderr.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	inodes := map[uint64]string{}
+	for _, name := range benchNamespaces(t) {
+		if slices.Contains(before, name) {
+			continue
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat(filepath.Join(netnsDir, name), &st); err == nil {
+			inodes[st.Ino] = name
+		}
+	}
+	if len(inodes) < 8 {
+		t.Fatalf("found %d namespaces of the run, want its 8: %v", len(inodes), inodes)
+	}
+	time.Sleep(time.Second) // into the TCP workload
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+		if waitErr == nil {
+			t.Errorf("interrupted bench exited 0:\n%s", stderr.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("bench did not exit within 60s of SIGINT:\n%s", stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "bench overlay: interrupted") {
+		t.Errorf("the error does not say the run was interrupted:\n%s", stderr.String())
+	}
+	if after := benchNamespaces(t); len(after) != len(before) {
+		t.Errorf("namespaces left behind: before %v, after %v", before, after)
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/ns/net")
+	for _, p := range procs {
+		var st syscall.Stat_t
+		if syscall.Stat(p, &st) == nil && inodes[st.Ino] != "" {
+			cmdline, _ := os.ReadFile(filepath.Join(filepath.Dir(filepath.Dir(p)), "cmdline"))
+			t.Errorf("process %s (%q) still runs in the run's namespace %s", filepath.Dir(filepath.Dir(p)), strings.ReplaceAll(string(cmdline), "\x00", " "), inodes[st.Ino])
+		}
+	}
+	tmpAfter, _ := filepath.Glob(filepath.Join(os.TempDir(), "ferry-bench-*"))
+	if len(tmpAfter) != len(tmpBefore) {
+		t.Errorf("temporary directories before %v, after %v", tmpBefore, tmpAfter)
+	}
+	t.Logf("\n%s", stderr.String())
 }
