@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/netip"
@@ -283,15 +284,24 @@ type Metric struct {
 	// Ratio is Ferry.Median / Kernel.Median; absent when the kernel's
 	// median is 0 or either path has no sample.
 	Ratio *float64 `json:"ratio,omitempty"`
-	// Flannel summarises flannel's udp backend, and FlannelRatio is
-	// Ferry.Median / Flannel.Median, when the run measured that path.
-	Flannel      *Summary `json:"flannel,omitempty"`
-	FlannelRatio *float64 `json:"ferry_per_flannel,omitempty"`
-	// Baseline summarises ferry's path run by the baseline binary, and
-	// BaselineRatio is Ferry.Median / Baseline.Median, when the run
+	// RatioByRep summarises ferry's figure over the kernel's repetition
+	// by repetition (each repetition runs the paths back to back): its
+	// range says how far the ratio moves between repetitions. Absent when
+	// no repetition has both.
+	RatioByRep *Summary `json:"ratio_by_rep,omitempty"`
+	// Flannel summarises flannel's udp backend, FlannelRatio is
+	// Ferry.Median / Flannel.Median and FlannelRatioByRep the ratios
+	// repetition by repetition, when the run measured that path.
+	Flannel           *Summary `json:"flannel,omitempty"`
+	FlannelRatio      *float64 `json:"ferry_per_flannel,omitempty"`
+	FlannelRatioByRep *Summary `json:"ferry_per_flannel_by_rep,omitempty"`
+	// Baseline summarises ferry's path run by the baseline binary,
+	// BaselineRatio is Ferry.Median / Baseline.Median and
+	// BaselineRatioByRep the ratios repetition by repetition, when the run
 	// measured it.
-	Baseline      *Summary `json:"baseline,omitempty"`
-	BaselineRatio *float64 `json:"ferry_per_baseline,omitempty"`
+	Baseline           *Summary `json:"baseline,omitempty"`
+	BaselineRatio      *float64 `json:"ferry_per_baseline,omitempty"`
+	BaselineRatioByRep *Summary `json:"ferry_per_baseline_by_rep,omitempty"`
 }
 
 // OverlayReport is the outcome of [Overlay]; it is also the JSON that
@@ -481,7 +491,7 @@ func Overlay(ctx context.Context, opts OverlayOptions) (rep *OverlayReport, err 
 		return nil, fmt.Errorf("bench overlay: %w", err)
 	}
 	paths := map[string]*testbed{}
-	samples := map[string]map[string][]float64{}
+	figs := map[string]map[string]figures{}
 	var names []string
 	for _, build := range builds {
 		if ctx.Err() != nil {
@@ -496,7 +506,7 @@ func Overlay(ctx context.Context, opts OverlayOptions) (rep *OverlayReport, err 
 			return nil, fmt.Errorf("bench overlay: %s path: %w", build.name, err)
 		}
 		paths[build.name] = tb
-		samples[build.name] = map[string][]float64{}
+		figs[build.name] = map[string]figures{}
 		names = append(names, build.name)
 	}
 	rep = &OverlayReport{Options: opts, Machine: thisMachine(), FerryPath: ferryPathDesc(opts.Mode, opts.Encap), KernelPath: kernelPathDesc}
@@ -527,11 +537,52 @@ func Overlay(ctx context.Context, opts OverlayOptions) (rep *OverlayReport, err 
 					continue
 				}
 				for k, v := range vals {
-					samples[path][k] = append(samples[path][k], v)
+					if figs[path][k] == nil {
+						figs[path][k] = figures{}
+					}
+					figs[path][k][i] = v
 				}
 			}
 		}
 	}
+	rep.Metrics = overlayMetrics(opts, figs)
+	return rep, nil
+}
+
+// figures are one path's values of one metric by repetition (from 0); a
+// repetition whose workload failed (--keep-going) has none.
+type figures map[int]float64
+
+// inOrder returns the values in the order of their repetitions.
+func (f figures) inOrder() []float64 {
+	vals := make([]float64, 0, len(f))
+	for _, rep := range slices.Sorted(maps.Keys(f)) {
+		vals = append(vals, f[rep])
+	}
+	return vals
+}
+
+// pairedRatios returns, in the order of the repetitions, a's value over
+// b's for each repetition that has both and where b's is not 0. A
+// repetition runs every path back to back, so its ratio compares the
+// paths under the same conditions of the machine; how far these ratios
+// spread says what one run's ratio is worth.
+func pairedRatios(a, b figures) []float64 {
+	var rs []float64
+	for _, rep := range slices.Sorted(maps.Keys(a)) {
+		if bv, ok := b[rep]; ok && bv != 0 {
+			rs = append(rs, a[rep]/bv)
+		}
+	}
+	return rs
+}
+
+// overlayMetrics builds the report's metrics from the figures of each
+// path (by path name, then metric name): each path's summary, and ferry's
+// ratio to each other path measured, of the medians and repetition by
+// repetition.
+func overlayMetrics(opts OverlayOptions, figs map[string]map[string]figures) []Metric {
+	var ms []Metric
 	for _, d := range metricDefs {
 		m := d
 		switch m.Name {
@@ -540,22 +591,31 @@ func Overlay(ctx context.Context, opts OverlayOptions) (rep *OverlayReport, err 
 		case MetricUDPRx, MetricUDPTx:
 			m.Title = fmt.Sprintf("%s (%d %s)", m.Title, opts.Flows, plural(opts.Flows, "flow", "flows"))
 		}
-		m.Ferry = Summarize(samples[PathFerry][d.Name])
-		m.Kernel = Summarize(samples[PathKernel][d.Name])
-		m.Ratio = ratioOf(m.Ferry, m.Kernel)
+		ferry := figs[PathFerry][d.Name]
+		// compare summarises path's figures and ferry's ratios to them.
+		compare := func(path string) (Summary, *float64, *Summary) {
+			other := figs[path][d.Name]
+			sum := Summarize(other.inOrder())
+			var byRep *Summary
+			if rs := pairedRatios(ferry, other); len(rs) > 0 {
+				s := Summarize(rs)
+				byRep = &s
+			}
+			return sum, ratioOf(Summarize(ferry.inOrder()), sum), byRep
+		}
+		m.Ferry = Summarize(ferry.inOrder())
+		m.Kernel, m.Ratio, m.RatioByRep = compare(PathKernel)
 		if opts.Flanneld != "" {
-			f := Summarize(samples[PathFlannel][d.Name])
-			m.Flannel = &f
-			m.FlannelRatio = ratioOf(m.Ferry, f)
+			f, r, byRep := compare(PathFlannel)
+			m.Flannel, m.FlannelRatio, m.FlannelRatioByRep = &f, r, byRep
 		}
 		if opts.Baseline != "" {
-			b := Summarize(samples[PathBaseline][d.Name])
-			m.Baseline = &b
-			m.BaselineRatio = ratioOf(m.Ferry, b)
+			b, r, byRep := compare(PathBaseline)
+			m.Baseline, m.BaselineRatio, m.BaselineRatioByRep = &b, r, byRep
 		}
-		rep.Metrics = append(rep.Metrics, m)
+		ms = append(ms, m)
 	}
-	return rep, nil
+	return ms
 }
 
 // pathBuilder builds one path of the comparison in a lab.

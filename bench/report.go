@@ -63,6 +63,36 @@ func ratioString(r *float64) string {
 	return fmt.Sprintf("%.2f×", *r)
 }
 
+// repRange prints the smallest and largest of the ratios repetition by
+// repetition as "(0.48–0.55)", or "" when fewer than two repetitions
+// have both figures or they agree to two decimals.
+func repRange(byRep *Summary) string {
+	if byRep == nil || len(byRep.Samples) < 2 {
+		return ""
+	}
+	lo, hi := fmt.Sprintf("%.2f", byRep.Min), fmt.Sprintf("%.2f", byRep.Max)
+	if lo == hi {
+		return ""
+	}
+	return "(" + lo + "–" + hi + ")"
+}
+
+// ratioCell prints a ratio with its range over the repetitions,
+// "0.52× (0.48–0.55)", and reports whether it has the range.
+func ratioCell(r *float64, byRep *Summary) (string, bool) {
+	s := ratioString(r)
+	if rr := repRange(byRep); r != nil && rr != "" {
+		return s + " " + rr, true
+	}
+	return s, false
+}
+
+// unresolved reports whether the repetitions disagree on which path is
+// ahead: some ratios below 1 and some above.
+func unresolved(byRep *Summary) bool {
+	return byRep != nil && byRep.Min < 1 && byRep.Max > 1
+}
+
 // optionalPath is a path a run measures only when asked (flannel's udp
 // backend, a baseline ferry): its name, chart colour and description, and
 // where a Metric keeps its figures.
@@ -70,6 +100,7 @@ type optionalPath struct {
 	name, colour, desc string
 	sum                func(Metric) *Summary
 	ratio              func(Metric) *float64
+	byRep              func(Metric) *Summary
 }
 
 // optionalPaths returns the optional paths r measured, in column order.
@@ -77,18 +108,22 @@ func (r *OverlayReport) optionalPaths() []optionalPath {
 	var ps []optionalPath
 	if r.FlannelPath != "" {
 		ps = append(ps, optionalPath{PathFlannel, colourFlannel, r.FlannelPath,
-			func(m Metric) *Summary { return m.Flannel }, func(m Metric) *float64 { return m.FlannelRatio }})
+			func(m Metric) *Summary { return m.Flannel }, func(m Metric) *float64 { return m.FlannelRatio },
+			func(m Metric) *Summary { return m.FlannelRatioByRep }})
 	}
 	if r.BaselinePath != "" {
 		ps = append(ps, optionalPath{PathBaseline, colourBaseline, r.BaselinePath,
-			func(m Metric) *Summary { return m.Baseline }, func(m Metric) *float64 { return m.BaselineRatio }})
+			func(m Metric) *Summary { return m.Baseline }, func(m Metric) *float64 { return m.BaselineRatio },
+			func(m Metric) *Summary { return m.BaselineRatioByRep }})
 	}
 	return ps
 }
 
 // WriteTable prints the overlay report: what each path is, then one row
 // per metric with each path's median and spread and ferry's ratio to
-// each of the others.
+// each of the others (of the medians, with the range of the ratios
+// repetition by repetition), then which ratios the repetitions leave
+// undecided.
 func (r *OverlayReport) WriteTable(w io.Writer) error {
 	o := r.Options
 	fmt.Fprintf(w, "ferry bench overlay: %s, %v per workload × %d reps, UDP payload %d B (%d CPUs, %s)\n",
@@ -113,22 +148,44 @@ func (r *OverlayReport) WriteTable(w io.Writer) error {
 		head = append(head, "ferry/"+n)
 	}
 	fmt.Fprintln(tw, "\n"+strings.Join(head, "\t"))
+	ranges := false // a ratio cell shows the repetitions' range
 	for _, m := range r.Metrics {
 		p := m.precision()
 		row := []string{m.Title, m.Unit, m.Ferry.Format(p), m.Kernel.Format(p)}
-		ratios := []string{m.RatioString()}
+		var ratios []string
+		cell := func(r *float64, byRep *Summary) {
+			c, withRange := ratioCell(r, byRep)
+			ratios, ranges = append(ratios, c), ranges || withRange
+		}
+		cell(m.Ratio, m.RatioByRep)
 		for _, x := range extra {
 			v := "-"
 			if sum := x.sum(m); sum != nil {
 				v = sum.Format(p)
 			}
 			row = append(row, v)
-			ratios = append(ratios, ratioString(x.ratio(m)))
+			cell(x.ratio(m), x.byRep(m))
 		}
 		fmt.Fprintln(tw, strings.Join(append(row, ratios...), "\t"))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if ranges {
+		fmt.Fprintln(w, "\nratios: of the medians; in parentheses the smallest and largest of the repetitions' own ratios")
+	}
+	comparisons := []optionalPath{{name: PathKernel, byRep: func(m Metric) *Summary { return m.RatioByRep }}}
+	for _, c := range append(comparisons, extra...) {
+		var undecided []string
+		for _, m := range r.Metrics {
+			if unresolved(c.byRep(m)) {
+				undecided = append(undecided, m.Title)
+			}
+		}
+		if len(undecided) > 0 {
+			fmt.Fprintf(w, "ferry/%s: the repetitions disagree on which path is ahead in %s; this run does not resolve %s\n",
+				c.name, strings.Join(undecided, ", "), plural(len(undecided), "that difference", "those differences"))
+		}
 	}
 	for _, e := range r.Errors {
 		fmt.Fprintln(w, "failed:", e)
@@ -260,17 +317,27 @@ func (r *OverlayReport) WriteSVG(w io.Writer) error {
 			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">%s</text></g>
 `, cx, base+16, s.name)
 		}
-		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" font-weight="bold">ferry/kernel %s</text>
-`, x0+panelW/2, base+40, esc(m.RatioString()))
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" font-weight="bold">ferry/kernel %s%s</text>
+`, x0+panelW/2, base+40, esc(m.RatioString()), svgRange(m.Ratio, m.RatioByRep))
 		for k, p := range r.optionalPaths() {
-			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" font-weight="bold">ferry/%s %s</text>
-`, x0+panelW/2, base+56+16*k, p.name, esc(ratioString(p.ratio(m))))
+			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" font-weight="bold">ferry/%s %s%s</text>
+`, x0+panelW/2, base+56+16*k, p.name, esc(ratioString(p.ratio(m))), svgRange(p.ratio(m), p.byRep(m)))
 		}
 		b.WriteString("</g>\n")
 	}
 	b.WriteString("</svg>\n")
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// svgRange is the range of the ratios repetition by repetition in a
+// smaller, normal-weight span after a ratio, or "".
+func svgRange(r *float64, byRep *Summary) string {
+	rr := repRange(byRep)
+	if r == nil || rr == "" {
+		return ""
+	}
+	return ` <tspan font-weight="normal" font-size="10">` + esc(rr) + `</tspan>`
 }
 
 // panelTitleChars is about what one line of a panel's bold title holds.

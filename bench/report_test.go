@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -496,5 +497,132 @@ func TestCPUClockMovesWithWork(t *testing.T) {
 	}
 	if busy < 100*time.Millisecond {
 		t.Errorf("the machine was busy %v during 300ms of spinning (%d loops)", busy, x)
+	}
+}
+
+// repFigures returns figures for repetitions 0, 1, … from vals; a NaN
+// leaves that repetition without a figure, as a failed workload does.
+func repFigures(vals ...float64) figures {
+	f := figures{}
+	for i, v := range vals {
+		if !math.IsNaN(v) {
+			f[i] = v
+		}
+	}
+	return f
+}
+
+// TestOverlayMetricsPairsRepetitions checks the ratios repetition by
+// repetition: each pairs the figures of one repetition, a repetition
+// missing on either side (a failed workload) or with a zero divisor
+// pairs nothing, and the table shows the range and names the figures
+// where the repetitions disagree on which path is ahead.
+func TestOverlayMetricsPairsRepetitions(t *testing.T) {
+	nan := math.NaN()
+	opts := OverlayOptions{Duration: 5 * time.Second, Reps: 3, Size: 64, Workers: 2, Flows: 4, Streams: 1, TCPCC: "bbr", Baseline: "/old/ferry"}
+	figs := map[string]map[string]figures{PathFerry: {}, PathKernel: {}, PathBaseline: {}}
+	for _, d := range metricDefs {
+		figs[PathFerry][d.Name] = repFigures(5, 6, 4)
+		figs[PathKernel][d.Name] = repFigures(10, 10, 12)
+		figs[PathBaseline][d.Name] = repFigures(5, 6, 4) // agrees: ratio 1 in every repetition
+	}
+	figs[PathBaseline][MetricTCP] = repFigures(5.5, nan, 3.5)
+	figs[PathKernel][MetricLatP50] = repFigures(10, 0, 8)
+	ms := overlayMetrics(opts, figs)
+	byName := map[string]Metric{}
+	for _, m := range ms {
+		byName[m.Name] = m
+	}
+	near := func(a, b []float64) bool {
+		if len(a) != len(b) {
+			return false
+		}
+		for i := range a {
+			if math.Abs(a[i]-b[i]) > 1e-9 {
+				return false
+			}
+		}
+		return true
+	}
+	tcp := byName[MetricTCP]
+	if tcp.Ratio == nil || *tcp.Ratio != 0.5 {
+		t.Errorf("TCP ratio of medians %v, want 0.5 (5 / 10)", tcp.Ratio)
+	}
+	if tcp.RatioByRep == nil || !near(tcp.RatioByRep.Samples, []float64{0.5, 0.6, 4.0 / 12}) {
+		t.Errorf("TCP ratios by repetition %+v, want 0.5, 0.6, 0.333", tcp.RatioByRep)
+	}
+	if tcp.BaselineRatio == nil || math.Abs(*tcp.BaselineRatio-5.0/4.5) > 1e-9 {
+		t.Errorf("TCP ferry/baseline %v, want 5 / 4.5", tcp.BaselineRatio)
+	}
+	if tcp.BaselineRatioByRep == nil || !near(tcp.BaselineRatioByRep.Samples, []float64{5 / 5.5, 4 / 3.5}) {
+		t.Errorf("TCP ferry/baseline by repetition %+v, want 0.909 and 1.143 (repetition 2 failed)", tcp.BaselineRatioByRep)
+	}
+	if p50 := byName[MetricLatP50]; p50.RatioByRep == nil || !near(p50.RatioByRep.Samples, []float64{0.5, 0.5}) {
+		t.Errorf("p50 ratios by repetition %+v, want 0.5 and 0.5 (the kernel's 0 pairs nothing)", p50.RatioByRep)
+	}
+
+	rep := &OverlayReport{Options: opts, Machine: Machine{CPUs: 2, Kernel: "6.18"}, FerryPath: "f", KernelPath: "k", BaselinePath: "ferry at /old/ferry", Metrics: ms}
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	out := table.String()
+	for _, want := range []string{
+		"0.50× (0.33–0.60)",
+		"1.11× (0.91–1.14)",
+		"in parentheses the smallest and largest of the repetitions' own ratios",
+		"ferry/baseline: the repetitions disagree on which path is ahead in TCP, one stream (bbr); this run does not resolve that difference\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "ferry/kernel: the repetitions disagree") {
+		t.Errorf("table says ferry/kernel is undecided, but every repetition has ferry behind:\n%s", out)
+	}
+
+	var js bytes.Buffer
+	if err := WriteJSON(&js, rep); err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Metrics []struct {
+			Name       string   `json:"name"`
+			ByRep      *Summary `json:"ratio_by_rep"`
+			BaseByRep  *Summary `json:"ferry_per_baseline_by_rep"`
+			FlannelRep *Summary `json:"ferry_per_flannel_by_rep"`
+		} `json:"metrics"`
+	}
+	if err := json.Unmarshal(js.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range got.Metrics {
+		if m.ByRep == nil || m.BaseByRep == nil || m.FlannelRep != nil {
+			t.Errorf("%s: JSON ratio_by_rep %v, ferry_per_baseline_by_rep %v, ferry_per_flannel_by_rep %v; want the first two only", m.Name, m.ByRep, m.BaseByRep, m.FlannelRep)
+		}
+	}
+
+	var svg bytes.Buffer
+	if err := rep.WriteSVG(&svg); err != nil {
+		t.Fatal(err)
+	}
+	svgBars(t, svg.Bytes()) // well-formed
+	if !strings.Contains(svg.String(), `ferry/kernel 0.50× <tspan font-weight="normal" font-size="10">(0.33–0.60)</tspan>`) {
+		t.Errorf("chart lacks the TCP ratio with its range:\n%s", svg.String())
+	}
+
+	// One repetition: nothing to range over, and nothing said about it.
+	one := map[string]map[string]figures{PathFerry: {}, PathKernel: {}}
+	for _, d := range metricDefs {
+		one[PathFerry][d.Name], one[PathKernel][d.Name] = repFigures(5), repFigures(10)
+	}
+	opts.Reps, opts.Baseline = 1, ""
+	rep = &OverlayReport{Options: opts, Metrics: overlayMetrics(opts, one)}
+	table.Reset()
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	if out := table.String(); strings.Contains(out, "× (") || strings.Contains(out, "ratios:") {
+		t.Errorf("a one-repetition table shows ranges of ratios:\n%s", out)
 	}
 }
