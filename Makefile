@@ -38,8 +38,13 @@ STATICCHECK         := $(BIN)/staticcheck
 
 all: build
 
+# What `ferry version`, the daemon's status and benchmark reports call this
+# build: the git commit (-dirty with uncommitted changes), or "dev" outside
+# a git checkout.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
 build:
-	$(GO) build -o $(FERRY) ./cmd/ferry
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(FERRY) ./cmd/ferry
 
 # Install the pinned staticcheck into bin/ unless that exact version is there.
 tools:

@@ -310,6 +310,11 @@ type OverlayReport struct {
 	// Options are the options of the run, with Encap and Mode filled in.
 	Options OverlayOptions `json:"options"`
 	Machine Machine        `json:"machine"`
+	// Started is when the run started.
+	Started time.Time `json:"started"`
+	// FerryBinary says which binary ran ferry's path ("ferry at PATH
+	// (version, Go version)"), so a report names the build it measured.
+	FerryBinary string `json:"ferry_binary"`
 	// FerryPath and KernelPath say what each path is made of, such as
 	// "ferry l3 over gre: container veth → Linux bridge → …".
 	FerryPath  string `json:"ferry_path"`
@@ -317,8 +322,8 @@ type OverlayReport struct {
 	// FlannelPath says what the flannel path is made of, when the run
 	// measured one.
 	FlannelPath string `json:"flannel_path,omitempty"`
-	// BaselinePath says which binary the baseline path ran ("ferry at
-	// PATH, version …"), when the run measured one.
+	// BaselinePath says which binary the baseline path ran, as
+	// FerryBinary does for ferry's path, when the run measured one.
 	BaselinePath string `json:"baseline_path,omitempty"`
 	// Metrics are, in order: TCP throughput, retransmissions and CPU cost, UDP
 	// packets delivered and offered per second, latency p50 and p99.
@@ -469,6 +474,12 @@ func Overlay(ctx context.Context, opts OverlayOptions) (rep *OverlayReport, err 
 		}
 		builds = append(builds, pathBuilder{PathFlannel, (*lab).flannelPath})
 	}
+	// The machine as the run finds it, before the run loads it.
+	started, machine := time.Now(), thisMachine()
+	ferryDesc, err := describeFerry(ctx, opts.FerryBin)
+	if err != nil {
+		return nil, fmt.Errorf("bench overlay: %w", err)
+	}
 	var baselineDesc string
 	if opts.Baseline != "" {
 		if baselineDesc, err = describeFerry(ctx, opts.Baseline); err != nil {
@@ -509,7 +520,7 @@ func Overlay(ctx context.Context, opts OverlayOptions) (rep *OverlayReport, err 
 		figs[build.name] = map[string]figures{}
 		names = append(names, build.name)
 	}
-	rep = &OverlayReport{Options: opts, Machine: thisMachine(), FerryPath: ferryPathDesc(opts.Mode, opts.Encap), KernelPath: kernelPathDesc}
+	rep = &OverlayReport{Options: opts, Machine: machine, Started: started.UTC().Truncate(time.Second), FerryBinary: ferryDesc, FerryPath: ferryPathDesc(opts.Mode, opts.Encap), KernelPath: kernelPathDesc}
 	if opts.Flanneld != "" {
 		rep.FlannelPath = flannelPathDesc
 	}

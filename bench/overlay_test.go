@@ -17,7 +17,7 @@ import (
 // Linux bridge, routing through ferry's TUN device, raw IP sockets, two
 // CUBIC streams, and the same build as a baseline): every path is built,
 // every workload yields a figure on each, the report records the network
-// type, the baseline binary and the TCP workload's
+// type, the binaries measured and their version, when it started, the TCP workload's
 // streams and congestion control (the kernel's default when none is
 // asked for), and nothing of the run is left behind.
 func TestBenchOverlaySmoke(t *testing.T) {
@@ -29,7 +29,8 @@ func TestBenchOverlaySmoke(t *testing.T) {
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "ferry")
-	build := exec.Command("go", "build", "-o", bin, "../cmd/ferry")
+	const version = "v9.9.9-smoke"
+	build := exec.Command("go", "build", "-ldflags", "-X main.version="+version, "-o", bin, "../cmd/ferry")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building ferry: %v\n%s", err, out)
 	}
@@ -96,8 +97,15 @@ func TestBenchOverlaySmoke(t *testing.T) {
 					t.Errorf("%s: baseline %+v ratio %v: want one positive sample and ferry's ratio to it", m.Name, m.Baseline, m.BaselineRatio)
 				}
 			}
-			if opts.Baseline != "" && !strings.HasPrefix(rep.BaselinePath, "ferry at "+bin+" (dev, go") {
-				t.Errorf("baseline path %q, want the binary and its version", rep.BaselinePath)
+			described := "ferry at " + bin + " (" + version + ", go"
+			if opts.Baseline != "" && !strings.HasPrefix(rep.BaselinePath, described) {
+				t.Errorf("baseline path %q, want the binary and its version: %q…", rep.BaselinePath, described)
+			}
+			if !strings.HasPrefix(rep.FerryBinary, described) {
+				t.Errorf("ferry binary %q, want %q…", rep.FerryBinary, described)
+			}
+			if age := time.Since(rep.Started); age < 2*time.Second || age > time.Minute {
+				t.Errorf("report started %v ago (%v), want the start of this run", age, rep.Started)
 			}
 			if after := benchNamespaces(t); len(after) != len(before) {
 				t.Errorf("namespaces left behind: before %v, after %v", before, after)

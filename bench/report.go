@@ -141,6 +141,15 @@ func (r *OverlayReport) WriteTable(w io.Writer) error {
 	for i, n := range names {
 		fmt.Fprintf(w, "  %-*s %s\n", width, n+":", descs[i])
 	}
+	if r.FerryBinary != "" {
+		fmt.Fprintf(w, "  ferry's path run by %s\n", r.FerryBinary)
+	}
+	if !r.Started.IsZero() {
+		fmt.Fprintf(w, "  started %s, load average %.2f on %d CPUs\n", r.Started.Format("2006-01-02 15:04:05 MST"), r.Machine.Load, r.Machine.CPUs)
+	}
+	if r.Machine.Busy() {
+		fmt.Fprintf(w, "  the machine was busy when the run started (load average %.2f on %d CPUs): expect noisier figures than on a quiet machine\n", r.Machine.Load, r.Machine.CPUs)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	head := []string{"metric", "unit"}
 	head = append(head, names...)

@@ -9,7 +9,9 @@ import (
 	"io"
 	"maps"
 	"math"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -624,5 +626,68 @@ func TestOverlayMetricsPairsRepetitions(t *testing.T) {
 	}
 	if out := table.String(); strings.Contains(out, "× (") || strings.Contains(out, "ratios:") {
 		t.Errorf("a one-repetition table shows ranges of ratios:\n%s", out)
+	}
+}
+
+// TestThisMachineLoad checks the load average against /proc/loadavg read
+// just before and after, and when a load counts as busy.
+func TestThisMachineLoad(t *testing.T) {
+	read := func() float64 {
+		b, err := os.ReadFile("/proc/loadavg")
+		if err != nil {
+			t.Skip(err)
+		}
+		v, err := strconv.ParseFloat(strings.Fields(string(b))[0], 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	before := read()
+	m := thisMachine()
+	after := read()
+	if m.Load < min(before, after) || m.Load > max(before, after) {
+		t.Errorf("load average %v, /proc/loadavg says %v then %v", m.Load, before, after)
+	}
+	for _, tc := range []struct {
+		m    Machine
+		busy bool
+	}{{Machine{CPUs: 2, Load: 3.1}, true}, {Machine{CPUs: 2, Load: 2}, false}, {Machine{CPUs: 2, Load: 0.4}, false}, {Machine{Load: 5}, false}} {
+		if got := tc.m.Busy(); got != tc.busy {
+			t.Errorf("%+v busy = %v, want %v", tc.m, got, tc.busy)
+		}
+	}
+}
+
+// TestOverlayTableNamesTheRun checks the lines that say which build ran
+// and on what machine: the binary and version, the start and the load,
+// and a warning when the machine was busy.
+func TestOverlayTableNamesTheRun(t *testing.T) {
+	r := sampleReport()
+	r.FerryBinary = "ferry at /x/ferry (d5fb60e, go1.26.8 linux/amd64)"
+	r.Started = time.Date(2026, 11, 23, 6, 20, 1, 0, time.UTC)
+	r.Machine.Load = 0.52
+	var b bytes.Buffer
+	if err := r.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"  ferry's path run by ferry at /x/ferry (d5fb60e, go1.26.8 linux/amd64)\n",
+		"  started 2026-11-23 06:20:01 UTC, load average 0.52 on 2 CPUs\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+	if strings.Contains(b.String(), "busy") {
+		t.Errorf("a quiet machine called busy:\n%s", b.String())
+	}
+	r.Machine.Load = 3.5
+	b.Reset()
+	if err := r.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	if want := "the machine was busy when the run started (load average 3.50 on 2 CPUs)"; !strings.Contains(b.String(), want) {
+		t.Errorf("table lacks %q:\n%s", want, b.String())
 	}
 }
