@@ -60,6 +60,8 @@ const (
 	MaxWorkers = 64
 	// DefaultOffload is node.offload when the key is absent.
 	DefaultOffload = true
+	// DefaultIOURing is node.io_uring when the key is absent.
+	DefaultIOURing = true
 	// MaxCPU is the largest CPU number node.cpus takes (the kernel's
 	// CPU_SETSIZE is 1024).
 	MaxCPU = 1023
@@ -152,6 +154,12 @@ type Node struct {
 	// segments them itself for peers and coalesces what peers send) and
 	// UDP_SEGMENT/UDP_GRO on the tunnel sockets. Default: DefaultOffload.
 	Offload bool `yaml:"offload"`
+	// IOURing makes the workers read and write their TAP and TUN queues
+	// in batches through io_uring, one system call per batch instead of
+	// one per frame. Where the kernel (or a seccomp filter) refuses
+	// io_uring, ferry logs why and uses a system call per frame. Default:
+	// DefaultIOURing.
+	IOURing bool `yaml:"io_uring"`
 	// CPUs pins the workers: worker i runs only on CPU CPUs[i mod
 	// len(CPUs)], as VPP's corelist-workers and OVS's pmd-cpu-mask do, so
 	// a worker keeps its caches and never moves while it has packets in
@@ -496,6 +504,9 @@ func (c *Config) setDefaults(doc *yaml.Node) error {
 	}
 	if absent("node.offload") {
 		c.Node.Offload = DefaultOffload
+	}
+	if absent("node.io_uring") {
+		c.Node.IOURing = DefaultIOURing
 	}
 	if absent("control.socket") {
 		c.Control.Socket = DefaultSocket

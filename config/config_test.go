@@ -41,7 +41,7 @@ func TestParseIssueExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Config{
-		Node:    Node{Name: "h1", Underlay: netip.MustParseAddr("192.168.77.1"), Workers: defaultWorkers(), LogLevel: "info", Offload: DefaultOffload},
+		Node:    Node{Name: "h1", Underlay: netip.MustParseAddr("192.168.77.1"), Workers: defaultWorkers(), LogLevel: "info", Offload: DefaultOffload, IOURing: DefaultIOURing},
 		Control: Control{Socket: "/run/ferry/ferry.sock"},
 		Metrics: Metrics{Listen: "127.0.0.1:9469"},
 		Networks: []Network{{
@@ -112,7 +112,7 @@ func TestParseEveryKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantNode := Node{Name: "host-1.example", Underlay: netip.MustParseAddr("192.168.77.1"), UnderlayMTU: 9000, Workers: 4, LogLevel: "debug", Offload: false, CPUs: []int{2, 3, 0, 1}}
+	wantNode := Node{Name: "host-1.example", Underlay: netip.MustParseAddr("192.168.77.1"), UnderlayMTU: 9000, Workers: 4, LogLevel: "debug", Offload: false, IOURing: false, CPUs: []int{2, 3, 0, 1}}
 	if !reflect.DeepEqual(c.Node, wantNode) {
 		t.Errorf("node: got %+v, want %+v", c.Node, wantNode)
 	}
@@ -221,7 +221,7 @@ func TestParseErrors(t *testing.T) {
 		{"mac too long", "networks: [{name: blue, vni: 42, ports: [{name: t, mac: 02:00:00:00:00:00:00:01}]}]\n", `line 1: networks[0].ports[0].mac: "02:00:00:00:00:00:00:01" is not a MAC address`},
 		{"mac all zero", "networks: [{name: blue, vni: 42, ports: [{name: t, mac: 00:00:00:00:00:00}]}]\n", `line 1: networks[0].ports[0].mac: "00:00:00:00:00:00" is the zero MAC address; leave the key out instead`},
 		{"key is a list", "node: {[a]: 1}\n", "line 1: node: a key must be a name, not a list"},
-		{"unknown key with newline", "node: {\"a\\nb\": 1}\n", `line 1: node."a\nb": unknown key (known keys: name, underlay, underlay_mtu, workers, log_level, offload, cpus)`},
+		{"unknown key with newline", "node: {\"a\\nb\": 1}\n", `line 1: node."a\nb": unknown key (known keys: name, underlay, underlay_mtu, workers, log_level, offload, io_uring, cpus)`},
 		{"bad merge value", "node: {<<: 1}\n", "line 1: node: a merge (<<) takes a mapping or a list of mappings"},
 		{"bad merge list", "node: {<<: [1]}\n", "line 1: node: a merge (<<) takes a mapping or a list of mappings"},
 		{"unknown key in merged mapping", "networks: [{<<: {name: blue, vnid: 1}, vni: 42}]\n", `line 1: networks[0].vnid: unknown key (did you mean "vni"?)`},

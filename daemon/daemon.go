@@ -54,9 +54,28 @@ type node struct {
 	// kernelStats holds the kernel counters of each port's device, by
 	// port name; complete before the engine reads it (kernelDrops).
 	kernelStats map[string]*netconf.LinkStats
+	// ringWarned is set once the daemon said that io_uring is
+	// unavailable (node.io_uring).
+	ringWarned bool
 }
 
 func (n *node) onClose(f func() error) { n.undo = append(n.undo, f) }
+
+// newTunTap creates a TAP or TUN device with queues queues and the node's
+// I/O settings: the virtio-net header with node.offload, batched reads and
+// writes through io_uring with node.io_uring. When the kernel refuses
+// io_uring it says so once, and the queues use a system call per frame.
+func (n *node) newTunTap(cfg *config.Config, name string, kind tuntap.Kind, queues int) (*tuntap.Device, error) {
+	dev, err := tuntap.Create(tuntap.Options{Name: name, Kind: kind, Queues: queues, VnetHdr: cfg.Node.Offload, IOURing: cfg.Node.IOURing})
+	if err != nil {
+		return nil, err
+	}
+	if _, rerr := dev.IOURing(); rerr != nil && !n.ringWarned {
+		n.ringWarned = true
+		slog.Warn("io_uring unavailable: TAP/TUN queues use one system call per frame (node.io_uring)", "err", rerr)
+	}
+	return dev, nil
+}
 
 // watchKernelDrops opens the kernel counters of port's device, ifname in
 // namespace ns ("" for ferry's own), for kernelDrops.
@@ -331,7 +350,7 @@ func (n *node) createPorts(cfg *config.Config, eng *dataplane.Engine, ws []*data
 			} else if exists {
 				return fmt.Errorf("port %q: a link with this name already exists (another ferry's port, or not ferry's)", p.Name)
 			}
-			dev, err := tuntap.Create(tuntap.Options{Name: p.Name, Kind: tuntap.TAP, Queues: workers, VnetHdr: off})
+			dev, err := n.newTunTap(cfg, p.Name, tuntap.TAP, workers)
 			if err != nil {
 				return fmt.Errorf("port %q: %w", p.Name, err)
 			}

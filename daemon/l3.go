@@ -57,7 +57,7 @@ func (n *node) createL3Devices(cfg *config.Config, eng *dataplane.Engine, ws []*
 		// node.offload: the host's stack hands ferry TCP/UDP superpackets
 		// and partial checksums, and takes them from it (offload.go).
 		off := cfg.Node.Offload
-		dev, err := tuntap.Create(tuntap.Options{Name: nw.Device, Kind: tuntap.TUN, Queues: workers, VnetHdr: off})
+		dev, err := n.newTunTap(cfg, nw.Device, tuntap.TUN, workers)
 		if err != nil {
 			return fmt.Errorf("network %q: device %q: %w", nw.Name, nw.Device, err)
 		}

@@ -99,7 +99,7 @@ func (n *node) createUplinks(cfg *config.Config, eng *dataplane.Engine, ws []*da
 		// checksums with the host's stack like the ports do, so a
 		// container's TCP stream is never cut on its way out or in.
 		off := cfg.Node.Offload
-		dev, err := tuntap.Create(tuntap.Options{Name: u.Name, Kind: tuntap.TUN, Queues: workers, VnetHdr: off})
+		dev, err := n.newTunTap(cfg, u.Name, tuntap.TUN, workers)
 		if err != nil {
 			return fmt.Errorf("uplink %q: %w", u.Name, err)
 		}

@@ -66,6 +66,11 @@ type Options struct {
 	// kernel sends plain frames with a header saying "no GSO, no checksum
 	// offload", and frames written need such a header (all zeros) too.
 	VnetHdr bool
+	// IOURing makes each queue read and write its frames in batches, one
+	// io_uring_enter per batch instead of a system call per frame (see
+	// internal/uring). Where the kernel refuses io_uring the queues fall
+	// back to a system call per frame; Device.IOURing says which it is.
+	IOURing bool
 }
 
 // Device is an open TAP or TUN device: its name and its queues.
@@ -74,9 +79,10 @@ type Options struct {
 // interface. Name and Queues may be called from any goroutine; Close must not
 // run concurrently with a Read or Write on any of its queues.
 type Device struct {
-	name   string
-	kind   Kind
-	queues []*Queue
+	name    string
+	kind    Kind
+	queues  []*Queue
+	ringErr error // why Options.IOURing could not be honoured
 }
 
 // Queue is one queue of a device: one non-blocking file descriptor.
@@ -90,6 +96,9 @@ type Queue struct {
 	index   int
 	name    string
 	offload int // the device's TUNSETOFFLOAD flags (offload_linux.go)
+	// With Options.IOURing: one ring for reads and one for writes, so a
+	// reader and a writer may still use the queue at the same time.
+	rd, wr *ringIO
 }
 
 // Create creates (or attaches to) the device described by opts and opens its
@@ -127,9 +136,27 @@ func Create(opts Options) (*Device, error) {
 			return nil, fmt.Errorf("tuntap: create %s %q queue %d: %w", opts.Kind, displayName(d.name), i, err)
 		}
 		d.name = name
-		d.queues = append(d.queues, &Queue{fd: fd, index: i, name: name})
+		q := &Queue{fd: fd, index: i, name: name}
+		d.queues = append(d.queues, q)
+		if opts.IOURing && d.ringErr == nil {
+			if q.rd, d.ringErr = newRingIO(); d.ringErr == nil {
+				q.wr, d.ringErr = newRingIO()
+			}
+		}
+	}
+	if d.ringErr != nil {
+		// All queues alike: a system call per frame.
+		for _, q := range d.queues {
+			q.closeRings()
+		}
 	}
 	return d, nil
+}
+
+// IOURing reports whether the queues read and write through io_uring
+// (Options.IOURing), and if they were asked to but do not, why.
+func (d *Device) IOURing() (bool, error) {
+	return len(d.queues) > 0 && d.queues[0].rd != nil, d.ringErr
 }
 
 // displayName is the name to show in an error before the kernel chose one.
@@ -182,6 +209,7 @@ func (d *Device) Close() error {
 		if q.fd < 0 {
 			continue
 		}
+		q.closeRings()
 		if err := unix.Close(q.fd); err != nil {
 			errs = append(errs, fmt.Errorf("tuntap: close %s queue %d: %w", d.name, q.index, err))
 		}
@@ -211,6 +239,9 @@ func (q *Queue) Index() int { return q.index }
 // On any other error, n frames were read and the error names the device and
 // queue. Read allocates nothing unless it returns such an error.
 func (q *Queue) Read(bufs [][]byte, sizes []int, offset int) (n int, err error) {
+	if q.rd != nil {
+		return q.readRing(bufs, sizes, offset)
+	}
 	for n < len(bufs) {
 		b := bufs[n]
 		if len(b) <= offset {
@@ -242,6 +273,9 @@ func (q *Queue) Read(bufs [][]byte, sizes []int, offset int) (n int, err error) 
 // buffers are free again when Write returns. Write allocates nothing unless
 // it returns an error other than the sentinels.
 func (q *Queue) Write(bufs [][]byte, offset int) (n int, err error) {
+	if q.wr != nil {
+		return q.writeRing(bufs, offset)
+	}
 	for n < len(bufs) {
 		b := bufs[n]
 		if len(b) <= offset {

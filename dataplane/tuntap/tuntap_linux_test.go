@@ -22,8 +22,11 @@ import (
 
 // createIn creates a device inside namespace ns and closes it when the test
 // ends (unless the test closed it already).
+// With ioURing set (TestWithIOURing), the device's queues use io_uring,
+// and a device that fell back to a system call per frame fails the test.
 func createIn(tb testing.TB, ns string, opts tuntap.Options) *tuntap.Device {
 	tb.Helper()
+	opts.IOURing = opts.IOURing || ioURing
 	var dev *tuntap.Device
 	err := netconf.Do(ns, func() error {
 		var err error
@@ -32,6 +35,10 @@ func createIn(tb testing.TB, ns string, opts tuntap.Options) *tuntap.Device {
 	})
 	if err != nil {
 		tb.Fatal(err)
+	}
+	if on, err := dev.IOURing(); on != opts.IOURing || err != nil {
+		dev.Close()
+		tb.Fatalf("device on io_uring: %v (%v), want %v", on, err, opts.IOURing)
 	}
 	tb.Cleanup(func() {
 		if err := dev.Close(); err != nil {
