@@ -113,8 +113,10 @@ func BenchmarkTAPBurst(b *testing.B) {
 				}
 				frames += n
 			}
-			if frames != burst*b.N {
-				b.Fatalf("read %d replies to %d requests", frames, burst*b.N)
+			// The link's own chatter (IPv6 router solicitations) may
+			// add a frame or two.
+			if frames < burst*b.N {
+				b.Fatalf("read %d frames for %d requests", frames, burst*b.N)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(frames), "ns/frame")
 		})
