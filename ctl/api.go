@@ -70,7 +70,19 @@ type NodeInfo struct {
 	// WorkerCPUs is the CPU each worker is pinned to (node.cpus, worker i
 	// at index i), or nil when the workers are not pinned.
 	WorkerCPUs []int
+	// TAPIO is how the workers read and write TAP and TUN queues: TAPIOURing
+	// or TAPIOSyscalls.
+	TAPIO string
 }
+
+// The values of NodeInfo.TAPIO and Status.TAPIO.
+const (
+	// TAPIOURing: batches through an io_uring per queue (node.io_uring).
+	TAPIOURing = "io_uring"
+	// TAPIOSyscalls: one read or write system call per frame
+	// (node.io_uring off, or refused by the kernel).
+	TAPIOSyscalls = "syscalls"
+)
 
 // Status is the reply of GET /v1/status.
 type Status struct {
@@ -81,8 +93,11 @@ type Status struct {
 	Workers       int     `json:"workers"`
 	// WorkerCPUs is the CPU each worker is pinned to (config node.cpus;
 	// worker i at index i), absent when the workers are not pinned.
-	WorkerCPUs []int                   `json:"worker_cpus,omitempty"`
-	Networks   []dataplane.NetworkInfo `json:"networks"`
+	WorkerCPUs []int `json:"worker_cpus,omitempty"`
+	// TAPIO is how the workers read and write TAP and TUN queues:
+	// "io_uring" or "syscalls".
+	TAPIO    string                  `json:"tap_io"`
+	Networks []dataplane.NetworkInfo `json:"networks"`
 }
 
 // Uptime returns UptimeSeconds as a duration.

@@ -190,6 +190,7 @@ func (s *server) status(*http.Request) (any, error) {
 		UptimeSeconds: s.b.Uptime().Seconds(),
 		Workers:       s.b.Workers(),
 		WorkerCPUs:    s.info.WorkerCPUs,
+		TAPIO:         s.info.TAPIO,
 		Networks:      nonNil(s.b.Networks()),
 	}, nil
 }

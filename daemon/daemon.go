@@ -24,6 +24,7 @@ import (
 	"github.com/ferry-overlay/ferry/dataplane"
 	"github.com/ferry-overlay/ferry/dataplane/tuntap"
 	"github.com/ferry-overlay/ferry/internal/netconf"
+	"github.com/ferry-overlay/ferry/internal/uring"
 	"github.com/ferry-overlay/ferry/metrics"
 )
 
@@ -54,27 +55,41 @@ type node struct {
 	// kernelStats holds the kernel counters of each port's device, by
 	// port name; complete before the engine reads it (kernelDrops).
 	kernelStats map[string]*netconf.LinkStats
-	// ringWarned is set once the daemon said that io_uring is
-	// unavailable (node.io_uring).
-	ringWarned bool
+	// ioURing is whether TAP and TUN queues use io_uring: node.io_uring,
+	// and the kernel lets ferry make one (ioURingWorks).
+	ioURing bool
 }
 
 func (n *node) onClose(f func() error) { n.undo = append(n.undo, f) }
 
 // newTunTap creates a TAP or TUN device with queues queues and the node's
 // I/O settings: the virtio-net header with node.offload, batched reads and
-// writes through io_uring with node.io_uring. When the kernel refuses
-// io_uring it says so once, and the queues use a system call per frame.
+// writes through io_uring with node.io_uring where the kernel allows it.
 func (n *node) newTunTap(cfg *config.Config, name string, kind tuntap.Kind, queues int) (*tuntap.Device, error) {
-	dev, err := tuntap.Create(tuntap.Options{Name: name, Kind: kind, Queues: queues, VnetHdr: cfg.Node.Offload, IOURing: cfg.Node.IOURing})
+	dev, err := tuntap.Create(tuntap.Options{Name: name, Kind: kind, Queues: queues, VnetHdr: cfg.Node.Offload, IOURing: n.ioURing})
 	if err != nil {
 		return nil, err
 	}
-	if _, rerr := dev.IOURing(); rerr != nil && !n.ringWarned {
-		n.ringWarned = true
-		slog.Warn("io_uring unavailable: TAP/TUN queues use one system call per frame (node.io_uring)", "err", rerr)
+	if _, rerr := dev.IOURing(); rerr != nil {
+		// The probe worked, this device's rings did not (out of
+		// memory, say): it still works, a system call per frame.
+		slog.Warn("io_uring refused for a device: its queues use one system call per frame", "device", dev.Name(), "err", rerr)
 	}
 	return dev, nil
+}
+
+// ioURingWorks reports whether the kernel lets ferry make an io_uring, and
+// says why not when it does not: io_uring disabled
+// (kernel.io_uring_disabled), refused by a seccomp filter (a container
+// runtime's default profile), or missing from the kernel.
+func ioURingWorks() bool {
+	r, err := uring.New(1)
+	if err != nil {
+		slog.Warn("io_uring unavailable: TAP/TUN queues use one system call per frame (node.io_uring)", "err", err)
+		return false
+	}
+	r.Close()
+	return true
 }
 
 // watchKernelDrops opens the kernel counters of port's device, ifname in
@@ -231,7 +246,10 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) (err error) {
 	// that ferry's). The control API is served only once everything is
 	// up, so a client that gets an answer talks to a ready node (a
 	// connection made earlier waits in the listen backlog).
-	info := ctl.NodeInfo{Name: cfg.Node.Name, Version: opts.Version, WorkerCPUs: workerCPUs(cfg.Node.CPUs, workers)}
+	info := ctl.NodeInfo{Name: cfg.Node.Name, Version: opts.Version, WorkerCPUs: workerCPUs(cfg.Node.CPUs, workers), TAPIO: ctl.TAPIOSyscalls}
+	if n.ioURing = cfg.Node.IOURing && ioURingWorks(); n.ioURing {
+		info.TAPIO = ctl.TAPIOURing
+	}
 	ctlLn, err := ctl.Listen(cfg.Control.Socket)
 	if err != nil {
 		return err

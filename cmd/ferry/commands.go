@@ -98,6 +98,9 @@ func newStatusCmd(c *cli) *cobra.Command {
 					}
 					row(w, "worker CPUs:", strings.Join(cpus, ","))
 				}
+				if st.TAPIO != "" {
+					row(w, "TAP/TUN I/O:", st.TAPIO)
+				}
 				row(w)
 				row(w, "NETWORK", "VNI", "MTU", "PORTS", "PEERS", "FDB")
 				for _, n := range st.Networks {

@@ -17,7 +17,7 @@ import (
 	"github.com/ferry-overlay/ferry/dataplane"
 )
 
-var testInfo = ctl.NodeInfo{Name: "node-1", Version: "v1.2.3-test", WorkerCPUs: []int{1, 0}}
+var testInfo = ctl.NodeInfo{Name: "node-1", Version: "v1.2.3-test", WorkerCPUs: []int{1, 0}, TAPIO: ctl.TAPIOURing}
 
 // startDaemon serves the control API over fake on a unix socket in a fresh
 // directory and returns the socket path.
@@ -75,7 +75,7 @@ func TestTables(t *testing.T) {
 		want [][]string
 	}{
 		{"status", []string{"status"}, [][]string{
-			{"node:", "node-1"}, {"version:", "v1.2.3-test"}, {"uptime:", "1h30m"}, {"workers:", "2"}, {"worker", "CPUs:", "1,0"},
+			{"node:", "node-1"}, {"version:", "v1.2.3-test"}, {"uptime:", "1h30m"}, {"workers:", "2"}, {"worker", "CPUs:", "1,0"}, {"TAP/TUN", "I/O:", "io_uring"},
 			{"NETWORK", "VNI", "MTU", "PORTS", "PEERS", "FDB"},
 			{"blue", "42", "1450", "2", "1", "2"},
 			{"red", "7", "1400", "1", "1", "1"},
@@ -191,7 +191,7 @@ func TestJSONOutputIsTheAPIStruct(t *testing.T) {
 		args []string
 		want any
 	}{
-		{[]string{"status"}, ctl.Status{Version: testInfo.Version, Node: testInfo.Name, UptimeSeconds: fake.Up.Seconds(), Workers: 2, WorkerCPUs: []int{1, 0}, Networks: fake.NetworkList}},
+		{[]string{"status"}, ctl.Status{Version: testInfo.Version, Node: testInfo.Name, UptimeSeconds: fake.Up.Seconds(), Workers: 2, WorkerCPUs: []int{1, 0}, TAPIO: ctl.TAPIOURing, Networks: fake.NetworkList}},
 		{[]string{"ports"}, fake.PortList},
 		{[]string{"peers"}, fake.PeerList},
 		{[]string{"fdb", "blue"}, fake.FDBEntries[:2]},
