@@ -92,6 +92,13 @@ type OverlayOptions struct {
 	// KeepGoing records a failed workload in the report and goes on,
 	// instead of stopping the run.
 	KeepGoing bool `json:"keep_going"`
+	// Restart restarts the ferry daemons of ferry's path (and of the
+	// baseline's) before every repetition after the first, so the
+	// repetitions also sample what a start decides: which worker of the
+	// receiving host each flow's outer source port hashes to, which moves
+	// the packet rate by tens of percent from one start to the next. nil
+	// means true, which [Overlay] fills in for the report.
+	Restart *bool `json:"restart"`
 	// Log, if not nil, receives one line per step, for a person watching.
 	Log io.Writer `json:"-"`
 }
@@ -149,6 +156,10 @@ func (o OverlayOptions) withDefaults() OverlayOptions {
 	if o.Offload == nil {
 		on := config.DefaultOffload
 		o.Offload = &on
+	}
+	if o.Restart == nil {
+		on := true
+		o.Restart = &on
 	}
 	return o
 }
@@ -527,6 +538,15 @@ func Overlay(ctx context.Context, opts OverlayOptions) (rep *OverlayReport, err 
 	rep.BaselinePath = baselineDesc
 	for i := range opts.Reps {
 		for _, path := range pathOrder(names, i) {
+			if tb := paths[path]; i > 0 && *opts.Restart && tb.restart != nil {
+				lab.logf("rep %d/%d: restarting the %s path's daemons", i+1, opts.Reps, path)
+				if err := tb.restart(ctx); err != nil {
+					if ctx.Err() != nil {
+						return nil, fmt.Errorf("bench overlay: interrupted while restarting the %s path before rep %d: %w", path, i+1, context.Cause(ctx))
+					}
+					return nil, fmt.Errorf("bench overlay: rep %d %s: %w", i+1, path, err)
+				}
+			}
 			for _, w := range workloads {
 				if ctx.Err() != nil {
 					return nil, fmt.Errorf("bench overlay: interrupted before rep %d %s %s: %w", i+1, path, w.name, context.Cause(ctx))
@@ -707,6 +727,9 @@ type testbed struct {
 	c1, c2       *netNS
 	addr1, addr2 netip.Addr
 	iperf        *proc
+	// restart, on a path with daemons of its own (ferry's), stops and
+	// starts them again and waits until the containers reach each other.
+	restart func(context.Context) error
 }
 
 // proc is a process the lab started and stops by its PID.
@@ -941,6 +964,7 @@ func (l *lab) ferryPathOf(ctx context.Context, opts OverlayOptions, path, bin st
 	if err != nil {
 		return nil, err
 	}
+	var daemons []ferryDaemon
 	for i, d := range []struct{ host, cont, peer *netNS }{{h1, c1, h2}, {h2, c2, h1}} {
 		h := ferryHost{
 			index: i + 1, name: d.host.name, local: hostAddr(i + 1), peer: hostAddr(2 - i),
@@ -961,15 +985,51 @@ func (l *lab) ferryPathOf(ctx context.Context, opts OverlayOptions, path, bin st
 		if err := os.WriteFile(cfgFile, []byte(text), 0o600); err != nil {
 			return nil, fmt.Errorf("write ferry config: %w", err)
 		}
-		p, err := l.spawn(d.host, bin, "run", "--config", cfgFile)
-		if err != nil {
-			return nil, err
-		}
-		if err := waitDaemon(ctx, p, h.socket); err != nil {
-			return nil, err
-		}
+		daemons = append(daemons, ferryDaemon{d.host, cfgFile, h.socket})
 	}
-	return l.finish(ctx, c1, c2, containerAddr(opts.Mode, 1), containerAddr(opts.Mode, 2))
+	start := func(ctx context.Context) ([]*proc, error) {
+		var ps []*proc
+		for _, d := range daemons {
+			p, err := l.spawn(d.host, bin, "run", "--config", d.cfgFile)
+			if err != nil {
+				return nil, err
+			}
+			ps = append(ps, p)
+			if err := waitDaemon(ctx, p, d.socket); err != nil {
+				return nil, err
+			}
+		}
+		return ps, nil
+	}
+	running, err := start(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tb, err := l.finish(ctx, c1, c2, containerAddr(opts.Mode, 1), containerAddr(opts.Mode, 2))
+	if err != nil {
+		return nil, err
+	}
+	tb.restart = func(ctx context.Context) error {
+		for _, p := range running {
+			if err := p.stop(); err != nil {
+				return fmt.Errorf("restart: stop %s: %w", p.name, err)
+			}
+		}
+		ps, err := start(ctx)
+		if err != nil {
+			return fmt.Errorf("restart: %w", err)
+		}
+		running = ps
+		return tb.ready(ctx)
+	}
+	return tb, nil
+}
+
+// ferryDaemon is what starts one of a path's ferry daemons: its host, its
+// config file and its control socket.
+type ferryDaemon struct {
+	host            *netNS
+	cfgFile, socket string
 }
 
 // hostAddr is host i's underlay address (1 or 2).
@@ -1076,14 +1136,8 @@ func (l *lab) kernelPath(ctx context.Context, _ OverlayOptions) (*testbed, error
 // starts the iperf3 server in c2 and checks that c1 reaches c2.
 func (l *lab) finish(ctx context.Context, c1, c2 *netNS, addr1, addr2 netip.Addr) (*testbed, error) {
 	tb := &testbed{c1: c1, c2: c2, addr1: addr1, addr2: addr2}
-	// A ferry daemon may answer before it has configured its ports.
-	for _, c := range []struct {
-		ns   *netNS
-		addr netip.Addr
-	}{{c1, addr1}, {c2, addr2}} {
-		if err := waitAddr(ctx, c.ns, containerDev, c.addr); err != nil {
-			return nil, err
-		}
+	if err := tb.waitAddrs(ctx); err != nil {
+		return nil, err
 	}
 	p, err := l.spawn(c2, "iperf3", "-s", "-p", fmt.Sprint(iperfPort))
 	if err != nil {
@@ -1097,6 +1151,29 @@ func (l *lab) finish(ctx context.Context, c1, c2 *netNS, addr1, addr2 netip.Addr
 		return nil, err
 	}
 	return tb, nil
+}
+
+// waitAddrs waits until both containers have their addresses: a ferry
+// daemon may answer before it has configured its ports.
+func (tb *testbed) waitAddrs(ctx context.Context) error {
+	for _, c := range []struct {
+		ns   *netNS
+		addr netip.Addr
+	}{{tb.c1, tb.addr1}, {tb.c2, tb.addr2}} {
+		if err := waitAddr(ctx, c.ns, containerDev, c.addr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ready waits, after the path's daemons were restarted, until the
+// containers have their addresses again and reach each other.
+func (tb *testbed) ready(ctx context.Context) error {
+	if err := tb.waitAddrs(ctx); err != nil {
+		return err
+	}
+	return reachable(ctx, tb)
 }
 
 // waitListen waits until the process listens on TCP port in its namespace,

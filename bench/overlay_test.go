@@ -43,9 +43,10 @@ func TestBenchOverlaySmoke(t *testing.T) {
 		streams, flows    int
 		cc, wantCC        string
 		wantUDP           string
+		reps              int
 	}{
-		{"l2 vxlan (default)", "", "", 0, 0, "", strings.TrimSpace(string(def)), "UDP delivered (4 flows)"},
-		{"l3 gre, two cubic streams, one UDP flow, one worker, no offloads, a baseline", EncapGRE, ModeL3, 2, 1, "cubic", "cubic", "UDP delivered (1 flow)"},
+		{"l2 vxlan (default), two repetitions", "", "", 0, 0, "", strings.TrimSpace(string(def)), "UDP delivered (4 flows)", 2},
+		{"l3 gre, two cubic streams, one UDP flow, one worker, no offloads, a baseline", EncapGRE, ModeL3, 2, 1, "cubic", "cubic", "UDP delivered (1 flow)", 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -53,7 +54,7 @@ func TestBenchOverlaySmoke(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			var log strings.Builder
-			opts := OverlayOptions{FerryBin: bin, Duration: time.Second, Reps: 1, Size: 64, Encap: tc.encap, Mode: tc.mode, Streams: tc.streams, Flows: tc.flows, TCPCC: tc.cc, Log: &log}
+			opts := OverlayOptions{FerryBin: bin, Duration: time.Second, Reps: tc.reps, Size: 64, Encap: tc.encap, Mode: tc.mode, Streams: tc.streams, Flows: tc.flows, TCPCC: tc.cc, Log: &log}
 			if tc.flows == 1 {
 				off := false
 				opts.Workers, opts.Offload = 1, &off
@@ -82,13 +83,14 @@ func TestBenchOverlaySmoke(t *testing.T) {
 				}
 				if m.Name == MetricTCPRetrans {
 					// A count that may well be 0 on either path.
-					if len(m.Ferry.Samples) != 1 || len(m.Kernel.Samples) != 1 || m.Ferry.Median < 0 || m.Kernel.Median < 0 {
-						t.Errorf("%s: ferry %+v kernel %+v: want one count per path", m.Name, m.Ferry, m.Kernel)
+					if len(m.Ferry.Samples) != tc.reps || len(m.Kernel.Samples) != tc.reps || m.Ferry.Median < 0 || m.Kernel.Median < 0 {
+						t.Errorf("%s: ferry %+v kernel %+v: want %d counts per path", m.Name, m.Ferry, m.Kernel, tc.reps)
 					}
 					continue
 				}
-				if len(m.Ferry.Samples) != 1 || len(m.Kernel.Samples) != 1 || m.Ferry.Median <= 0 || m.Kernel.Median <= 0 || m.Ratio == nil {
-					t.Errorf("%s: ferry %+v kernel %+v ratio %v: want one positive sample per path and a ratio", m.Name, m.Ferry, m.Kernel, m.Ratio)
+				if len(m.Ferry.Samples) != tc.reps || len(m.Kernel.Samples) != tc.reps || m.Ferry.Min <= 0 || m.Kernel.Min <= 0 || m.Ratio == nil ||
+					m.RatioByRep == nil || len(m.RatioByRep.Samples) != tc.reps {
+					t.Errorf("%s: ferry %+v kernel %+v ratio %v by repetition %+v: want %d positive samples per path and the ratios", m.Name, m.Ferry, m.Kernel, m.Ratio, m.RatioByRep, tc.reps)
 				}
 				switch {
 				case opts.Baseline == "" && (m.Baseline != nil || rep.BaselinePath != ""):
@@ -106,6 +108,12 @@ func TestBenchOverlaySmoke(t *testing.T) {
 			}
 			if age := time.Since(rep.Started); age < 2*time.Second || age > time.Minute {
 				t.Errorf("report started %v ago (%v), want the start of this run", age, rep.Started)
+			}
+			// Ferry's daemons restart before each repetition after the
+			// first (the default), the kernel's path has none.
+			restarts := strings.Count(log.String(), "restarting the ferry path's daemons")
+			if restarts != tc.reps-1 || strings.Contains(log.String(), "restarting the kernel path") || !*rep.Options.Restart {
+				t.Errorf("%d restarts of ferry's path in %d repetitions (options restart %v), want %d and none of the kernel's:\n%s", restarts, tc.reps, *rep.Options.Restart, tc.reps-1, log.String())
 			}
 			if after := benchNamespaces(t); len(after) != len(before) {
 				t.Errorf("namespaces left behind: before %v, after %v", before, after)

@@ -80,7 +80,7 @@ runtime counters) and heap allocations per frame (runtime.MemStats).`,
 func newBenchOverlayCmd() *cobra.Command {
 	opts := bench.OverlayOptions{Duration: 10 * time.Second, Reps: 3, Size: 64, Encap: bench.EncapVXLAN, Mode: bench.ModeL2}
 	var jsonFile, svgFile string
-	var offload bool
+	var offload, restart bool
 	cmd := &cobra.Command{
 		Use:   "overlay",
 		Short: "Compare ferry's overlay path with the kernel's VXLAN path in network namespaces (root, iperf3)",
@@ -115,6 +115,10 @@ With --baseline PATH it also runs ferry's path with the ferry binary at PATH
 (an earlier build, say) and the same options, so one run says what a change
 did: the figures of both builds, measured alternately, and their ratio.
 
+ferry's daemons (and the baseline's) are restarted before every repetition
+after the first (--restart=false keeps them), so the repetitions also sample
+what a start decides, such as the worker each flow lands on.
+
 It prints the medians and spreads of the paths and ferry's ratios, and with
 --json and --svg writes the report and a bar chart. Everything it creates is
 removed when it ends, also on SIGINT/SIGTERM. It needs root and iperf3 and
@@ -127,7 +131,7 @@ installs nothing: a missing tool is named with the command that installs it.`,
 			}
 			opts.FerryBin = bin
 			opts.Log = cmd.ErrOrStderr()
-			opts.Offload = &offload
+			opts.Offload, opts.Restart = &offload, &restart
 			rep, err := bench.Overlay(cmd.Context(), opts)
 			if err != nil {
 				return err
@@ -163,6 +167,7 @@ installs nothing: a missing tool is named with the command that installs it.`,
 	f.StringVar(&opts.Flanneld, "flanneld", "", "also measure flannel's udp backend, run by the flanneld binary at this path (needs etcd and etcdctl)")
 	f.StringVar(&opts.Baseline, "baseline", "", "also run ferry's path with the ferry binary at this path (an earlier build) and report this build's ratio to it")
 	f.BoolVar(&opts.KeepGoing, "keep-going", false, "record a failed workload in the report and go on")
+	f.BoolVar(&restart, "restart", true, "restart ferry's daemons before every repetition after the first, so the repetitions also sample what a start decides")
 	f.StringVar(&jsonFile, "json", "", "also write the report as JSON to this file")
 	f.StringVar(&svgFile, "svg", "", "also draw the report as an SVG bar chart into this file")
 	return cmd
