@@ -32,6 +32,33 @@ func newRingIO() (*ringIO, error) {
 	return &ringIO{r: r, res: make([]int32, ringSize)}, nil
 }
 
+// openRings gives q its read and write rings, and checks that the kernel
+// does non-blocking reads of this device through them: a read of the new,
+// empty queue must find nothing (EAGAIN). A kernel whose TUN driver does
+// not take RWF_NOWAIT answers EOPNOTSUPP, and q must then go on with a
+// system call per frame.
+func (q *Queue) openRings() error {
+	var err error
+	if q.rd, err = newRingIO(); err != nil {
+		return err
+	}
+	if q.wr, err = newRingIO(); err != nil {
+		return err
+	}
+	probe := [][]byte{make([]byte, 64*1024+VnetHdrLen)}
+	if err := q.rd.r.Do(uring.Read, q.fd, probe, 0, q.rd.res, false); err != nil {
+		return err
+	}
+	switch res := q.rd.res[0]; {
+	case res == -int32(unix.EAGAIN):
+		return nil
+	case res < 0:
+		return fmt.Errorf("tuntap: io_uring read of %s: %w", q.name, unix.Errno(-res))
+	default:
+		return fmt.Errorf("tuntap: io_uring read of the new queue of %s returned %d bytes, want none", q.name, res)
+	}
+}
+
 func (q *Queue) closeRings() {
 	for _, r := range []*ringIO{q.rd, q.wr} {
 		if r != nil {

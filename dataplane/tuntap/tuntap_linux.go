@@ -139,9 +139,7 @@ func Create(opts Options) (*Device, error) {
 		q := &Queue{fd: fd, index: i, name: name}
 		d.queues = append(d.queues, q)
 		if opts.IOURing && d.ringErr == nil {
-			if q.rd, d.ringErr = newRingIO(); d.ringErr == nil {
-				q.wr, d.ringErr = newRingIO()
-			}
+			d.ringErr = q.openRings()
 		}
 	}
 	if d.ringErr != nil {
