@@ -72,7 +72,8 @@ func (n *node) newTunTap(cfg *config.Config, name string, kind tuntap.Kind, queu
 	}
 	if _, rerr := dev.IOURing(); rerr != nil {
 		// The probe worked, this device's rings did not (out of
-		// memory, say): it still works, a system call per frame.
+		// memory, or a TUN driver that refuses non-blocking reads
+		// through io_uring): it still works, a system call per frame.
 		slog.Warn("io_uring refused for a device: its queues use one system call per frame", "device", dev.Name(), "err", rerr)
 	}
 	return dev, nil
