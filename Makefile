@@ -89,6 +89,7 @@ e2e:
 # (workers, control server, metrics, the dataplane's control updates) only
 # meet under traffic in a real daemon. One pass, offloads on; a race report
 # makes the daemon exit with GORACE's exitcode 66, which the harness checks.
+# FERRY_E2E_RACE tells the tests the daemon is slower (e2e/harness_test.go).
 e2e-race:
 	@pkgs=$$($(GO) list ./e2e/... 2>/dev/null); \
 	if [ -z "$$pkgs" ]; then \
@@ -96,8 +97,8 @@ e2e-race:
 	fi; \
 	echo "$(GO) build -race -o $(FERRY)-race ./cmd/ferry" && \
 	$(GO) build -race -ldflags "-X main.version=$(VERSION)-race" -o $(FERRY)-race ./cmd/ferry || exit 1; \
-	echo "FERRY_E2E_OFFLOAD=true FERRY_BIN=$(FERRY)-race $(GO) test -count=1 -run '^TestE2E' -timeout 15m $(E2EFLAGS) ./e2e/..." && \
-	FERRY_E2E_OFFLOAD=true FERRY_BIN=$(FERRY)-race $(GO) test -count=1 -run '^TestE2E' -timeout 15m $(E2EFLAGS) ./e2e/...
+	echo "FERRY_E2E_RACE=1 FERRY_E2E_OFFLOAD=true FERRY_BIN=$(FERRY)-race $(GO) test -count=1 -run '^TestE2E' -timeout 15m $(E2EFLAGS) ./e2e/..." && \
+	FERRY_E2E_RACE=1 FERRY_E2E_OFFLOAD=true FERRY_BIN=$(FERRY)-race $(GO) test -count=1 -run '^TestE2E' -timeout 15m $(E2EFLAGS) ./e2e/...
 
 test: lint unit e2e e2e-race
 

@@ -27,6 +27,11 @@ import (
 // it), or one built once for all tests.
 var ferryBin string
 
+// raceBuild says ferryBin was built with -race ($FERRY_E2E_RACE, set by
+// make e2e-race): several times slower, so a test whose load is paced for
+// ferry's own readers (a capture) paces it more gently.
+var raceBuild = os.Getenv("FERRY_E2E_RACE") != ""
+
 func TestMain(m *testing.M) {
 	if bin := os.Getenv("FERRY_BIN"); bin != "" {
 		abs, err := filepath.Abs(bin)

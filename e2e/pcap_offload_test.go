@@ -174,11 +174,15 @@ func TestE2EPcapTunnelTxCoversTCPStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn.SetDeadline(time.Now().Add(60 * time.Second))
+	pace := 2 * time.Millisecond // 128 ms for the 4 MiB, well inside --duration
+	if raceBuild {
+		pace = 10 * time.Millisecond
+	}
 	for off := 0; off < size; off += chunk {
 		if _, err := conn.Write(data[off : off+chunk]); err != nil {
 			t.Fatalf("send after %d bytes: %v", off, err)
 		}
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(pace)
 	}
 	conn.Close()
 	if got := <-received; !bytes.Equal(got, data) {
