@@ -89,6 +89,11 @@ type OverlayOptions struct {
 	// judged against its baseline in one run, alternating, as the
 	// figures here ask.
 	Baseline string `json:"baseline,omitempty"`
+	// Workloads names the workloads to run, of WorkloadNames, in any
+	// order (they run in the order of WorkloadNames); empty means all,
+	// which [Overlay] fills in for the report. The report has only the
+	// figures of those run.
+	Workloads []string `json:"workloads"`
 	// KeepGoing records a failed workload in the report and goes on,
 	// instead of stopping the run.
 	KeepGoing bool `json:"keep_going"`
@@ -161,7 +166,15 @@ func (o OverlayOptions) withDefaults() OverlayOptions {
 		on := true
 		o.Restart = &on
 	}
+	if len(o.Workloads) == 0 {
+		o.Workloads = WorkloadNames()
+	}
 	return o
+}
+
+// runs reports whether the options ask for the workload called name.
+func (o OverlayOptions) runs(name string) bool {
+	return len(o.Workloads) == 0 || slices.Contains(o.Workloads, name)
 }
 
 // offload reports whether ferry's path runs with offloads (Offload, nil
@@ -202,6 +215,14 @@ func (o OverlayOptions) Validate() error {
 		return fmt.Errorf("cpus %v: want distinct CPU numbers 0..%d", o.CPUs, config.MaxCPU)
 	case o.TCPCC != "" && !validCCName(o.TCPCC):
 		return fmt.Errorf("tcp-cc %q: not a congestion control name (lower-case letters, digits and _, at most 15)", o.TCPCC)
+	}
+	for i, w := range o.Workloads {
+		switch {
+		case !slices.Contains(WorkloadNames(), w):
+			return fmt.Errorf("workloads: %q is not a workload: want %s", w, strings.Join(WorkloadNames(), ", "))
+		case slices.Contains(o.Workloads[:i], w):
+			return fmt.Errorf("workloads: %q is named twice", w)
+		}
 	}
 	return nil
 }
@@ -548,6 +569,9 @@ func Overlay(ctx context.Context, opts OverlayOptions) (rep *OverlayReport, err 
 				}
 			}
 			for _, w := range workloads {
+				if !opts.runs(w.name) {
+					continue
+				}
 				if ctx.Err() != nil {
 					return nil, fmt.Errorf("bench overlay: interrupted before rep %d %s %s: %w", i+1, path, w.name, context.Cause(ctx))
 				}
@@ -615,6 +639,9 @@ func pairedRatios(a, b figures) []float64 {
 func overlayMetrics(opts OverlayOptions, figs map[string]map[string]figures) []Metric {
 	var ms []Metric
 	for _, d := range metricDefs {
+		if !opts.runs(workloadOf(d.Name)) {
+			continue
+		}
 		m := d
 		switch m.Name {
 		case MetricTCP:
@@ -708,16 +735,40 @@ func tcpTitle(streams int, cc string) string {
 }
 
 // workload is one measurement run on one path; it returns values by
-// metric name.
+// metric name, of the metrics it lists.
 type workload struct {
-	name string
-	run  func(ctx context.Context, tb *testbed, opts OverlayOptions) (map[string]float64, error)
+	name    string
+	metrics []string
+	run     func(ctx context.Context, tb *testbed, opts OverlayOptions) (map[string]float64, error)
 }
 
+// workloads are the overlay scenario's workloads, in the order each
+// repetition runs them.
 var workloads = []workload{
-	{"tcp", runTCP},
-	{"udp-rate", runUDPRate},
-	{"latency", runLatency},
+	{"tcp", []string{MetricTCP, MetricTCPRetrans, MetricTCPCPU}, runTCP},
+	{"udp-rate", []string{MetricUDPRx, MetricUDPTx}, runUDPRate},
+	{"latency", []string{MetricLatP50, MetricLatP99}, runLatency},
+}
+
+// WorkloadNames returns the names of the overlay scenario's workloads, in
+// the order each repetition runs them: what OverlayOptions.Workloads and
+// --workloads accept.
+func WorkloadNames() []string {
+	names := make([]string, len(workloads))
+	for i, w := range workloads {
+		names[i] = w.name
+	}
+	return names
+}
+
+// workloadOf returns the name of the workload that measures metric.
+func workloadOf(metric string) string {
+	for _, w := range workloads {
+		if slices.Contains(w.metrics, metric) {
+			return w.name
+		}
+	}
+	return ""
 }
 
 // testbed is one built path: the sending container c1 (address addr1)

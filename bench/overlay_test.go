@@ -44,9 +44,10 @@ func TestBenchOverlaySmoke(t *testing.T) {
 		cc, wantCC        string
 		wantUDP           string
 		reps              int
+		workloads         []string
 	}{
-		{"l2 vxlan (default), two repetitions", "", "", 0, 0, "", strings.TrimSpace(string(def)), "UDP delivered (4 flows)", 2},
-		{"l3 gre, two cubic streams, one UDP flow, one worker, no offloads, a baseline", EncapGRE, ModeL3, 2, 1, "cubic", "cubic", "UDP delivered (1 flow)", 1},
+		{"l2 vxlan (default), two repetitions", "", "", 0, 0, "", strings.TrimSpace(string(def)), "UDP delivered (4 flows)", 2, nil},
+		{"l3 gre, two cubic streams, one UDP flow, one worker, no offloads, a baseline, no latency", EncapGRE, ModeL3, 2, 1, "cubic", "cubic", "UDP delivered (1 flow)", 1, []string{"udp-rate", "tcp"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -54,7 +55,7 @@ func TestBenchOverlaySmoke(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			var log strings.Builder
-			opts := OverlayOptions{FerryBin: bin, Duration: time.Second, Reps: tc.reps, Size: 64, Encap: tc.encap, Mode: tc.mode, Streams: tc.streams, Flows: tc.flows, TCPCC: tc.cc, Log: &log}
+			opts := OverlayOptions{FerryBin: bin, Duration: time.Second, Reps: tc.reps, Size: 64, Encap: tc.encap, Mode: tc.mode, Streams: tc.streams, Flows: tc.flows, TCPCC: tc.cc, Workloads: tc.workloads, Log: &log}
 			if tc.flows == 1 {
 				off := false
 				opts.Workers, opts.Offload = 1, &off
@@ -68,8 +69,29 @@ func TestBenchOverlaySmoke(t *testing.T) {
 			if rep.Options.Encap != want.Encap || rep.Options.Mode != want.Mode || rep.FerryPath != ferryPathDesc(want.Mode, want.Encap) {
 				t.Errorf("report options encap %q mode %q ferry path %q, want %s %s", rep.Options.Encap, rep.Options.Mode, rep.FerryPath, want.Encap, want.Mode)
 			}
-			if len(rep.Metrics) != len(metricDefs) || len(rep.Errors) != 0 {
-				t.Fatalf("report has %d metrics and errors %v", len(rep.Metrics), rep.Errors)
+			// The metrics of the workloads asked for (all by default), in
+			// report order, and no step of another.
+			var wantMetrics []string
+			for _, d := range metricDefs {
+				if w := workloadOf(d.Name); tc.workloads == nil || slices.Contains(tc.workloads, w) {
+					wantMetrics = append(wantMetrics, d.Name)
+				}
+			}
+			var gotMetrics []string
+			for _, m := range rep.Metrics {
+				gotMetrics = append(gotMetrics, m.Name)
+			}
+			if !slices.Equal(gotMetrics, wantMetrics) || len(rep.Errors) != 0 {
+				t.Fatalf("report has metrics %v and errors %v, want %v and none", gotMetrics, rep.Errors, wantMetrics)
+			}
+			for _, w := range WorkloadNames() {
+				ran := strings.Contains(log.String(), " ferry "+w+" (")
+				if want := tc.workloads == nil || slices.Contains(tc.workloads, w); ran != want {
+					t.Errorf("workload %s ran on ferry's path: %v, want %v:\n%s", w, ran, want, log.String())
+				}
+			}
+			if len(rep.Options.Workloads) == 0 {
+				t.Errorf("report options name no workloads, want those run")
 			}
 			if rep.Options.TCPCC != tc.wantCC || rep.Options.Streams != want.Streams || rep.Metrics[0].Title != tcpTitle(want.Streams, tc.wantCC) {
 				t.Errorf("report TCP: cc %q, %d streams, title %q; want %q, %d", rep.Options.TCPCC, rep.Options.Streams, rep.Metrics[0].Title, tc.wantCC, want.Streams)

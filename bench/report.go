@@ -128,6 +128,9 @@ func (r *OverlayReport) WriteTable(w io.Writer) error {
 	o := r.Options
 	fmt.Fprintf(w, "ferry bench overlay: %s, %v per workload × %d reps, UDP payload %d B (%d CPUs, %s)\n",
 		r.comparison(), o.Duration, o.Reps, o.Size, r.Machine.CPUs, r.Machine.Kernel)
+	if len(o.Workloads) > 0 && len(o.Workloads) < len(workloads) {
+		fmt.Fprintf(w, "  workloads: %s only\n", strings.Join(o.Workloads, ", "))
+	}
 	extra := r.optionalPaths()
 	names := []string{PathFerry, PathKernel}
 	descs := []string{r.FerryPath, r.KernelPath}

@@ -448,6 +448,9 @@ func TestOverlayOptionsValidate(t *testing.T) {
 		{"negative flows", func(o *OverlayOptions) { o.Flows = -1 }, false},
 		{"too many flows", func(o *OverlayOptions) { o.Flows = MaxFlows + 1 }, false},
 		{"most flows", func(o *OverlayOptions) { o.Flows = MaxFlows }, true},
+		{"some workloads, any order", func(o *OverlayOptions) { o.Workloads = []string{"latency", "tcp"} }, true},
+		{"an unknown workload", func(o *OverlayOptions) { o.Workloads = []string{"tcp", "rr"} }, false},
+		{"a workload twice", func(o *OverlayOptions) { o.Workloads = []string{"tcp", "tcp"} }, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -519,6 +522,68 @@ func repFigures(vals ...float64) figures {
 // missing on either side (a failed workload) or with a zero divisor
 // pairs nothing, and the table shows the range and names the figures
 // where the repetitions disagree on which path is ahead.
+// TestWorkloadsCoverTheMetrics checks that each figure of the report is
+// measured by exactly one workload, so --workloads leaves out exactly the
+// figures of the workloads not run.
+func TestWorkloadsCoverTheMetrics(t *testing.T) {
+	seen := map[string]string{}
+	for _, w := range workloads {
+		for _, m := range w.metrics {
+			if other, ok := seen[m]; ok {
+				t.Errorf("metric %s measured by %s and %s", m, other, w.name)
+			}
+			seen[m] = w.name
+		}
+	}
+	for _, d := range metricDefs {
+		if seen[d.Name] == "" {
+			t.Errorf("metric %s: no workload measures it", d.Name)
+		}
+		delete(seen, d.Name)
+	}
+	for m, w := range seen {
+		t.Errorf("workload %s lists %s, which the report does not have", w, m)
+	}
+}
+
+// TestOverlayMetricsOfSomeWorkloads checks that a run of some workloads
+// reports their figures only, and its table says so.
+func TestOverlayMetricsOfSomeWorkloads(t *testing.T) {
+	opts := OverlayOptions{Duration: time.Second, Reps: 1, Size: 64, Workers: 2, Flows: 4, Streams: 1, TCPCC: "bbr", Workloads: []string{"latency"}}
+	figs := map[string]map[string]figures{PathFerry: {}, PathKernel: {}}
+	for _, m := range []string{MetricLatP50, MetricLatP99} {
+		figs[PathFerry][m] = repFigures(80)
+		figs[PathKernel][m] = repFigures(40)
+	}
+	rep := &OverlayReport{Options: opts, Metrics: overlayMetrics(opts, figs)}
+	var names []string
+	for _, m := range rep.Metrics {
+		names = append(names, m.Name)
+		if m.Ratio == nil || *m.Ratio != 2 {
+			t.Errorf("%s: ratio %v, want 2", m.Name, m.Ratio)
+		}
+	}
+	if want := []string{MetricLatP50, MetricLatP99}; !slices.Equal(names, want) {
+		t.Fatalf("metrics %v, want %v", names, want)
+	}
+	var b strings.Builder
+	if err := rep.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	if out := b.String(); !strings.Contains(out, "workloads: latency only") || strings.Contains(out, "TCP") || strings.Contains(out, "UDP delivered") {
+		t.Errorf("table of a latency-only run:\n%s", out)
+	}
+	opts.Workloads = WorkloadNames()
+	all := &OverlayReport{Options: opts, Metrics: overlayMetrics(opts, figs)}
+	b.Reset()
+	if err := all.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	if len(all.Metrics) != len(metricDefs) || strings.Contains(b.String(), "workloads:") {
+		t.Errorf("a run of every workload: %d metrics (want %d), table:\n%s", len(all.Metrics), len(metricDefs), b.String())
+	}
+}
+
 func TestOverlayMetricsPairsRepetitions(t *testing.T) {
 	nan := math.NaN()
 	opts := OverlayOptions{Duration: 5 * time.Second, Reps: 3, Size: 64, Workers: 2, Flows: 4, Streams: 1, TCPCC: "bbr", Baseline: "/old/ferry"}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -88,12 +89,12 @@ func newBenchOverlayCmd() *cobra.Command {
 over a veth underlay, twice: joined by ferry daemons (this binary, "ferry run",
 with a network of --mode over --encap), and joined by the kernel's
 Docker-style path (container veth, Linux bridge, kernel VXLAN), which is the
-same for every --mode and --encap. Each repetition runs every workload on both
-paths, alternating which goes first:
+same for every --mode and --encap. Each repetition runs every workload
+(--workloads: those named) on both paths, alternating which goes first:
 
   tcp       one iperf3 TCP stream (--streams N: N of them), receiver's
             Gbit/s, with the kernel's default congestion control or --tcp-cc
-  udp-rate  UDP datagrams of --size bytes from 4 sendmmsg sockets, counted
+  udp-rate  UDP datagrams of --size bytes from --flows sendmmsg sockets, counted
             at the receiver with recvmmsg (delivered and offered kpps)
   latency   UDP request/response of --size bytes, one in flight: p50, p99
 
@@ -166,6 +167,7 @@ installs nothing: a missing tool is named with the command that installs it.`,
 	f.BoolVar(&offload, "offload", true, "ferry's TAP/TUN and UDP offloads (node.offload); --offload=false shows what they buy")
 	f.StringVar(&opts.Flanneld, "flanneld", "", "also measure flannel's udp backend, run by the flanneld binary at this path (needs etcd and etcdctl)")
 	f.StringVar(&opts.Baseline, "baseline", "", "also run ferry's path with the ferry binary at this path (an earlier build) and report this build's ratio to it")
+	f.StringSliceVar(&opts.Workloads, "workloads", nil, fmt.Sprintf("run only these workloads, such as tcp,latency; default: all (%s)", strings.Join(bench.WorkloadNames(), ",")))
 	f.BoolVar(&opts.KeepGoing, "keep-going", false, "record a failed workload in the report and go on")
 	f.BoolVar(&restart, "restart", true, "restart ferry's daemons before every repetition after the first, so the repetitions also sample what a start decides")
 	f.StringVar(&jsonFile, "json", "", "also write the report as JSON to this file")
