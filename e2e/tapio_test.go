@@ -9,7 +9,6 @@ import (
 
 	"github.com/ferry-overlay/ferry/ctl"
 	"github.com/ferry-overlay/ferry/internal/nstest"
-	"github.com/ferry-overlay/ferry/internal/uring"
 )
 
 // ioURings counts the io_uring instances process pid holds open.
@@ -36,11 +35,7 @@ func ioURings(t *testing.T, pid int) int {
 // each of its port's two queues.
 func TestE2ETAPIOModes(t *testing.T) {
 	nstest.RequireRoot(t)
-	if r, err := uring.New(1); err != nil {
-		t.Skipf("io_uring is unavailable here: %v", err)
-	} else {
-		r.Close()
-	}
+	nstest.RequireIOURing(t)
 	ul := nstest.NewUnderlay(t, netip.MustParsePrefix("192.168.77.0/24"))
 	h1, h2 := ul.AddHost(t, "h1"), ul.AddHost(t, "h2")
 	c1, c2 := nstest.NewNS(t, "c1"), nstest.NewNS(t, "c2")

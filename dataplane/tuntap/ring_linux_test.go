@@ -9,7 +9,6 @@ import (
 
 	"github.com/ferry-overlay/ferry/dataplane/tuntap"
 	"github.com/ferry-overlay/ferry/internal/nstest"
-	"github.com/ferry-overlay/ferry/internal/uring"
 )
 
 // ioURing makes createIn ask for io_uring queues.
@@ -19,7 +18,7 @@ var ioURing bool
 // io_uring (Options.IOURing): the same frames, errors, sentinels and
 // allocations as with a system call per frame.
 func TestWithIOURing(t *testing.T) {
-	requireIOURing(t)
+	nstest.RequireIOURing(t)
 	ioURing = true
 	t.Cleanup(func() { ioURing = false })
 	for _, tc := range []struct {
@@ -42,16 +41,6 @@ func TestWithIOURing(t *testing.T) {
 // kernel answers during the writes, and checks that one Read returns the 40
 // replies, in the order of the requests, and a second Read none.
 func TestReadsABurstInOrder(t *testing.T) { testReadsABurstInOrder(t) }
-
-// requireIOURing skips the test where the kernel refuses io_uring.
-func requireIOURing(tb testing.TB) {
-	tb.Helper()
-	r, err := uring.New(1)
-	if err != nil {
-		tb.Skipf("io_uring is unavailable here: %v", err)
-	}
-	r.Close()
-}
 
 func testReadsABurstInOrder(t *testing.T) {
 	const burst = 40
@@ -102,7 +91,7 @@ func BenchmarkTAPBurst(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			if ring {
-				requireIOURing(b)
+				nstest.RequireIOURing(b)
 			}
 			ioURing = ring
 			p := newARPPingPong(b)

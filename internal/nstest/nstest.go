@@ -36,6 +36,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/ferry-overlay/ferry/internal/uring"
 )
 
 // maxIfName is the longest Linux interface name (IFNAMSIZ minus the NUL).
@@ -62,6 +64,17 @@ func RequireRoot(t testing.TB) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates network namespaces and links")
 	}
+}
+
+// RequireIOURing skips the test where the kernel refuses io_uring
+// (kernel.io_uring_disabled, a seccomp profile), naming the reason.
+func RequireIOURing(t testing.TB) {
+	t.Helper()
+	r, err := uring.New(1)
+	if err != nil {
+		t.Skipf("io_uring is unavailable here: %v", err)
+	}
+	r.Close()
 }
 
 // Name returns prefix followed by a random suffix of six hex characters. The
