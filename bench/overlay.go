@@ -650,6 +650,7 @@ func overlayMetrics(opts OverlayOptions, figs map[string]map[string]figures) []M
 			m.Title = fmt.Sprintf("%s (%d %s)", m.Title, opts.Flows, plural(opts.Flows, "flow", "flows"))
 		}
 		ferry := figs[PathFerry][d.Name]
+		m.Ferry = Summarize(ferry.inOrder())
 		// compare summarises path's figures and ferry's ratios to them.
 		compare := func(path string) (Summary, *float64, *Summary) {
 			other := figs[path][d.Name]
@@ -659,9 +660,8 @@ func overlayMetrics(opts OverlayOptions, figs map[string]map[string]figures) []M
 				s := Summarize(rs)
 				byRep = &s
 			}
-			return sum, ratioOf(Summarize(ferry.inOrder()), sum), byRep
+			return sum, ratioOf(m.Ferry, sum), byRep
 		}
-		m.Ferry = Summarize(ferry.inOrder())
 		m.Kernel, m.Ratio, m.RatioByRep = compare(PathKernel)
 		if opts.Flanneld != "" {
 			f, r, byRep := compare(PathFlannel)

@@ -84,12 +84,10 @@ func (n *node) newTunTap(cfg *config.Config, name string, kind tuntap.Kind, queu
 // (kernel.io_uring_disabled), refused by a seccomp filter (a container
 // runtime's default profile), or missing from the kernel.
 func ioURingWorks() bool {
-	r, err := uring.New(1)
-	if err != nil {
+	if err := uring.Available(); err != nil {
 		slog.Warn("io_uring unavailable: TAP/TUN queues use one system call per frame (node.io_uring)", "err", err)
 		return false
 	}
-	r.Close()
 	return true
 }
 

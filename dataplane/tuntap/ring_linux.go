@@ -83,7 +83,7 @@ func (q *Queue) readRing(bufs [][]byte, sizes []int, offset int) (int, error) {
 	for n < len(bufs) && firstErr == nil {
 		k := min(want, len(bufs)-n, ringSize)
 		if err := rd.r.Do(uring.Read, q.fd, bufs[n:n+k], offset, rd.res, false); err != nil {
-			firstErr = fmt.Errorf("tuntap: read %s queue %d: %w", q.name, q.index, err)
+			firstErr = q.ioErr("read", err)
 			break
 		}
 		got, empty := 0, false
@@ -104,7 +104,7 @@ func (q *Queue) readRing(bufs [][]byte, sizes []int, offset int) (int, error) {
 			case res == -int32(unix.EINTR):
 				// Try again in the next round.
 			case firstErr == nil:
-				firstErr = fmt.Errorf("tuntap: read %s queue %d: %w", q.name, q.index, unix.Errno(-res))
+				firstErr = q.ioErr("read", unix.Errno(-res))
 			}
 		}
 		n += got
@@ -131,7 +131,7 @@ func (q *Queue) writeRing(bufs [][]byte, offset int) (int, error) {
 			}
 		}
 		if err := q.wr.r.Do(uring.Write, q.fd, chunk, offset, q.wr.res, true); err != nil {
-			return n, fmt.Errorf("tuntap: write %s queue %d: %w", q.name, q.index, err)
+			return n, q.ioErr("write", err)
 		}
 		for i, res := range q.wr.res[:k] {
 			switch e := unix.Errno(-res); {
@@ -139,15 +139,11 @@ func (q *Queue) writeRing(bufs [][]byte, offset int) (int, error) {
 				n++
 				continue
 			case res >= 0:
-				return n, fmt.Errorf("tuntap: write %s queue %d: %d of %d bytes written", q.name, q.index, res, len(chunk[i])-offset)
+				return n, q.ioErr("write", fmt.Errorf("%d of %d bytes written", res, len(chunk[i])-offset))
 			case e == unix.EINTR || e == unix.ECANCELED:
 				// Not tried, or cut short: write it again.
-			case e == unix.EAGAIN:
-				return n, ErrTxFull
-			case e == unix.EIO:
-				return n, ErrLinkDown
 			default:
-				return n, fmt.Errorf("tuntap: write %s queue %d: %w", q.name, q.index, e)
+				return n, q.writeErr(e)
 			}
 			break // resubmit from frame n
 		}

@@ -255,7 +255,7 @@ func (q *Queue) Read(bufs [][]byte, sizes []int, offset int) (n int, err error) 
 		case err == unix.EINTR:
 			// Retry the same frame.
 		default:
-			return n, fmt.Errorf("tuntap: read %s queue %d: %w", q.name, q.index, err)
+			return n, q.ioErr("read", err)
 		}
 	}
 	return n, nil
@@ -283,15 +283,30 @@ func (q *Queue) Write(bufs [][]byte, offset int) (n int, err error) {
 		switch {
 		case err == 0:
 			n++
-		case err == unix.EAGAIN:
-			return n, ErrTxFull
-		case err == unix.EIO:
-			return n, ErrLinkDown
 		case err == unix.EINTR:
 			// Retry the same frame.
 		default:
-			return n, fmt.Errorf("tuntap: write %s queue %d: %w", q.name, q.index, err)
+			return n, q.writeErr(err)
 		}
 	}
 	return n, nil
+}
+
+// writeErr is Write's error for a frame the kernel refused with e: the
+// sentinel for a full queue or a link that is down, else e naming the
+// device and queue.
+func (q *Queue) writeErr(e unix.Errno) error {
+	switch e {
+	case unix.EAGAIN:
+		return ErrTxFull
+	case unix.EIO:
+		return ErrLinkDown
+	}
+	return q.ioErr("write", e)
+}
+
+// ioErr wraps err, from a read or write (op) of the queue, naming the
+// device and queue.
+func (q *Queue) ioErr(op string, err error) error {
+	return fmt.Errorf("tuntap: %s %s queue %d: %w", op, q.name, q.index, err)
 }

@@ -115,6 +115,16 @@ type Ring struct {
 // fall back to one system call per operation.
 var ErrUnavailable = errors.New("io_uring unavailable")
 
+// Available returns nil if the kernel lets this process make an io_uring,
+// or an error wrapping ErrUnavailable that says why not.
+func Available() error {
+	r, err := New(1)
+	if err != nil {
+		return err
+	}
+	return r.Close()
+}
+
 // New makes a Ring for batches of up to size operations (a power of two,
 // at most 4096).
 func New(size int) (*Ring, error) {

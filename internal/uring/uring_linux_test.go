@@ -119,3 +119,20 @@ func TestDoAllocatesNothing(t *testing.T) {
 		t.Errorf("Do allocates %v times per write and read, want 0", allocs)
 	}
 }
+
+// TestAvailableAgreesWithNew checks that Available says what making a
+// ring says: nil where one can be made, else an error wrapping
+// ErrUnavailable.
+func TestAvailableAgreesWithNew(t *testing.T) {
+	err := Available()
+	r, nerr := New(1)
+	if nerr == nil {
+		r.Close()
+	}
+	if (err == nil) != (nerr == nil) {
+		t.Fatalf("Available() = %v, but New(1) = %v", err, nerr)
+	}
+	if err != nil && !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Available() = %v, want an error wrapping ErrUnavailable", err)
+	}
+}
