@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -208,6 +209,44 @@ func offloadKey() string {
 		return "  offload: " + v + "\n"
 	default:
 		return ""
+	}
+}
+
+// offloadsOn reports whether the daemons run with offloads: the config
+// default, unless FERRY_E2E_OFFLOAD is "false".
+func offloadsOn() bool { return os.Getenv("FERRY_E2E_OFFLOAD") != "false" }
+
+// clearRuntime zeroes the daemon's per-stage counters (ferry runtime clear).
+func (d *ferryd) clearRuntime(t *testing.T) {
+	t.Helper()
+	if out, err := d.ctl("runtime", "clear"); err != nil {
+		t.Fatalf("runtime clear: %v %s", err, out)
+	}
+}
+
+// stagePackets returns the packets each stage of the daemon counted
+// (ferry runtime), by stage name.
+func (d *ferryd) stagePackets(t *testing.T) map[string]uint64 {
+	t.Helper()
+	var st []dataplane.StageStats
+	d.ctlJSON(t, &st, "runtime")
+	got := map[string]uint64{}
+	for _, s := range st {
+		got[s.Stage] = s.Packets
+	}
+	return got
+}
+
+// checkNoDrops fails the test for every drop the daemon counted (ferry
+// errors) at one of stages.
+func (d *ferryd) checkNoDrops(t *testing.T, stages ...string) {
+	t.Helper()
+	var errs []dataplane.DropStats
+	d.ctlJSON(t, &errs, "errors")
+	for _, e := range errs {
+		if slices.Contains(stages, e.Stage) {
+			t.Errorf("%s: drops at %s/%s: %d, want none", d.host.Name, e.Stage, e.Reason, e.Packets)
+		}
 	}
 }
 

@@ -8,13 +8,11 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/ferry-overlay/ferry/dataplane"
 	"github.com/ferry-overlay/ferry/header"
 	"github.com/ferry-overlay/ferry/internal/nstest"
 	"golang.org/x/sys/unix"
@@ -174,25 +172,10 @@ func TestE2EMasqueradeHTTP(t *testing.T) {
 // without, at least one packet per MTU-sized segment.
 func (tp *natTopology) checkBulkThroughUplink(t *testing.T, stage string, size int) {
 	t.Helper()
-	var errs []struct {
-		Stage, Reason string
-		Packets       uint64
-	}
-	tp.f.ctlJSON(t, &errs, "errors")
-	for _, e := range errs {
-		switch e.Stage {
-		case "nat", "router", "gso-segment", "uplink-rx", "uplink-tx", "port-rx", "port-tx", "gateway":
-			t.Errorf("drops at %s/%s: %d, want none", e.Stage, e.Reason, e.Packets)
-		}
-	}
-	var st []dataplane.StageStats
-	tp.f.ctlJSON(t, &st, "runtime")
-	got := map[string]uint64{}
-	for _, s := range st {
-		got[s.Stage] = s.Packets
-	}
+	tp.f.checkNoDrops(t, "nat", "router", "gso-segment", "uplink-rx", "uplink-tx", "port-rx", "port-tx", "gateway")
+	got := tp.f.stagePackets(t)
 	segs := uint64(size / 1448) // MSS at the 1500-byte MTU of the uplink
-	if os.Getenv("FERRY_E2E_OFFLOAD") == "false" {
+	if !offloadsOn() {
 		if got[stage] < segs {
 			t.Errorf("without offloads, %s carried %d packets, want at least %d", stage, got[stage], segs)
 		}

@@ -156,9 +156,7 @@ func TestE2ECountersMatchTrafficSent(t *testing.T) {
 	r.f2.ctlJSON(t, &p2, "ports")
 	r.f1.ctlJSON(t, &q1, "peers")
 	for _, f := range []*ferryd{r.f1, r.f2} {
-		if out, err := f.ctl("runtime", "clear"); err != nil {
-			t.Fatalf("runtime clear: %v %s", err, out)
-		}
+		f.clearRuntime(t)
 	}
 	const n, payload = 25, 100
 	const frameLen = 14 + 20 + 8 + payload

@@ -42,9 +42,7 @@ func TestE2ETCPStaysInOrder(t *testing.T) {
 	before := tcpCounters(t, c1)
 	for range 8 {
 		for _, f := range []*ferryd{f1, f2} {
-			if out, err := f.ctl("runtime", "clear"); err != nil {
-				t.Fatalf("runtime clear: %v %s", err, out)
-			}
+			f.clearRuntime(t)
 		}
 		transfer(t, c1, c2, "10.42.0.4", 200<<20)
 		for _, f := range []*ferryd{f1, f2} {

@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -34,29 +33,7 @@ import (
 // transfer must arrive intact.
 func TestE2EPcapTunnelTxDuringTCP(t *testing.T) {
 	r := newObsRig(t, "192.168.86.0/24")
-	// A transfer may end before the capture is listening: send starts
-	// another whenever none is running, until the capture has its packets.
-	var wg sync.WaitGroup
-	var running atomic.Bool
-	file := capturePoint(t, r.f1, "tunnel-tx", "tcp and dst port 5201", 200, func() {
-		if !running.CompareAndSwap(false, true) {
-			return
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer running.Store(false)
-			sent, got, err := nstest.TCPTransfer(t, r.c1, r.c2, netip.MustParseAddrPort("10.42.0.3:5201"), 8<<20, 60*time.Second)
-			if err != nil || sent != got {
-				t.Errorf("TCP transfer: %v (hash sent %x, received %x)", err, sent, got)
-			}
-		}()
-	})
-	wg.Wait()
-	lt, pkts := readPcap(t, file)
-	if lt != layers.LinkTypeEthernet || len(pkts) != 200 {
-		t.Fatalf("capture: link type %v, %d packets; want Ethernet, 200", lt, len(pkts))
-	}
+	pkts := captureDuringTCP(t, r.f1, "tcp and dst port 5201", 200, r.c1, r.c2, netip.MustParseAddrPort("10.42.0.3:5201"))
 	full := 0
 	for i, b := range pkts {
 		if _, _, payload := wireTCP(t, i, b); len(payload) >= 1000 {
@@ -69,11 +46,43 @@ func TestE2EPcapTunnelTxDuringTCP(t *testing.T) {
 	t.Logf("%d packets, %d full-size segments, all within the underlay MTU with valid checksums", len(pkts), full)
 }
 
+// captureDuringTCP captures n packets matching filter at f's tunnel-tx
+// while from sends 8 MB transfers over TCP to addr in to, and returns them.
+// A transfer may end before the capture is listening, so it starts another
+// whenever none is running, until the capture has its packets. Every
+// transfer must arrive intact.
+func captureDuringTCP(t *testing.T, f *ferryd, filter string, n int, from, to *nstest.NS, addr netip.AddrPort) [][]byte {
+	t.Helper()
+	var wg sync.WaitGroup
+	var running atomic.Bool
+	file := capturePoint(t, f, "tunnel-tx", filter, n, func() {
+		if !running.CompareAndSwap(false, true) {
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer running.Store(false)
+			sent, got, err := nstest.TCPTransfer(t, from, to, addr, 8<<20, 60*time.Second)
+			if err != nil || sent != got {
+				t.Errorf("TCP transfer: %v (hash sent %x, received %x)", err, sent, got)
+			}
+		}()
+	})
+	wg.Wait()
+	lt, pkts := readPcap(t, file)
+	if lt != layers.LinkTypeEthernet || len(pkts) != n {
+		t.Fatalf("capture: link type %v, %d packets; want Ethernet, %d", lt, len(pkts), n)
+	}
+	return pkts
+}
+
 // wireTCP checks that captured packet i, b, is what the wire may carry
 // between two hosts of the test's network: at most an underlay frame (14 +
-// 1500 bytes), a VXLAN VNI 42 datagram whose inner IPv4/TCP packet has the
-// length it says, valid IP and TCP checksums and at most an MSS of payload
-// at MTU 1450. It returns the inner TCP sequence number, flags and payload.
+// 1500 bytes), a VXLAN VNI 42 datagram whose inner IPv4/TCP or IPv6/TCP
+// packet has the length it says, valid checksums (IPv4 header and TCP) and
+// at most an MSS of payload at MTU 1450. It returns the inner TCP sequence
+// number, flags and payload.
 func wireTCP(t *testing.T, i int, b []byte) (seq uint32, flags uint8, payload []byte) {
 	t.Helper()
 	if len(b) > 14+1500 {
@@ -81,26 +90,39 @@ func wireTCP(t *testing.T, i int, b []byte) (seq uint32, flags uint8, payload []
 	}
 	pkt := gopacket.NewPacket(b, layers.LayerTypeEthernet, gopacket.Default)
 	vx, _ := pkt.Layer(layers.LayerTypeVXLAN).(*layers.VXLAN)
-	if vx == nil || vx.VNI != 42 || len(vx.Payload) < 14 {
+	if vx == nil || vx.VNI != 42 || len(vx.Payload) < 15 {
 		t.Fatalf("packet %d is not VXLAN VNI 42: %v", i, pkt)
 	}
 	inner := vx.Payload[14:]
-	ip := header.IPv4(inner)
-	if len(inner) < 40 || int(ip.TotalLength()) != len(inner) || ip.Protocol() != header.ProtoTCP {
-		t.Fatalf("packet %d: inner packet of %d bytes is not the IPv4/TCP packet it says", i, len(inner))
+	var src, dst netip.Addr
+	var tcp []byte
+	switch inner[0] >> 4 {
+	case 4:
+		ip := header.IPv4(inner)
+		if len(inner) < 40 || int(ip.TotalLength()) != len(inner) || ip.Protocol() != header.ProtoTCP {
+			t.Fatalf("packet %d: inner packet of %d bytes is not the IPv4/TCP packet it says", i, len(inner))
+		}
+		if header.FoldChecksum(header.Checksum(inner[:20], 0)) != 0xffff {
+			t.Fatalf("packet %d: inner IPv4 header checksum does not verify", i)
+		}
+		src, dst, tcp = ip.Src(), ip.Dst(), inner[20:]
+	case 6:
+		ip := header.IPv6(inner)
+		if len(inner) < header.IPv6Len+20 || int(ip.PayloadLength()) != len(inner)-header.IPv6Len || ip.NextHeader() != header.ProtoTCP {
+			t.Fatalf("packet %d: inner packet of %d bytes is not the IPv6/TCP packet it says", i, len(inner))
+		}
+		src, dst, tcp = ip.Src(), ip.Dst(), inner[header.IPv6Len:]
+	default:
+		t.Fatalf("packet %d: inner packet is neither IPv4 nor IPv6", i)
 	}
-	if header.FoldChecksum(header.Checksum(inner[:20], 0)) != 0xffff {
-		t.Fatalf("packet %d: inner IPv4 header checksum does not verify", i)
-	}
-	tcp := inner[20:]
 	seq = binary.BigEndian.Uint32(tcp[4:])
-	sum := header.PseudoHeaderChecksum(header.ProtoTCP, ip.Src(), ip.Dst(), uint16(len(tcp)))
+	sum := header.PseudoHeaderChecksum(header.ProtoTCP, src, dst, uint16(len(tcp)))
 	if header.FoldChecksum(header.Checksum(tcp, sum)) != 0xffff {
 		t.Fatalf("packet %d (seq %d): inner TCP checksum does not verify", i, seq)
 	}
 	payload = tcp[int(tcp[12]>>4)*4:]
-	if len(payload) > 1450-40 {
-		t.Fatalf("packet %d: %d bytes of TCP payload, more than an MSS at MTU 1450", i, len(payload))
+	if mss := 1450 - (len(inner) - len(tcp)) - 20; len(payload) > mss {
+		t.Fatalf("packet %d: %d bytes of TCP payload, more than an MSS (%d) at MTU 1450", i, len(payload), mss)
 	}
 	return seq, tcp[13], payload
 }
@@ -260,7 +282,7 @@ func TestE2EPcapTunnelTxCoversTCPStream(t *testing.T) {
 func TestE2ETAPSuperpacketsFitOneGSOMessage(t *testing.T) {
 	r := newObsRig(t, "192.168.70.0/24")
 	want := 44
-	if os.Getenv("FERRY_E2E_OFFLOAD") == "false" {
+	if !offloadsOn() {
 		want = 65535
 	}
 	for _, c := range []*nstest.NS{r.c1, r.c2} {
