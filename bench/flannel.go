@@ -70,7 +70,7 @@ func containerOf(subnet netip.Prefix) netip.Addr {
 // each holds a lease, the container side as on ferry's l3 path, with
 // flannel's subnet and MTU.
 func (l *lab) flannelPath(ctx context.Context, opts OverlayOptions) (*testbed, error) {
-	h1, h2, c1, c2, err := l.hostPair(PathFlannel)
+	h1, h2, c1, c2, err := l.hostPair(PathFlannel, opts.UnderlayMTU)
 	if err != nil {
 		return nil, err
 	}

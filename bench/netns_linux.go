@@ -155,6 +155,15 @@ func (n *netNS) setMTU(ifname string, mtu int) error {
 	return n.withLink(ifname, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetMTU(l, mtu) })
 }
 
+func (n *netNS) mtu(ifname string) (int, error) {
+	var mtu int
+	err := n.withLink(ifname, func(_ *netlink.Handle, l netlink.Link) error {
+		mtu = l.Attrs().MTU
+		return nil
+	})
+	return mtu, err
+}
+
 func (n *netNS) addAddr(ifname string, p netip.Prefix) error {
 	return n.withLink(ifname, func(h *netlink.Handle, l netlink.Link) error {
 		a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}

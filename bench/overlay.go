@@ -42,8 +42,16 @@ type OverlayOptions struct {
 	// every workload on every path, the paths taking turns at going first.
 	Reps int `json:"reps"`
 	// Size is the UDP payload size in bytes of the packet-rate and latency
-	// workloads, MinOverlaySize..MaxOverlaySize.
+	// workloads, MinOverlaySize..MaxOverlaySize(UnderlayMTU).
 	Size int `json:"size"`
+	// UnderlayMTU is the MTU of the veth underlay between the hosts of
+	// every path, MinUnderlayMTU..MaxUnderlayMTU; 0 means
+	// DefaultUnderlayMTU, which [Overlay] fills in for the report. The
+	// overlays take theirs from it as they would from a NIC: the kernel's
+	// VXLAN device 50 bytes less, ferry what its daemons detect (its
+	// networks' overhead less), flannel what flanneld detects. Jumbo
+	// frames (9000) are what many clouds and data centres run.
+	UnderlayMTU int `json:"underlay_mtu"`
 	// Encap is the tunnel format of ferry's path: EncapVXLAN, EncapGRE or,
 	// in ModeL3 only, EncapUDP (flannel-UDP). Empty means EncapVXLAN.
 	Encap string `json:"encap"`
@@ -108,13 +116,31 @@ type OverlayOptions struct {
 	Log io.Writer `json:"-"`
 }
 
-// Payload size limits of the overlay workloads: a UDP payload must carry
-// the latency probe's 8-byte sequence number and fit the overlay MTU in one
-// datagram (1450, the smallest of the kernel's path and every ferry
-// combination: vxlan 1450, l2 gre 1458, l3 gre 1476, l3 udp 1472).
+// MinOverlaySize is the smallest UDP payload of the overlay workloads: it
+// must carry the latency probe's 8-byte sequence number.
+const MinOverlaySize = 8
+
+// MaxOverlaySize is the largest UDP payload of the overlay workloads on an
+// underlay of MTU underlayMTU: one datagram must fit the smallest overlay
+// MTU of the kernel's path and every ferry combination, the VXLAN ones',
+// 50 bytes below the underlay's (l2 gre is 42 below, l3 udp 28, l3 gre
+// 24), less 20 bytes of IPv4 and 8 of UDP header. 1422 on a 1500-byte
+// underlay.
+func MaxOverlaySize(underlayMTU int) int {
+	return underlayMTU - vxlanOverhead - 28
+}
+
+// vxlanOverhead is what the VXLAN tunnels of the paths take from the
+// underlay MTU: outer IPv4, UDP, VXLAN and inner Ethernet headers.
+const vxlanOverhead = 20 + 8 + 8 + 14
+
+// Underlay MTUs of the overlay benchmark: the kernel's default for a veth
+// (and Ethernet's), unless asked otherwise; at least IPv6's minimum link
+// MTU, at most jumbo frames of 9000 bytes.
 const (
-	MinOverlaySize = 8
-	MaxOverlaySize = 1450 - 28
+	DefaultUnderlayMTU = 1500
+	MinUnderlayMTU     = 1280
+	MaxUnderlayMTU     = 9000
 )
 
 // MaxStreams is the most parallel TCP streams the TCP workload runs.
@@ -151,6 +177,9 @@ func (o OverlayOptions) withDefaults() OverlayOptions {
 	}
 	if o.Streams == 0 {
 		o.Streams = 1
+	}
+	if o.UnderlayMTU == 0 {
+		o.UnderlayMTU = DefaultUnderlayMTU
 	}
 	if o.Workers == 0 {
 		o.Workers = min(runtime.NumCPU(), config.MaxWorkers)
@@ -203,8 +232,10 @@ func (o OverlayOptions) Validate() error {
 		return fmt.Errorf("duration %v: must be at least 1s", o.Duration)
 	case o.Reps < 1:
 		return fmt.Errorf("reps %d: must be at least 1", o.Reps)
-	case o.Size < MinOverlaySize || o.Size > MaxOverlaySize:
-		return fmt.Errorf("size %d: must be %d..%d bytes of UDP payload", o.Size, MinOverlaySize, MaxOverlaySize)
+	case o.UnderlayMTU != 0 && (o.UnderlayMTU < MinUnderlayMTU || o.UnderlayMTU > MaxUnderlayMTU):
+		return fmt.Errorf("underlay-mtu %d: must be %d..%d", o.UnderlayMTU, MinUnderlayMTU, MaxUnderlayMTU)
+	case o.Size < MinOverlaySize || o.Size > MaxOverlaySize(d.UnderlayMTU):
+		return fmt.Errorf("size %d: must be %d..%d bytes of UDP payload on a %d-byte underlay", o.Size, MinOverlaySize, MaxOverlaySize(d.UnderlayMTU), d.UnderlayMTU)
 	case o.Streams < 0 || o.Streams > MaxStreams:
 		return fmt.Errorf("streams %d: must be 1..%d", o.Streams, MaxStreams)
 	case o.Flows < 0 || o.Flows > MaxFlows:
@@ -351,6 +382,10 @@ type OverlayReport struct {
 	// "ferry l3 over gre: container veth → Linux bridge → …".
 	FerryPath  string `json:"ferry_path"`
 	KernelPath string `json:"kernel_path"`
+	// ContainerMTU is, by path name, the MTU of the containers'
+	// interface on each path, which the underlay's MTU and the path's
+	// encapsulation set.
+	ContainerMTU map[string]int `json:"container_mtu"`
 	// FlannelPath says what the flannel path is made of, when the run
 	// measured one.
 	FlannelPath string `json:"flannel_path,omitempty"`
@@ -387,7 +422,6 @@ const (
 	latencyPort   = 5301
 	latencyProcs  = 4 // GOMAXPROCS while the echo server runs: see startEcho
 	underlayDev   = "ul0"
-	underlayMTU   = 1500 // the veth underlay's, the kernel's default
 	containerDev  = "eth0"
 	daemonTimeout = 15 * time.Second
 )
@@ -534,6 +568,7 @@ func Overlay(ctx context.Context, opts OverlayOptions) (rep *OverlayReport, err 
 		return nil, fmt.Errorf("bench overlay: %w", err)
 	}
 	paths := map[string]*testbed{}
+	mtus := map[string]int{}
 	figs := map[string]map[string]figures{}
 	var names []string
 	for _, build := range builds {
@@ -549,10 +584,11 @@ func Overlay(ctx context.Context, opts OverlayOptions) (rep *OverlayReport, err 
 			return nil, fmt.Errorf("bench overlay: %s path: %w", build.name, err)
 		}
 		paths[build.name] = tb
+		mtus[build.name] = tb.mtu
 		figs[build.name] = map[string]figures{}
 		names = append(names, build.name)
 	}
-	rep = &OverlayReport{Options: opts, Machine: machine, Started: started.UTC().Truncate(time.Second), FerryBinary: ferryDesc, FerryPath: ferryPathDesc(opts.Mode, opts.Encap), KernelPath: kernelPathDesc}
+	rep = &OverlayReport{Options: opts, Machine: machine, Started: started.UTC().Truncate(time.Second), FerryBinary: ferryDesc, FerryPath: ferryPathDesc(opts.Mode, opts.Encap), KernelPath: kernelPathDesc, ContainerMTU: mtus}
 	if opts.Flanneld != "" {
 		rep.FlannelPath = flannelPathDesc
 	}
@@ -777,7 +813,9 @@ func workloadOf(metric string) string {
 type testbed struct {
 	c1, c2       *netNS
 	addr1, addr2 netip.Addr
-	iperf        *proc
+	// mtu is the MTU of both containers' interface.
+	mtu   int
+	iperf *proc
 	// restart, on a path with daemons of its own (ferry's), stops and
 	// starts them again and waits until the containers reach each other.
 	restart func(context.Context) error
@@ -900,9 +938,9 @@ func (l *lab) close() error {
 var pathCodes = map[string]string{PathFerry: "f", PathKernel: "k", PathFlannel: "n", PathBaseline: "b"}
 
 // hostPair creates two host namespaces joined by a veth underlay
-// (underlayDev on both, host1Addr and host2Addr) and two container
-// namespaces, for the named path.
-func (l *lab) hostPair(path string) (h1, h2, c1, c2 *netNS, err error) {
+// (underlayDev on both, MTU mtu, host1Addr and host2Addr) and two
+// container namespaces, for the named path.
+func (l *lab) hostPair(path string, mtu int) (h1, h2, c1, c2 *netNS, err error) {
 	for _, p := range []struct {
 		dst  **netNS
 		role string
@@ -913,6 +951,11 @@ func (l *lab) hostPair(path string) (h1, h2, c1, c2 *netNS, err error) {
 	}
 	if err = veth(h1, underlayDev, h2, underlayDev); err != nil {
 		return
+	}
+	for _, h := range []*netNS{h1, h2} {
+		if err = h.setMTU(underlayDev, mtu); err != nil {
+			return
+		}
 	}
 	if err = h1.addAddr(underlayDev, netip.PrefixFrom(host1Addr, underlayPrefix.Bits())); err != nil {
 		return
@@ -1011,7 +1054,7 @@ func describeFerry(ctx context.Context, bin string) (string, error) {
 
 // ferryPathOf builds ferry's path as the named path, run by binary bin.
 func (l *lab) ferryPathOf(ctx context.Context, opts OverlayOptions, path, bin string) (*testbed, error) {
-	h1, h2, c1, c2, err := l.hostPair(path)
+	h1, h2, c1, c2, err := l.hostPair(path, opts.UnderlayMTU)
 	if err != nil {
 		return nil, err
 	}
@@ -1028,7 +1071,7 @@ func (l *lab) ferryPathOf(ctx context.Context, opts OverlayOptions, path, bin st
 		}
 		if opts.Mode == ModeL3 {
 			n := &cfg.Networks[0]
-			if err := l3Host(d.host, d.cont, n.EffectiveMTU(underlayMTU), n.BridgeAddress(), containerAddr(ModeL3, h.index)); err != nil {
+			if err := l3Host(d.host, d.cont, n.EffectiveMTU(opts.UnderlayMTU), n.BridgeAddress(), containerAddr(ModeL3, h.index)); err != nil {
 				return nil, err
 			}
 		}
@@ -1154,8 +1197,8 @@ func waitDaemon(ctx context.Context, p *proc, socket string) error {
 
 // kernelPath builds the kernel's Docker-style path: in each host a VXLAN
 // device and a bridge, and a veth from the bridge into the container.
-func (l *lab) kernelPath(ctx context.Context, _ OverlayOptions) (*testbed, error) {
-	h1, h2, c1, c2, err := l.hostPair(PathKernel)
+func (l *lab) kernelPath(ctx context.Context, opts OverlayOptions) (*testbed, error) {
+	h1, h2, c1, c2, err := l.hostPair(PathKernel, opts.UnderlayMTU)
 	if err != nil {
 		return nil, err
 	}
@@ -1173,7 +1216,7 @@ func (l *lab) kernelPath(ctx context.Context, _ OverlayOptions) (*testbed, error
 		if err := kernelOverlay(d.host, underlayDev, d.local, d.remote, overlayVNI, overlayPort, "vc0"); err != nil {
 			return nil, err
 		}
-		if err := d.cont.setMTU(containerDev, 1450); err != nil {
+		if err := d.cont.setMTU(containerDev, opts.UnderlayMTU-vxlanOverhead); err != nil {
 			return nil, err
 		}
 		if err := d.cont.addAddr(containerDev, netip.PrefixFrom(d.addr, overlayBits)); err != nil {
@@ -1190,6 +1233,18 @@ func (l *lab) finish(ctx context.Context, c1, c2 *netNS, addr1, addr2 netip.Addr
 	if err := tb.waitAddrs(ctx); err != nil {
 		return nil, err
 	}
+	mtu1, err := c1.mtu(containerDev)
+	if err != nil {
+		return nil, err
+	}
+	mtu2, err := c2.mtu(containerDev)
+	if err != nil {
+		return nil, err
+	}
+	if mtu1 != mtu2 {
+		return nil, fmt.Errorf("the containers' MTUs differ: %d in %s, %d in %s", mtu1, c1.name, mtu2, c2.name)
+	}
+	tb.mtu = mtu1
 	p, err := l.spawn(c2, "iperf3", "-s", "-p", fmt.Sprint(iperfPort))
 	if err != nil {
 		return nil, err

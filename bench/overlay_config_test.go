@@ -93,8 +93,8 @@ func TestFerryConfig(t *testing.T) {
 				if string(n.Mode) != tc.mode || string(n.Encap) != tc.encap || n.Port != tc.port || n.VNI != tc.vni {
 					t.Errorf("mode %s encap %s port %d vni %d, want %s %s %d %d", n.Mode, n.Encap, n.Port, n.VNI, tc.mode, tc.encap, tc.port, tc.vni)
 				}
-				if got := n.EffectiveMTU(underlayMTU); got != tc.mtu {
-					t.Errorf("MTU on a %d-byte underlay = %d, want %d", underlayMTU, got, tc.mtu)
+				if got := n.EffectiveMTU(DefaultUnderlayMTU); got != tc.mtu {
+					t.Errorf("MTU on a %d-byte underlay = %d, want %d", DefaultUnderlayMTU, got, tc.mtu)
 				}
 				if got := n.PeerAddrs(); len(got) != 1 || got[0] != hostAddr(3-i) {
 					t.Errorf("peers = %v, want [%s]", got, hostAddr(3-i))

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +16,9 @@ import (
 // TestBenchOverlaySmoke runs the overlay scenario for real, briefly, with
 // ferry's path as the default l2 VXLAN network and as an l3 GRE one (a
 // Linux bridge, routing through ferry's TUN device, raw IP sockets, two
-// CUBIC streams, and the same build as a baseline): every path is built,
+// CUBIC streams, and the same build as a baseline, on a jumbo-frame
+// underlay): every path is built, with the containers' MTU that the
+// underlay's and the path's encapsulation make,
 // every workload yields a figure on each, the report records the network
 // type, the binaries measured and their version, when it started, the TCP workload's
 // streams and congestion control (the kernel's default when none is
@@ -45,9 +48,13 @@ func TestBenchOverlaySmoke(t *testing.T) {
 		wantUDP           string
 		reps              int
 		workloads         []string
+		underlayMTU       int
+		wantMTU           map[string]int
 	}{
-		{"l2 vxlan (default), two repetitions", "", "", 0, 0, "", strings.TrimSpace(string(def)), "UDP delivered (4 flows)", 2, nil},
-		{"l3 gre, two cubic streams, one UDP flow, one worker, no offloads, a baseline, no latency", EncapGRE, ModeL3, 2, 1, "cubic", "cubic", "UDP delivered (1 flow)", 1, []string{"udp-rate", "tcp"}},
+		{"l2 vxlan (default), two repetitions", "", "", 0, 0, "", strings.TrimSpace(string(def)), "UDP delivered (4 flows)", 2, nil,
+			0, map[string]int{PathFerry: 1450, PathKernel: 1450}},
+		{"l3 gre, two cubic streams, one UDP flow, one worker, no offloads, a baseline, no latency, jumbo frames", EncapGRE, ModeL3, 2, 1, "cubic", "cubic", "UDP delivered (1 flow)", 1, []string{"udp-rate", "tcp"},
+			9000, map[string]int{PathFerry: 9000 - 24, PathKernel: 9000 - 50, PathBaseline: 9000 - 24}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -55,7 +62,7 @@ func TestBenchOverlaySmoke(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			var log strings.Builder
-			opts := OverlayOptions{FerryBin: bin, Duration: time.Second, Reps: tc.reps, Size: 64, Encap: tc.encap, Mode: tc.mode, Streams: tc.streams, Flows: tc.flows, TCPCC: tc.cc, Workloads: tc.workloads, Log: &log}
+			opts := OverlayOptions{FerryBin: bin, Duration: time.Second, Reps: tc.reps, Size: 64, Encap: tc.encap, Mode: tc.mode, Streams: tc.streams, Flows: tc.flows, TCPCC: tc.cc, Workloads: tc.workloads, UnderlayMTU: tc.underlayMTU, Log: &log}
 			if tc.flows == 1 {
 				off := false
 				opts.Workers, opts.Offload = 1, &off
@@ -66,6 +73,9 @@ func TestBenchOverlaySmoke(t *testing.T) {
 				t.Fatalf("overlay: %v\nlog:\n%s", err, log.String())
 			}
 			want := opts.withDefaults()
+			if rep.Options.UnderlayMTU != want.UnderlayMTU || !maps.Equal(rep.ContainerMTU, tc.wantMTU) {
+				t.Errorf("report underlay MTU %d, container MTUs %v; want %d, %v", rep.Options.UnderlayMTU, rep.ContainerMTU, want.UnderlayMTU, tc.wantMTU)
+			}
 			if rep.Options.Encap != want.Encap || rep.Options.Mode != want.Mode || rep.FerryPath != ferryPathDesc(want.Mode, want.Encap) {
 				t.Errorf("report options encap %q mode %q ferry path %q, want %s %s", rep.Options.Encap, rep.Options.Mode, rep.FerryPath, want.Encap, want.Mode)
 			}

@@ -126,8 +126,8 @@ func (r *OverlayReport) optionalPaths() []optionalPath {
 // undecided.
 func (r *OverlayReport) WriteTable(w io.Writer) error {
 	o := r.Options
-	fmt.Fprintf(w, "ferry bench overlay: %s, %v per workload × %d reps, UDP payload %d B (%d CPUs, %s)\n",
-		r.comparison(), o.Duration, o.Reps, o.Size, r.Machine.CPUs, r.Machine.Kernel)
+	fmt.Fprintf(w, "ferry bench overlay: %s, %v per workload × %d reps, UDP payload %d B, underlay MTU %d (%d CPUs, %s)\n",
+		r.comparison(), o.Duration, o.Reps, o.Size, o.UnderlayMTU, r.Machine.CPUs, r.Machine.Kernel)
 	if len(o.Workloads) > 0 && len(o.Workloads) < len(workloads) {
 		fmt.Fprintf(w, "  workloads: %s only\n", strings.Join(o.Workloads, ", "))
 	}
@@ -143,6 +143,15 @@ func (r *OverlayReport) WriteTable(w io.Writer) error {
 	}
 	for i, n := range names {
 		fmt.Fprintf(w, "  %-*s %s\n", width, n+":", descs[i])
+	}
+	if len(r.ContainerMTU) > 0 {
+		var mtus []string
+		for _, n := range names {
+			if m, ok := r.ContainerMTU[n]; ok {
+				mtus = append(mtus, fmt.Sprintf("%s %d", n, m))
+			}
+		}
+		fmt.Fprintf(w, "  container MTU: %s\n", strings.Join(mtus, ", "))
 	}
 	if r.FerryBinary != "" {
 		fmt.Fprintf(w, "  ferry's path run by %s\n", r.FerryBinary)
@@ -280,8 +289,8 @@ func (r *OverlayReport) WriteSVG(w io.Writer) error {
 <svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">
 <rect width="100%%" height="100%%" fill="white"/>
 <text x="20" y="24" font-size="16" font-weight="bold">%s</text>
-<text x="20" y="44" fill="#555">%s per workload × %d reps, UDP payload %d B, %d CPUs, Linux %s; bars: median, whiskers: min–max</text>
-`, width, height, width, height, esc(r.comparison()), esc(r.Options.Duration.String()), r.Options.Reps, r.Options.Size, r.Machine.CPUs, esc(r.Machine.Kernel))
+<text x="20" y="44" fill="#555">%s per workload × %d reps, UDP payload %d B, underlay MTU %d, %d CPUs, Linux %s; bars: median, whiskers: min–max</text>
+`, width, height, width, height, esc(r.comparison()), esc(r.Options.Duration.String()), r.Options.Reps, r.Options.Size, r.Options.UnderlayMTU, r.Machine.CPUs, esc(r.Machine.Kernel))
 	legend := r.series(Metric{})
 	for k, s := range legend {
 		x := width - 80*(len(legend)-k) - 10

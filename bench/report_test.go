@@ -21,9 +21,11 @@ import (
 // measured, one path missing, and a zero kernel median.
 func sampleReport() *OverlayReport {
 	r := &OverlayReport{
-		Options: OverlayOptions{Duration: 10 * time.Second, Reps: 3, Size: 64, Workers: 2},
+		Options: OverlayOptions{Duration: 10 * time.Second, Reps: 3, Size: 64, UnderlayMTU: 9000, Workers: 2},
 		Machine: Machine{CPUs: 2, Kernel: "6.18", Go: "go1.26"},
 		Errors:  []string{"rep 2 ferry tcp: boom"},
+		// As on jumbo frames: the VXLAN paths' 50 bytes less.
+		ContainerMTU: map[string]int{PathFerry: 8950, PathKernel: 8950},
 	}
 	for _, d := range metricDefs {
 		m := d
@@ -47,11 +49,13 @@ func TestOverlayReportJSON(t *testing.T) {
 	}
 	var got struct {
 		Options struct {
-			Duration int64 `json:"duration_ns"`
-			Reps     int   `json:"reps"`
-			Size     int   `json:"size"`
+			Duration    int64 `json:"duration_ns"`
+			Reps        int   `json:"reps"`
+			Size        int   `json:"size"`
+			UnderlayMTU int   `json:"underlay_mtu"`
 		} `json:"options"`
-		Machine struct {
+		ContainerMTU map[string]int `json:"container_mtu"`
+		Machine      struct {
 			CPUs int `json:"cpus"`
 		} `json:"machine"`
 		Metrics []struct {
@@ -66,8 +70,11 @@ func TestOverlayReportJSON(t *testing.T) {
 	if err := json.Unmarshal(b.Bytes(), &got); err != nil {
 		t.Fatalf("report JSON does not decode: %v\n%s", err, b.String())
 	}
-	if got.Options.Duration != int64(10*time.Second) || got.Options.Reps != 3 || got.Options.Size != 64 || got.Machine.CPUs != 2 {
+	if got.Options.Duration != int64(10*time.Second) || got.Options.Reps != 3 || got.Options.Size != 64 || got.Options.UnderlayMTU != 9000 || got.Machine.CPUs != 2 {
 		t.Errorf("options/machine = %+v %+v", got.Options, got.Machine)
+	}
+	if !maps.Equal(got.ContainerMTU, map[string]int{PathFerry: 8950, PathKernel: 8950}) {
+		t.Errorf("container_mtu = %v, want ferry and kernel 8950", got.ContainerMTU)
 	}
 	var names []string
 	for _, m := range got.Metrics {
@@ -97,7 +104,8 @@ func TestOverlayReportTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := b.String()
-	for _, want := range []string{"TCP, one stream", "Gbit/s", "2.00 ±50%", "4.00", "0.50×", "latency p99", "failed: rep 2 ferry tcp: boom"} {
+	for _, want := range []string{"UDP payload 64 B, underlay MTU 9000 (2 CPUs, 6.18)\n", "  container MTU: ferry 8950, kernel 8950\n",
+		"TCP, one stream", "Gbit/s", "2.00 ±50%", "4.00", "0.50×", "latency p99", "failed: rep 2 ferry tcp: boom"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
@@ -440,8 +448,14 @@ func TestOverlayOptionsValidate(t *testing.T) {
 		{"sub-second duration", func(o *OverlayOptions) { o.Duration = 500 * time.Millisecond }, false},
 		{"no reps", func(o *OverlayOptions) { o.Reps = 0 }, false},
 		{"payload too small for the probe", func(o *OverlayOptions) { o.Size = MinOverlaySize - 1 }, false},
-		{"payload over the overlay MTU", func(o *OverlayOptions) { o.Size = MaxOverlaySize + 1 }, false},
-		{"largest payload", func(o *OverlayOptions) { o.Size = MaxOverlaySize }, true},
+		{"payload over the overlay MTU", func(o *OverlayOptions) { o.Size = 1423 }, false},
+		{"largest payload", func(o *OverlayOptions) { o.Size = 1422 }, true},
+		{"underlay MTU below IPv6's minimum", func(o *OverlayOptions) { o.UnderlayMTU = 1279 }, false},
+		{"underlay MTU over jumbo frames", func(o *OverlayOptions) { o.UnderlayMTU = 9001 }, false},
+		{"jumbo frames", func(o *OverlayOptions) { o.UnderlayMTU = 9000 }, true},
+		{"largest payload on jumbo frames", func(o *OverlayOptions) { o.UnderlayMTU, o.Size = 9000, 8922 }, true},
+		{"payload over the overlay MTU of jumbo frames", func(o *OverlayOptions) { o.UnderlayMTU, o.Size = 9000, 8923 }, false},
+		{"payload over the overlay MTU of a small underlay", func(o *OverlayOptions) { o.UnderlayMTU, o.Size = 1280, 1203 }, false},
 		{"negative workers", func(o *OverlayOptions) { o.Workers = -1 }, false},
 		{"more workers than ferry runs", func(o *OverlayOptions) { o.Workers = 65 }, false},
 		{"most workers", func(o *OverlayOptions) { o.Workers = 64 }, true},
@@ -460,6 +474,30 @@ func TestOverlayOptionsValidate(t *testing.T) {
 				t.Fatalf("Validate(%+v) = %v, want valid=%v", o, err, tc.valid)
 			}
 		})
+	}
+}
+
+// TestOverlayOptionsErrorsNameTheOption checks that a refused option is
+// named first in the error, as its command-line flag spells it, with the
+// range it must be in.
+func TestOverlayOptionsErrorsNameTheOption(t *testing.T) {
+	ok := OverlayOptions{FerryBin: "/bin/ferry", Duration: time.Second, Reps: 1, Size: 64}
+	cases := []struct {
+		mutate func(*OverlayOptions)
+		want   string
+	}{
+		{func(o *OverlayOptions) { o.UnderlayMTU = 9001 }, "underlay-mtu 9001: must be 1280..9000"},
+		{func(o *OverlayOptions) { o.Size = 1423 }, "size 1423: must be 8..1422 bytes of UDP payload on a 1500-byte underlay"},
+		{func(o *OverlayOptions) { o.UnderlayMTU, o.Size = 9000, 8923 }, "size 8923: must be 8..8922 bytes of UDP payload on a 9000-byte underlay"},
+		{func(o *OverlayOptions) { o.Workloads = []string{"rr"} }, `workloads: "rr" is not a workload: want tcp, udp-rate, latency`},
+		{func(o *OverlayOptions) { o.Streams = 17 }, "streams 17: must be 1..16"},
+	}
+	for _, tc := range cases {
+		o := ok
+		tc.mutate(&o)
+		if err := o.Validate(); err == nil || err.Error() != tc.want {
+			t.Errorf("Validate() = %v, want %q", err, tc.want)
+		}
 	}
 }
 
