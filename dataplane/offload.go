@@ -275,6 +275,12 @@ func (w *Worker) sendSuper(p *Packet, dst netip.Addr, peer uint16, spread int) {
 			mtu = n.mtu
 		}
 		hdrLen, linkLen := tunnelFraming(w.txStage, p.Bytes())
+		if linkLen > header.EthernetLen {
+			// The frame's 802.1Q tags take their room from the IP
+			// packet's: a segment's frame must fit where an untagged
+			// frame of the network's MTU does.
+			mtu -= linkLen - header.EthernetLen
+		}
 		total, seg, nseg, st := o.segment(p.Bytes(), hdrLen, linkLen, p.vnet, mtu)
 		w.mark(StageGSOSegment, nseg)
 		if st != offload.StatusOK {
@@ -362,7 +368,7 @@ func gsoWords(t uint8, size uint16) string {
 // header of the packet inside: VXLAN 8 and an Ethernet frame (l2, and l3
 // VXLAN's inner Ethernet header); flannel-UDP nothing and a bare IP
 // packet; GRE 4 or 8 (with a key) and an Ethernet frame (protocol 0x6558)
-// or a bare IP packet.
+// or a bare IP packet. An Ethernet header's length includes its VLAN tags.
 func tunnelFraming(st Stage, d []byte) (hdrLen, linkLen int) {
 	switch st {
 	case StageUDPEncap:
@@ -373,11 +379,35 @@ func tunnelFraming(st Stage, d []byte) (hdrLen, linkLen int) {
 			hdrLen = encap.GREKeyHeaderLen
 		}
 		if len(d) >= 4 && binary.BigEndian.Uint16(d[2:4]) == encap.GREProtoTEB {
-			linkLen = header.EthernetLen
+			linkLen = ethernetHeaderLen(d[hdrLen:])
 		}
 		return hdrLen, linkLen
 	}
-	return encap.VXLANHeaderLen, header.EthernetLen
+	return encap.VXLANHeaderLen, ethernetHeaderLen(d[min(encap.VXLANHeaderLen, len(d)):])
+}
+
+// maxVLANTags is how many stacked VLAN tags ethernetHeaderLen looks
+// through: one 802.1Q tag, or an 802.1ad service tag and a customer tag
+// (QinQ).
+const maxVLANTags = 2
+
+// ethernetHeaderLen returns the length of frame's Ethernet header with its
+// VLAN tags (TPID 0x8100 or 0x88a8, at most maxVLANTags): 14, 18 or 22. A
+// container's VLAN device on its port hands ferry superpackets whose IP
+// header starts after the tags, and the virtio-net header's offsets count
+// them. A frame too short for its tags is left to Segment to refuse.
+func ethernetHeaderLen(frame []byte) int {
+	n := header.EthernetLen
+	for range maxVLANTags {
+		if len(frame) < n {
+			break
+		}
+		if t := binary.BigEndian.Uint16(frame[n-2:]); t != header.EtherTypeVLAN && t != header.EtherTypeQinQ {
+			break
+		}
+		n += header.VLANTagLen
+	}
+	return n
 }
 
 // segment cuts the datagram d (a tunnel header of hdrLen bytes, then a

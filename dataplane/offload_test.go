@@ -229,6 +229,83 @@ func TestSuperpacketToPeerIsSegmentedAndCoalescedBack(t *testing.T) {
 	}
 }
 
+// TestTaggedSuperpacketIsCutToFitTheMTU: a superpacket from a container's
+// VLAN device (one 802.1Q tag, or an 802.1ad and an 802.1Q tag) is cut
+// behind its tags, which every segment repeats, and its segments are
+// smaller by the tags' bytes, so each frame fits where an untagged frame
+// of the network's MTU does; headers and checksums as without tags.
+func TestTaggedSuperpacketIsCutToFitTheMTU(t *testing.T) {
+	const payload, mss, mtu = 20000, 1410, 1450
+	for _, tags := range [][]byte{
+		{0x81, 0x00, 0x00, 0x64},
+		{0x88, 0xa8, 0x00, 0x0a, 0x81, 0x00, 0x00, 0x64},
+	} {
+		t.Run(fmt.Sprintf("%d tags", len(tags)/4), func(t *testing.T) {
+			h, plain := tcpSuper(payload, mss)
+			// The tags go between the MACs and the EtherType; the
+			// virtio-net header's offsets count them.
+			f := slices.Concat(plain[:12], tags, plain[12:])
+			h.HdrLen += uint16(len(tags))
+			h.CsumStart += uint16(len(tags))
+			r := newOffRig(t, mtu)
+			r.fromPort(t, 0, withVnet(h, f))
+			segMSS := mtu - 40 - len(tags)
+			nseg := (payload + segMSS - 1) / segMSS
+			if len(r.tunOut) != nseg {
+				t.Fatalf("peer got %d datagrams, want %d of at most %d payload bytes", len(r.tunOut), nseg, segMSS)
+			}
+			var got []byte
+			for i, d := range r.tunOut {
+				inner := d.data[8:]
+				if len(inner) > 14+mtu {
+					t.Fatalf("segment %d: a frame of %d bytes, more than the %d of an untagged one at MTU %d", i, len(inner), 14+mtu, mtu)
+				}
+				if !bytes.Equal(inner[12:12+len(tags)], tags) {
+					t.Fatalf("segment %d: tags % x, want % x", i, inner[12:12+len(tags)], tags)
+				}
+				// gopacket reads Ethernet, the tags, IPv4, TCP and the payload.
+				pkt := gopacket.NewPacket(inner, layers.LayerTypeEthernet, gopacket.Default)
+				if q := pkt.Layers(); len(q) != 4+len(tags)/4 || pkt.ErrorLayer() != nil {
+					t.Fatalf("segment %d decodes as %v", i, pkt)
+				}
+				if q, _ := pkt.Layer(layers.LayerTypeDot1Q).(*layers.Dot1Q); q == nil || (len(tags) == 4 && q.VLANIdentifier != 100) {
+					t.Fatalf("segment %d: 802.1Q layer %v", i, q)
+				}
+				if ip, _ := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4); ip == nil || int(ip.Length) != len(inner)-12-len(tags)-2 {
+					t.Fatalf("segment %d: IPv4 layer %v in a frame of %d bytes", i, ip, len(inner))
+				}
+				seq, p := checkSegment(t, i, slices.Concat(inner[:12], inner[12+len(tags):]))
+				if seq != superSeq+uint32(i*segMSS) {
+					t.Fatalf("segment %d: seq %d, want %d", i, seq, superSeq+i*segMSS)
+				}
+				got = append(got, p...)
+			}
+			if !bytes.Equal(got, plain[54:]) {
+				t.Fatal("segments' payloads do not add up to the superpacket's")
+			}
+		})
+	}
+}
+
+func TestEthernetHeaderLen(t *testing.T) {
+	mac := make([]byte, 12)
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+		want  int
+	}{
+		{"untagged", slices.Concat(mac, []byte{0x08, 0x00}, make([]byte, 20)), 14},
+		{"802.1Q", slices.Concat(mac, []byte{0x81, 0x00, 0, 100, 0x08, 0x00}, make([]byte, 20)), 18},
+		{"QinQ", slices.Concat(mac, []byte{0x88, 0xa8, 0, 10, 0x81, 0x00, 0, 100, 0x86, 0xdd}, make([]byte, 40)), 22},
+		{"a third tag is payload", slices.Concat(mac, []byte{0x81, 0x00, 0, 1, 0x81, 0x00, 0, 2, 0x81, 0x00, 0, 3, 0x08, 0x00}), 22},
+		{"a tag cut short", slices.Concat(mac, []byte{0x81, 0x00, 0}), 18},
+	} {
+		if got := ethernetHeaderLen(tc.frame); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
 func TestOffloadBadInputIsCounted(t *testing.T) {
 	good, f := tcpSuper(3000, 1410)
 	badLen := bytes.Clone(f)

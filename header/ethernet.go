@@ -38,6 +38,9 @@ const (
 	EtherTypeIPv6 uint16 = 0x86DD
 	// EtherTypeVLAN is the 802.1Q tag protocol identifier (TPID).
 	EtherTypeVLAN uint16 = 0x8100
+	// EtherTypeQinQ is the 802.1ad service tag's protocol identifier,
+	// the outer tag of a double-tagged (QinQ) frame.
+	EtherTypeQinQ uint16 = 0x88a8
 	// EtherTypeTEB is transparent Ethernet bridging, GRE's protocol type
 	// for an inner Ethernet frame (GRE/TEB, ferry's l2 GRE mode).
 	EtherTypeTEB uint16 = 0x6558
