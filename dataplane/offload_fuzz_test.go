@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/ferry-overlay/ferry/offload"
@@ -13,6 +14,10 @@ import (
 func FuzzOffloadPortRx(f *testing.F) {
 	h, sp := tcpSuper(3000, 1410)
 	f.Add(withVnet(h, sp))
+	// The same behind an 802.1Q tag, as from a container's VLAN device.
+	th := h
+	th.HdrLen, th.CsumStart = h.HdrLen+4, h.CsumStart+4
+	f.Add(withVnet(th, slices.Concat(sp[:12], []byte{0x81, 0x00, 0x00, 0x64}, sp[12:])))
 	h.Flags = 0
 	f.Add(withVnet(h, sp))
 	f.Add(withVnet(offload.VirtioNetHdr{Flags: offload.FlagNeedsCsum, CsumStart: 34, CsumOffset: 6}, frame(macR, macA, 200, 1)))
