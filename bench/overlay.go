@@ -393,7 +393,8 @@ type OverlayReport struct {
 	// FerryBinary does for ferry's path, when the run measured one.
 	BaselinePath string `json:"baseline_path,omitempty"`
 	// Metrics are, in order: TCP throughput, retransmissions and CPU cost, UDP
-	// packets delivered and offered per second, latency p50 and p99.
+	// packets delivered and offered per second, latency p50 and p99, and
+	// latency p50 and p99 under TCP load.
 	Metrics []Metric `json:"metrics"`
 	// Errors lists the workloads that failed (with --keep-going), as
 	// "rep 2 ferry tcp: …".
@@ -410,20 +411,27 @@ const (
 	// MetricTCPCPU is the CPU time the whole machine was busy during the
 	// TCP workload, per MB received: the path's cost per byte, whatever
 	// its speed.
-	MetricTCPCPU  = "tcp_cpu_us_per_mb"
-	MetricUDPRx   = "udp_rx_pps"
-	MetricUDPTx   = "udp_tx_pps"
-	MetricLatP50  = "latency_p50_us"
-	MetricLatP99  = "latency_p99_us"
-	overlayVNI    = 42
-	overlayPort   = 4789
-	iperfPort     = 5201
-	udpRatePort   = 5300
-	latencyPort   = 5301
-	latencyProcs  = 4 // GOMAXPROCS while the echo server runs: see startEcho
-	underlayDev   = "ul0"
-	containerDev  = "eth0"
-	daemonTimeout = 15 * time.Second
+	MetricTCPCPU = "tcp_cpu_us_per_mb"
+	MetricUDPRx  = "udp_rx_pps"
+	MetricUDPTx  = "udp_tx_pps"
+	MetricLatP50 = "latency_p50_us"
+	MetricLatP99 = "latency_p99_us"
+	// MetricLoadedP50 and MetricLoadedP99 are the latency workload's
+	// round trips while the TCP workload's stream runs the same way: what
+	// a request/response flow sees when a bulk transfer shares the path,
+	// which a queue in front of a busy stage shows and an idle path does
+	// not.
+	MetricLoadedP50 = "loaded_latency_p50_us"
+	MetricLoadedP99 = "loaded_latency_p99_us"
+	overlayVNI      = 42
+	overlayPort     = 4789
+	iperfPort       = 5201
+	udpRatePort     = 5300
+	latencyPort     = 5301
+	latencyProcs    = 4 // GOMAXPROCS while the echo server runs: see startEcho
+	underlayDev     = "ul0"
+	containerDev    = "eth0"
+	daemonTimeout   = 15 * time.Second
 )
 
 var (
@@ -482,6 +490,8 @@ var metricDefs = []Metric{
 	{Name: MetricUDPTx, Title: "UDP offered", Unit: "kpps", HigherIsBetter: true},
 	{Name: MetricLatP50, Title: "latency p50", Unit: "µs"},
 	{Name: MetricLatP99, Title: "latency p99", Unit: "µs"},
+	{Name: MetricLoadedP50, Title: "latency p50 under TCP load", Unit: "µs"},
+	{Name: MetricLoadedP99, Title: "latency p99 under TCP load", Unit: "µs"},
 }
 
 // ErrNeedsRoot is returned by [Overlay] when not running as root.
@@ -784,6 +794,7 @@ var workloads = []workload{
 	{"tcp", []string{MetricTCP, MetricTCPRetrans, MetricTCPCPU}, runTCP},
 	{"udp-rate", []string{MetricUDPRx, MetricUDPTx}, runUDPRate},
 	{"latency", []string{MetricLatP50, MetricLatP99}, runLatency},
+	{"loaded-latency", []string{MetricLoadedP50, MetricLoadedP99}, runLoadedLatency},
 }
 
 // WorkloadNames returns the names of the overlay scenario's workloads, in

@@ -89,7 +89,7 @@ func TestOverlayReportJSON(t *testing.T) {
 			t.Errorf("%s ratio = %s, want 0.5", m.Name, m.Ratio)
 		}
 	}
-	want := "tcp_gbps tcp_retransmits tcp_cpu_us_per_mb udp_rx_pps udp_tx_pps latency_p50_us latency_p99_us"
+	want := "tcp_gbps tcp_retransmits tcp_cpu_us_per_mb udp_rx_pps udp_tx_pps latency_p50_us latency_p99_us loaded_latency_p50_us loaded_latency_p99_us"
 	if strings.Join(names, " ") != want {
 		t.Errorf("metrics = %v, want %s", names, want)
 	}
@@ -489,7 +489,7 @@ func TestOverlayOptionsErrorsNameTheOption(t *testing.T) {
 		{func(o *OverlayOptions) { o.UnderlayMTU = 9001 }, "underlay-mtu 9001: must be 1280..9000"},
 		{func(o *OverlayOptions) { o.Size = 1423 }, "size 1423: must be 8..1422 bytes of UDP payload on a 1500-byte underlay"},
 		{func(o *OverlayOptions) { o.UnderlayMTU, o.Size = 9000, 8923 }, "size 8923: must be 8..8922 bytes of UDP payload on a 9000-byte underlay"},
-		{func(o *OverlayOptions) { o.Workloads = []string{"rr"} }, `workloads: "rr" is not a workload: want tcp, udp-rate, latency`},
+		{func(o *OverlayOptions) { o.Workloads = []string{"rr"} }, `workloads: "rr" is not a workload: want tcp, udp-rate, latency, loaded-latency`},
 		{func(o *OverlayOptions) { o.Streams = 17 }, "streams 17: must be 1..16"},
 	}
 	for _, tc := range cases {

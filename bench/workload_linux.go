@@ -420,18 +420,71 @@ func runLatency(ctx context.Context, tb *testbed, opts OverlayOptions) (map[stri
 		return nil, err
 	}
 	defer s.close()
-	rtts, lost, err := pingPong(ctx, tb, opts.Size, 0, time.Now().Add(opts.Duration))
+	p50, p99, err := roundTrips(ctx, tb, opts)
 	if err != nil {
 		return nil, err
 	}
+	return map[string]float64{MetricLatP50: p50, MetricLatP99: p99}, nil
+}
+
+// loadRampUp is how long the loaded-latency workload lets its TCP stream
+// run before it measures: BBR's start-up, or CUBIC's slow start, is over
+// by then on these paths.
+const loadRampUp = time.Second
+
+// runLoadedLatency is runLatency while the TCP workload's iperf3 stream
+// (its streams and congestion control) runs from c1 to c2, from
+// loadRampUp before the round trips start until after they end. The
+// requests travel with the stream's data and the replies with its ACKs.
+func runLoadedLatency(ctx context.Context, tb *testbed, opts OverlayOptions) (map[string]float64, error) {
+	s, err := startEcho(tb)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	secs := int(math.Ceil((opts.Duration + loadRampUp).Seconds())) + 1
+	ictx, cancel := context.WithTimeout(ctx, time.Duration(secs)*time.Second+20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ictx, "iperf3", iperfArgs(tb.addr2, secs, opts)...)
+	cmd.WaitDelay = time.Second
+	var out syncBuffer
+	cmd.Stdout = &out
+	if err := tb.c1.start(cmd); err != nil {
+		return nil, fmt.Errorf("start iperf3: %w", err)
+	}
+	select {
+	case <-time.After(loadRampUp):
+	case <-ctx.Done():
+	}
+	p50, p99, perr := roundTrips(ctx, tb, opts)
+	werr := cmd.Wait()
+	// The stream must have carried data throughout, or the figures are
+	// of an idle path.
+	if _, received, err := parseIperf([]byte(out.String()), opts.Streams, opts.TCPCC); err != nil || received == 0 {
+		return nil, errors.Join(fmt.Errorf("the TCP load (iperf3) did not run: %v", err), werr, perr)
+	}
+	if perr != nil {
+		return nil, perr
+	}
+	return map[string]float64{MetricLoadedP50: p50, MetricLoadedP99: p99}, nil
+}
+
+// roundTrips runs the ping-pong for opts.Duration against the echo server
+// already running in c2 and returns the p50 and p99 round trip in µs; at
+// least 100 replies must come back.
+func roundTrips(ctx context.Context, tb *testbed, opts OverlayOptions) (p50, p99 float64, err error) {
+	rtts, lost, err := pingPong(ctx, tb, opts.Size, 0, time.Now().Add(opts.Duration))
+	if err != nil {
+		return 0, 0, err
+	}
 	if len(rtts) < 100 {
-		return nil, fmt.Errorf("only %d replies (%d probes lost)", len(rtts), lost)
+		return 0, 0, fmt.Errorf("only %d replies (%d probes lost)", len(rtts), lost)
 	}
 	us := make([]float64, len(rtts))
 	for i, d := range rtts {
 		us[i] = float64(d.Nanoseconds()) / 1e3
 	}
-	return map[string]float64{MetricLatP50: Percentile(us, 50), MetricLatP99: Percentile(us, 99)}, nil
+	return Percentile(us, 50), Percentile(us, 99), nil
 }
 
 // Percentile returns the p-th percentile (0 < p <= 100) of samples by the

@@ -92,11 +92,15 @@ Docker-style path (container veth, Linux bridge, kernel VXLAN), which is the
 same for every --mode and --encap. Each repetition runs every workload
 (--workloads: those named) on both paths, alternating which goes first:
 
-  tcp       one iperf3 TCP stream (--streams N: N of them), receiver's
-            Gbit/s, with the kernel's default congestion control or --tcp-cc
-  udp-rate  UDP datagrams of --size bytes from --flows sendmmsg sockets, counted
-            at the receiver with recvmmsg (delivered and offered kpps)
-  latency   UDP request/response of --size bytes, one in flight: p50, p99
+  tcp             one iperf3 TCP stream (--streams N: N of them), receiver's
+                  Gbit/s, with the kernel's default congestion control or
+                  --tcp-cc
+  udp-rate        UDP datagrams of --size bytes from --flows sendmmsg sockets,
+                  counted at the receiver with recvmmsg (delivered and offered
+                  kpps)
+  latency         UDP request/response of --size bytes, one in flight: p50, p99
+  loaded-latency  the same while the tcp workload's stream runs the same way
+                  (what a request/response flow sees beside a bulk transfer)
 
 ferry's path by --mode:
 
