@@ -62,17 +62,7 @@ func TestE2EIPv6AndUSO(t *testing.T) {
 
 	// What the wire carries of TCPv6 superpackets: MTU-sized VXLAN
 	// datagrams, each inner IPv6/TCP segment with a valid checksum.
-	pkts := captureDuringTCP(t, f1, "ip6 and tcp and dst port 5201", 200, c1, c2, netip.AddrPortFrom(netip.MustParseAddr(ip6C2), 5201))
-	full := 0
-	for i, b := range pkts {
-		if _, _, payload := wireTCP(t, i, b); len(payload) >= 1000 {
-			full++
-		}
-	}
-	if full == 0 {
-		t.Fatal("no full-size IPv6 data segment captured")
-	}
-	t.Logf("%d IPv6 packets captured at tunnel-tx, %d full-size segments, all within the underlay MTU with valid checksums", len(pkts), full)
+	checkWireTCP(t, captureDuringTCP(t, f1, "ip6 and tcp and dst port 5201", 200, c1, c2, netip.AddrPortFrom(netip.MustParseAddr(ip6C2), 5201)))
 
 	for _, dst := range []string{"10.42.0.3", ip6C2} {
 		t.Run("USO to "+dst, func(t *testing.T) {
@@ -101,18 +91,7 @@ func TestE2EIPv6AndUSO(t *testing.T) {
 // drops a segment that fails), and ferry must take the kernel's MTU-sized
 // segments of the other direction.
 func TestE2EKernelVXLANInteropIPv6AndUSO(t *testing.T) {
-	nstest.RequireRoot(t)
-	ul := nstest.NewUnderlay(t, netip.MustParsePrefix("192.168.73.0/24"))
-	hf, hk := ul.AddHost(t, "kf"), ul.AddHost(t, "kk")
-	br := hk.KernelOverlay(t, 42, 4789, []netip.Addr{hf.Addr})
-	// As in TestE2EKernelVXLANInterop: the kernel host finishes its
-	// checksums in software, as a NIC would on the wire.
-	if out, err := hk.Exec(t, 5*time.Second, "ethtool", "-K", nstest.UnderlayDev, "tx", "off"); err != nil {
-		t.Fatalf("ethtool: %v %s", err, out)
-	}
-	ck := hk.AddContainer(t, "kc", br, netip.MustParsePrefix("10.42.0.3/24"))
-	cf := nstest.NewNS(t, "fc")
-	f := startFerry(t, hf, l2Config(hf, 42, []netip.Addr{hk.Addr}, []portSpec{{nstest.Name(t, "tk"), cf.Name, "10.42.0.2/24", macC1a}}))
+	f, cf, ck := newKernelPeerRig(t, "192.168.73.0/24")
 	addAddr6(t, cf, ip6C1)
 	addAddr6(t, ck, ip6C2)
 	mustPing(t, cf, ip6C2)

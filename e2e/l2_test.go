@@ -68,25 +68,7 @@ func TestE2ETwoHosts(t *testing.T) {
 // kernel's VXLAN device on a bridge with a container veth (Docker's overlay
 // built from kernel parts): ping and TCP both ways.
 func TestE2EKernelVXLANInterop(t *testing.T) {
-	nstest.RequireRoot(t)
-	ul := nstest.NewUnderlay(t, netip.MustParsePrefix("192.168.78.0/24"))
-	hf, hk := ul.AddHost(t, "hf"), ul.AddHost(t, "hk")
-	br := hk.KernelOverlay(t, 42, 4789, []netip.Addr{hf.Addr})
-	// A veth never finishes checksums the stack left partial (a NIC
-	// does), so the kernel VXLAN host would hand its inner TCP checksums
-	// to the wire unfinished; only a receiving kernel, which trusts the
-	// skb's CHECKSUM_PARTIAL state across the veth, accepts that. With tx
-	// checksum offload off on its underlay, the kernel finishes them in
-	// software, as a real NIC would on the wire.
-	if out, err := hk.Exec(t, 5*time.Second, "ethtool", "-K", nstest.UnderlayDev, "tx", "off"); err != nil {
-		t.Fatalf("ethtool: %v %s", err, out)
-	}
-	ck := hk.AddContainer(t, "ck", br, netip.MustParsePrefix("10.42.0.3/24"))
-	cf := nstest.NewNS(t, "cf")
-	f := startFerry(t, hf, l2Config(hf, 42, []netip.Addr{hk.Addr}, []portSpec{
-		{nstest.Name(t, "tf"), cf.Name, "10.42.0.2/24", macC1a},
-	}))
-
+	f, cf, ck := newKernelPeerRig(t, "192.168.78.0/24")
 	mustPing(t, cf, "10.42.0.3")
 	mustPing(t, ck, "10.42.0.2")
 	transfer(t, cf, ck, "10.42.0.3", 50<<20)
@@ -169,6 +151,31 @@ func TestE2EThreeHostMesh(t *testing.T) {
 	// m2's container still has the old ARP entry; its frames must now
 	// reach the MAC on m3.
 	mustPing(t, cs[1], "10.42.0.99")
+}
+
+// newKernelPeerRig builds, on an underlay of prefix, a ferry host with
+// container cf (10.42.0.2, its port a TAP) and a host using the kernel's
+// VXLAN device on a bridge with container ck (10.42.0.3, a veth), on VNI
+// 42, and returns ferry's daemon and the two containers.
+func newKernelPeerRig(t *testing.T, prefix string) (f *ferryd, cf, ck *nstest.NS) {
+	t.Helper()
+	nstest.RequireRoot(t)
+	ul := nstest.NewUnderlay(t, netip.MustParsePrefix(prefix))
+	hf, hk := ul.AddHost(t, "hf"), ul.AddHost(t, "hk")
+	br := hk.KernelOverlay(t, 42, 4789, []netip.Addr{hf.Addr})
+	// A veth never finishes checksums the stack left partial (a NIC
+	// does), so the kernel VXLAN host would hand its inner TCP checksums
+	// to the wire unfinished; only a receiving kernel, which trusts the
+	// skb's CHECKSUM_PARTIAL state across the veth, accepts that. With tx
+	// checksum offload off on its underlay, the kernel finishes them in
+	// software, as a real NIC would on the wire.
+	if out, err := hk.Exec(t, 5*time.Second, "ethtool", "-K", nstest.UnderlayDev, "tx", "off"); err != nil {
+		t.Fatalf("ethtool: %v %s", err, out)
+	}
+	ck = hk.AddContainer(t, "ck", br, netip.MustParsePrefix("10.42.0.3/24"))
+	cf = nstest.NewNS(t, "cf")
+	f = startFerry(t, hf, l2Config(hf, 42, []netip.Addr{hk.Addr}, []portSpec{{nstest.Name(t, "tf"), cf.Name, "10.42.0.2/24", macC1a}}))
+	return f, cf, ck
 }
 
 func peerOf(t *testing.T, d *ferryd, mac string) string {

@@ -34,6 +34,13 @@ import (
 func TestE2EPcapTunnelTxDuringTCP(t *testing.T) {
 	r := newObsRig(t, "192.168.86.0/24")
 	pkts := captureDuringTCP(t, r.f1, "tcp and dst port 5201", 200, r.c1, r.c2, netip.MustParseAddrPort("10.42.0.3:5201"))
+	checkWireTCP(t, pkts)
+}
+
+// checkWireTCP checks every captured packet with wireTCP and that at least
+// one of them is a full-size data segment (1000 bytes of payload or more).
+func checkWireTCP(t *testing.T, pkts [][]byte) {
+	t.Helper()
 	full := 0
 	for i, b := range pkts {
 		if _, _, payload := wireTCP(t, i, b); len(payload) >= 1000 {
