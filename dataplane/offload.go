@@ -379,35 +379,15 @@ func tunnelFraming(st Stage, d []byte) (hdrLen, linkLen int) {
 			hdrLen = encap.GREKeyHeaderLen
 		}
 		if len(d) >= 4 && binary.BigEndian.Uint16(d[2:4]) == encap.GREProtoTEB {
-			linkLen = ethernetHeaderLen(d[hdrLen:])
+			linkLen = header.EthernetHeaderLen(d[hdrLen:])
 		}
 		return hdrLen, linkLen
 	}
-	return encap.VXLANHeaderLen, ethernetHeaderLen(d[min(encap.VXLANHeaderLen, len(d)):])
-}
-
-// maxVLANTags is how many stacked VLAN tags ethernetHeaderLen looks
-// through: one 802.1Q tag, or an 802.1ad service tag and a customer tag
-// (QinQ).
-const maxVLANTags = 2
-
-// ethernetHeaderLen returns the length of frame's Ethernet header with its
-// VLAN tags (TPID 0x8100 or 0x88a8, at most maxVLANTags): 14, 18 or 22. A
-// container's VLAN device on its port hands ferry superpackets whose IP
-// header starts after the tags, and the virtio-net header's offsets count
-// them. A frame too short for its tags is left to Segment to refuse.
-func ethernetHeaderLen(frame []byte) int {
-	n := header.EthernetLen
-	for range maxVLANTags {
-		if len(frame) < n {
-			break
-		}
-		if t := binary.BigEndian.Uint16(frame[n-2:]); t != header.EtherTypeVLAN && t != header.EtherTypeQinQ {
-			break
-		}
-		n += header.VLANTagLen
-	}
-	return n
+	// A container's VLAN device on its port hands ferry superpackets whose
+	// IP header starts after the tags (the virtio-net header's offsets
+	// count them); a frame too short for its tags is left to Segment to
+	// refuse.
+	return encap.VXLANHeaderLen, header.EthernetHeaderLen(d[min(encap.VXLANHeaderLen, len(d)):])
 }
 
 // segment cuts the datagram d (a tunnel header of hdrLen bytes, then a

@@ -46,6 +46,29 @@ const (
 	EtherTypeTEB uint16 = 0x6558
 )
 
+// MaxVLANTags is how many stacked VLAN tags EthernetHeaderLen looks
+// through: one 802.1Q tag, or an 802.1ad service tag and a customer tag
+// (QinQ).
+const MaxVLANTags = 2
+
+// EthernetHeaderLen returns the length of frame's Ethernet header with its
+// VLAN tags (TPID 0x8100 or 0x88a8, at most MaxVLANTags): 14, 18 or 22,
+// where the network header starts. It reads only what frame holds: a frame
+// cut inside a tag gets the length the tag would end at.
+func EthernetHeaderLen(frame []byte) int {
+	n := EthernetLen
+	for range MaxVLANTags {
+		if len(frame) < n {
+			break
+		}
+		if t := binary.BigEndian.Uint16(frame[n-2:]); t != EtherTypeVLAN && t != EtherTypeQinQ {
+			break
+		}
+		n += VLANTagLen
+	}
+	return n
+}
+
 // Ethernet is a view of an Ethernet II frame, starting at the destination
 // MAC.
 //
