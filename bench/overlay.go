@@ -127,12 +127,8 @@ const MinOverlaySize = 8
 // 24), less 20 bytes of IPv4 and 8 of UDP header. 1422 on a 1500-byte
 // underlay.
 func MaxOverlaySize(underlayMTU int) int {
-	return underlayMTU - vxlanOverhead - 28
+	return underlayMTU - encap.VXLANOverhead - 28
 }
-
-// vxlanOverhead is what the VXLAN tunnels of the paths take from the
-// underlay MTU: outer IPv4, UDP, VXLAN and inner Ethernet headers.
-const vxlanOverhead = 20 + 8 + 8 + 14
 
 // Underlay MTUs of the overlay benchmark: the kernel's default for a veth
 // (and Ethernet's), unless asked otherwise; at least IPv6's minimum link
@@ -418,9 +414,8 @@ const (
 	MetricLatP99 = "latency_p99_us"
 	// MetricLoadedP50 and MetricLoadedP99 are the latency workload's
 	// round trips while the TCP workload's stream runs the same way: what
-	// a request/response flow sees when a bulk transfer shares the path,
-	// which a queue in front of a busy stage shows and an idle path does
-	// not.
+	// a request/response flow sees when a bulk transfer shares the path
+	// and whatever forwards it (threads kept busy, queues kept full).
 	MetricLoadedP50 = "loaded_latency_p50_us"
 	MetricLoadedP99 = "loaded_latency_p99_us"
 	overlayVNI      = 42
@@ -1227,7 +1222,7 @@ func (l *lab) kernelPath(ctx context.Context, opts OverlayOptions) (*testbed, er
 		if err := kernelOverlay(d.host, underlayDev, d.local, d.remote, overlayVNI, overlayPort, "vc0"); err != nil {
 			return nil, err
 		}
-		if err := d.cont.setMTU(containerDev, opts.UnderlayMTU-vxlanOverhead); err != nil {
+		if err := d.cont.setMTU(containerDev, opts.UnderlayMTU-encap.VXLANOverhead); err != nil {
 			return nil, err
 		}
 		if err := d.cont.addAddr(containerDev, netip.PrefixFrom(d.addr, overlayBits)); err != nil {
