@@ -107,7 +107,8 @@ func TestE2EL3(t *testing.T) {
 }
 
 // TestE2EL2GRE is TestE2ETwoHosts over GRE: transparent Ethernet bridging
-// with the VNI as the GRE key.
+// with the VNI as the GRE key; then IPv6 TCP both ways and UDP_SEGMENT
+// datagrams over it.
 func TestE2EL2GRE(t *testing.T) {
 	nstest.RequireRoot(t)
 	ul := nstest.NewUnderlay(t, netip.MustParsePrefix("192.168.77.0/24"))
@@ -132,4 +133,13 @@ func TestE2EL2GRE(t *testing.T) {
 	if len(ps) != 1 || ps[0].TxBytes < 100<<20 {
 		t.Errorf("h1 peers = %+v, want one peer with >= 100 MB sent", ps)
 	}
+	// IPv6 in the containers, and UDP_SEGMENT senders, over GRE as over
+	// VXLAN (TestE2EIPv6AndUSO): superpackets behind the GRE header.
+	addAddr6(t, c1, ip6C1)
+	addAddr6(t, c2, ip6C2)
+	mustPing(t, c1, ip6C2)
+	transfer(t, c1, c2, ip6C2, 32<<20)
+	transfer(t, c2, c1, ip6C1, 32<<20)
+	mustUDPSegments(t, c1, c2, netip.AddrPortFrom(netip.MustParseAddr(ip6C2), 5300), 50, 20)
+	f1.checkNoDrops(t, "gso-segment", "gro-coalesce", "gre-decap", "port-rx", "port-tx")
 }
