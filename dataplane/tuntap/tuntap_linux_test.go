@@ -431,7 +431,7 @@ type arpPingPong struct {
 }
 
 func newARPPingPong(tb testing.TB) *arpPingPong {
-	ns := nstest.NewNS(tb, "nt").Name
+	ns := quietNS(tb)
 	dev := createIn(tb, ns, tuntap.Options{Name: nstest.Name(tb, "fy"), Kind: tuntap.TAP, Queues: 1})
 	upWithAddr(tb, handleIn(tb, ns), dev.Name(), netip.MustParsePrefix("10.79.0.2/24"))
 	req := arpFrame(tb, layers.ARPRequest, fakeMAC, layers.EthernetBroadcast,
@@ -442,11 +442,20 @@ func newARPPingPong(tb testing.TB) *arpPingPong {
 		bufs:  [][]byte{make([]byte, 64+2048), make([]byte, 64+2048), make([]byte, 64+2048), make([]byte, 64+2048)},
 		sizes: make([]int, 4),
 	}
-	// Let the link's start-up chatter (IPv6 DAD, router solicitations) pass,
-	// then drain it, so the exchange below sees only ARP replies.
-	time.Sleep(50 * time.Millisecond)
 	p.drain(tb)
 	return p
+}
+
+// quietNS creates a namespace for a test that counts the frames a TAP
+// gives it, and returns its name. IPv6 is off in it, so a device made
+// there sends nothing of its own (duplicate address detection, router
+// solicitations and MLD reports go out at random times after the link
+// comes up, and once made a burst of 40 ARP replies read as 41 frames).
+func quietNS(tb testing.TB) string {
+	ns := nstest.NewNS(tb, "nt")
+	ns.Sysctl(tb, "net.ipv6.conf.all.disable_ipv6", "1")
+	ns.Sysctl(tb, "net.ipv6.conf.default.disable_ipv6", "1")
+	return ns.Name
 }
 
 func (p *arpPingPong) drain(tb testing.TB) {
