@@ -83,26 +83,55 @@ func parseIperf(out []byte, streams int, cc string) (vals map[string]float64, re
 // machine was busy per MB received (MetricTCPCPU; both simulated hosts,
 // the applications and, on ferry's path, the daemons share this machine).
 func runTCP(ctx context.Context, tb *testbed, opts OverlayOptions) (map[string]float64, error) {
-	secs := int(math.Ceil(opts.Duration.Seconds()))
-	ctx, cancel := context.WithTimeout(ctx, opts.Duration+20*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "iperf3", iperfArgs(tb.addr2, secs, opts)...)
-	cmd.WaitDelay = time.Second
-	var out syncBuffer
-	cmd.Stdout = &out
 	cpu, cerr := startCPUClock()
-	if err := tb.c1.start(cmd); err != nil {
-		return nil, fmt.Errorf("start iperf3: %w", err)
-	}
-	werr := cmd.Wait()
-	vals, received, err := parseIperf([]byte(out.String()), opts.Streams, opts.TCPCC)
+	run, err := startIperf(ctx, tb, int(math.Ceil(opts.Duration.Seconds())), opts)
 	if err != nil {
-		return nil, errors.Join(err, werr)
+		return nil, err
+	}
+	vals, received, err := run.wait()
+	if err != nil {
+		return nil, err
 	}
 	if busy, err := cpu.busySince(); cerr == nil && err == nil && received > 0 {
 		vals[MetricTCPCPU] = busy.Seconds() * 1e6 / (received / 1e6)
 	}
 	return vals, nil
+}
+
+// iperfRun is an iperf3 client started by startIperf.
+type iperfRun struct {
+	cmd    *exec.Cmd
+	out    syncBuffer
+	opts   OverlayOptions
+	cancel context.CancelFunc
+}
+
+// startIperf starts an iperf3 client in c1 against the server in c2 for
+// secs seconds, with opts' streams and congestion control, bounded by
+// secs plus 20 seconds.
+func startIperf(ctx context.Context, tb *testbed, secs int, opts OverlayOptions) (*iperfRun, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(secs+20)*time.Second)
+	r := &iperfRun{opts: opts, cancel: cancel}
+	r.cmd = exec.CommandContext(ctx, "iperf3", iperfArgs(tb.addr2, secs, opts)...)
+	r.cmd.WaitDelay = time.Second
+	r.cmd.Stdout = &r.out
+	if err := tb.c1.start(r.cmd); err != nil {
+		cancel()
+		return nil, fmt.Errorf("start iperf3: %w", err)
+	}
+	return r, nil
+}
+
+// wait waits for the client to end and returns its figures (parseIperf)
+// and the bytes the receiver got.
+func (r *iperfRun) wait() (vals map[string]float64, received float64, err error) {
+	defer r.cancel()
+	werr := r.cmd.Wait()
+	vals, received, err = parseIperf([]byte(r.out.String()), r.opts.Streams, r.opts.TCPCC)
+	if err != nil {
+		return nil, 0, errors.Join(err, werr)
+	}
+	return vals, received, nil
 }
 
 // runUDPRate blasts datagrams of opts.Size bytes from c1 to c2 with
@@ -442,26 +471,19 @@ func runLoadedLatency(ctx context.Context, tb *testbed, opts OverlayOptions) (ma
 		return nil, err
 	}
 	defer s.close()
-	secs := int(math.Ceil((opts.Duration + loadRampUp).Seconds())) + 1
-	ictx, cancel := context.WithTimeout(ctx, time.Duration(secs)*time.Second+20*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ictx, "iperf3", iperfArgs(tb.addr2, secs, opts)...)
-	cmd.WaitDelay = time.Second
-	var out syncBuffer
-	cmd.Stdout = &out
-	if err := tb.c1.start(cmd); err != nil {
-		return nil, fmt.Errorf("start iperf3: %w", err)
+	run, err := startIperf(ctx, tb, int(math.Ceil((opts.Duration+loadRampUp).Seconds()))+1, opts)
+	if err != nil {
+		return nil, err
 	}
 	select {
 	case <-time.After(loadRampUp):
 	case <-ctx.Done():
 	}
 	p50, p99, perr := roundTrips(ctx, tb, opts)
-	werr := cmd.Wait()
 	// The stream must have carried data throughout, or the figures are
 	// of an idle path.
-	if _, received, err := parseIperf([]byte(out.String()), opts.Streams, opts.TCPCC); err != nil || received == 0 {
-		return nil, errors.Join(fmt.Errorf("the TCP load (iperf3) did not run: %v", err), werr, perr)
+	if _, received, err := run.wait(); err != nil || received == 0 {
+		return nil, errors.Join(fmt.Errorf("the TCP load (iperf3) did not run: %v", err), perr)
 	}
 	if perr != nil {
 		return nil, perr

@@ -16,12 +16,9 @@ import (
 // then checks that each one is a counted drop under its own reason and that
 // the overlay still carries traffic.
 func TestE2EBadInputIsCountedAndForwardingGoesOn(t *testing.T) {
-	nstest.RequireRoot(t)
-	ul := nstest.NewUnderlay(t, netip.MustParsePrefix("192.168.80.0/24"))
-	h1, h2, stranger := ul.AddHost(t, "b1"), ul.AddHost(t, "b2"), ul.AddHost(t, "bx")
-	c1, c2 := nstest.NewNS(t, "bc1"), nstest.NewNS(t, "bc2")
-	f1 := startFerry(t, h1, l2Config(h1, 42, []netip.Addr{h2.Addr}, []portSpec{{nstest.Name(t, "tb1"), c1.Name, "10.42.0.2/24", macC1a}}))
-	startFerry(t, h2, l2Config(h2, 42, []netip.Addr{h1.Addr}, []portSpec{{nstest.Name(t, "tb2"), c2.Name, "10.42.0.3/24", macC2a}}))
+	p := newFerryPair(t, "192.168.80.0/24", "10.42.0.3", nil)
+	h1, h2, c1, c2, f1 := p.h1, p.h2, p.c1, p.c2, p.f1
+	stranger := p.ul.AddHost(t, "bx")
 	mustPing(t, c1, "10.42.0.3")
 
 	inner := make([]byte, 60) // a broadcast frame from a unicast source

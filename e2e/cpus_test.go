@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,11 +55,8 @@ func TestE2EWorkersPinned(t *testing.T) {
 	pin := func(cfg string) string {
 		return strings.Replace(cfg, "  workers: 2\n", fmt.Sprintf("  workers: 2\n  cpus: [%d, %d]\n", last, first), 1)
 	}
-	ul := nstest.NewUnderlay(t, netip.MustParsePrefix("192.168.77.0/24"))
-	h1, h2 := ul.AddHost(t, "h1"), ul.AddHost(t, "h2")
-	c1, c2 := nstest.NewNS(t, "c1"), nstest.NewNS(t, "c2")
-	f1 := startFerry(t, h1, pin(l2Config(h1, 42, []netip.Addr{h2.Addr}, []portSpec{{nstest.Name(t, "t1"), c1.Name, "10.42.0.2/24", macC1a}})))
-	startFerry(t, h2, pin(l2Config(h2, 42, []netip.Addr{h1.Addr}, []portSpec{{nstest.Name(t, "t2"), c2.Name, "10.42.0.4/24", macC2a}})))
+	p := newFerryPair(t, "192.168.77.0/24", "10.42.0.4", func(_ int, cfg string) string { return pin(cfg) })
+	c1, c2, f1 := p.c1, p.c2, p.f1
 
 	// `ip netns exec` execs ferry, so the command's PID is ferry's.
 	lists := threadCPUs(t, f1.cmd.Process.Pid)

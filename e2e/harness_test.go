@@ -212,6 +212,34 @@ func offloadKey() string {
 	}
 }
 
+// ferryPair is the end-to-end tests' usual rig: two ferry hosts on one
+// underlay, each with one container on an l2 network with VNI 42.
+type ferryPair struct {
+	ul     *nstest.Underlay
+	h1, h2 *nstest.Host
+	c1, c2 *nstest.NS
+	f1, f2 *ferryd
+}
+
+// newFerryPair builds a ferryPair on an underlay of prefix: container c1
+// at 10.42.0.2 (macC1a) behind h1, c2 at addr2 (macC2a) behind h2. edit,
+// if not nil, rewrites host i's (1 or 2) config before its daemon starts:
+// another encapsulation, pinned workers.
+func newFerryPair(t *testing.T, prefix, addr2 string, edit func(host int, cfg string) string) *ferryPair {
+	t.Helper()
+	nstest.RequireRoot(t)
+	p := &ferryPair{ul: nstest.NewUnderlay(t, netip.MustParsePrefix(prefix))}
+	p.h1, p.h2 = p.ul.AddHost(t, "h1"), p.ul.AddHost(t, "h2")
+	p.c1, p.c2 = nstest.NewNS(t, "c1"), nstest.NewNS(t, "c2")
+	cfg1 := l2Config(p.h1, 42, []netip.Addr{p.h2.Addr}, []portSpec{{nstest.Name(t, "t1"), p.c1.Name, "10.42.0.2/24", macC1a}})
+	cfg2 := l2Config(p.h2, 42, []netip.Addr{p.h1.Addr}, []portSpec{{nstest.Name(t, "t2"), p.c2.Name, addr2 + "/24", macC2a}})
+	if edit != nil {
+		cfg1, cfg2 = edit(1, cfg1), edit(2, cfg2)
+	}
+	p.f1, p.f2 = startFerry(t, p.h1, cfg1), startFerry(t, p.h2, cfg2)
+	return p
+}
+
 // offloadsOn reports whether the daemons run with offloads: the config
 // default, unless FERRY_E2E_OFFLOAD is "false".
 func offloadsOn() bool { return os.Getenv("FERRY_E2E_OFFLOAD") != "false" }

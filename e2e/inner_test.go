@@ -35,12 +35,8 @@ var offloadStages = []string{"gso-segment", "gro-coalesce", "vxlan-decap", "port
 // with valid checksums. Without offloads the same traffic arrives cut by the
 // containers' kernels.
 func TestE2EIPv6AndUSO(t *testing.T) {
-	nstest.RequireRoot(t)
-	ul := nstest.NewUnderlay(t, netip.MustParsePrefix("192.168.72.0/24"))
-	h1, h2 := ul.AddHost(t, "s1"), ul.AddHost(t, "s2")
-	c1, c2 := nstest.NewNS(t, "sc1"), nstest.NewNS(t, "sc2")
-	f1 := startFerry(t, h1, l2Config(h1, 42, []netip.Addr{h2.Addr}, []portSpec{{nstest.Name(t, "ts1"), c1.Name, "10.42.0.2/24", macC1a}}))
-	startFerry(t, h2, l2Config(h2, 42, []netip.Addr{h1.Addr}, []portSpec{{nstest.Name(t, "ts2"), c2.Name, "10.42.0.3/24", macC2a}}))
+	p := newFerryPair(t, "192.168.72.0/24", "10.42.0.3", nil)
+	c1, c2, f1 := p.c1, p.c2, p.f1
 	addAddr6(t, c1, ip6C1)
 	addAddr6(t, c2, ip6C2)
 	mustPing(t, c1, ip6C2)

@@ -110,19 +110,10 @@ func TestE2EL3(t *testing.T) {
 // with the VNI as the GRE key; then IPv6 TCP both ways and UDP_SEGMENT
 // datagrams over it.
 func TestE2EL2GRE(t *testing.T) {
-	nstest.RequireRoot(t)
-	ul := nstest.NewUnderlay(t, netip.MustParsePrefix("192.168.77.0/24"))
-	h1, h2 := ul.AddHost(t, "h1"), ul.AddHost(t, "h2")
-	c1, c2 := nstest.NewNS(t, "c1"), nstest.NewNS(t, "c2")
-	gre := func(cfg string) string {
+	p := newFerryPair(t, "192.168.77.0/24", "10.42.0.4", func(_ int, cfg string) string {
 		return strings.Replace(cfg, "    vni: 42\n", "    vni: 42\n    encap: gre\n", 1)
-	}
-	f1 := startFerry(t, h1, gre(l2Config(h1, 42, []netip.Addr{h2.Addr}, []portSpec{
-		{nstest.Name(t, "t1"), c1.Name, "10.42.0.2/24", macC1a},
-	})))
-	startFerry(t, h2, gre(l2Config(h2, 42, []netip.Addr{h1.Addr}, []portSpec{
-		{nstest.Name(t, "t2"), c2.Name, "10.42.0.4/24", macC2a},
-	})))
+	})
+	c1, c2, f1 := p.c1, p.c2, p.f1
 	mustPing(t, c1, "10.42.0.4")
 	mustPing(t, c2, "10.42.0.2")
 	if got := neighbourMAC(t, c1, "10.42.0.4"); got != macC2a {

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -31,12 +30,8 @@ import (
 // queue overflows now and then (the kernel drops there rather than wait
 // for ferry), which is loss, not reordering.
 func TestE2ETCPStaysInOrder(t *testing.T) {
-	nstest.RequireRoot(t)
-	ul := nstest.NewUnderlay(t, netip.MustParsePrefix("192.168.77.0/24"))
-	h1, h2 := ul.AddHost(t, "h1"), ul.AddHost(t, "h2")
-	c1, c2 := nstest.NewNS(t, "c1"), nstest.NewNS(t, "c2")
-	f1 := startFerry(t, h1, l2Config(h1, 42, []netip.Addr{h2.Addr}, []portSpec{{nstest.Name(t, "t1"), c1.Name, "10.42.0.2/24", macC1a}}))
-	f2 := startFerry(t, h2, l2Config(h2, 42, []netip.Addr{h1.Addr}, []portSpec{{nstest.Name(t, "t2"), c2.Name, "10.42.0.4/24", macC2a}}))
+	p := newFerryPair(t, "192.168.77.0/24", "10.42.0.4", nil)
+	c1, c2, f1, f2 := p.c1, p.c2, p.f1, p.f2
 	mustPing(t, c1, "10.42.0.4")
 
 	before := tcpCounters(t, c1)

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -36,13 +35,14 @@ func ioURings(t *testing.T, pid int) int {
 func TestE2ETAPIOModes(t *testing.T) {
 	nstest.RequireRoot(t)
 	nstest.RequireIOURing(t)
-	ul := nstest.NewUnderlay(t, netip.MustParsePrefix("192.168.77.0/24"))
-	h1, h2 := ul.AddHost(t, "h1"), ul.AddHost(t, "h2")
-	c1, c2 := nstest.NewNS(t, "c1"), nstest.NewNS(t, "c2")
-	f1 := startFerry(t, h1, l2Config(h1, 42, []netip.Addr{h2.Addr}, []portSpec{{nstest.Name(t, "t1"), c1.Name, "10.42.0.2/24", macC1a}}))
-	off := strings.Replace(l2Config(h2, 42, []netip.Addr{h1.Addr}, []portSpec{{nstest.Name(t, "t2"), c2.Name, "10.42.0.4/24", macC2a}}),
-		"  workers: 2\n", "  workers: 2\n  io_uring: false\n", 1)
-	f2 := startFerry(t, h2, off)
+	// Host 2's daemon does its TAP I/O with a system call per frame.
+	p := newFerryPair(t, "192.168.77.0/24", "10.42.0.4", func(host int, cfg string) string {
+		if host == 2 {
+			return strings.Replace(cfg, "  workers: 2\n", "  workers: 2\n  io_uring: false\n", 1)
+		}
+		return cfg
+	})
+	c1, c2, f1, f2 := p.c1, p.c2, p.f1, p.f2
 
 	for _, tc := range []struct {
 		d     *ferryd
