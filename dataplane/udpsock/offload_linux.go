@@ -21,7 +21,8 @@ import (
 const MaxGSOSegments = 64
 
 // MaxGSOBytes is the most payload one segmented message may carry: what
-// fits in one IPv4 packet's length field after the IPv4 and UDP headers.
+// fits in one IPv4 packet's length field after the IPv4 and UDP headers
+// (an IPv6 socket, whose limit is 20 bytes higher, keeps to it too).
 const MaxGSOBytes = 65535 - 20 - 8
 
 var (
@@ -84,16 +85,16 @@ func (c *Conn) EnableGSO() error {
 	if _, err := unix.GetsockoptInt(c.fd, unix.SOL_UDP, unix.UDP_SEGMENT); err != nil {
 		return fmt.Errorf("udpsock: UDP_SEGMENT on %s: %w", c.local, err)
 	}
-	c.gtx, c.txCtrl = newGSOMsgs(c.batch)
-	c.grp, c.grpCtrl = newGSOMsgs(c.batch)
+	c.gtx, c.txCtrl = newGSOMsgs(c.batch, c.v6)
+	c.grp, c.grpCtrl = newGSOMsgs(c.batch, c.v6)
 	c.runs = make([]run, c.batch)
 	return nil
 }
 
 // newGSOMsgs returns n messages, each with a UDP_SEGMENT control message
 // in ctl for the sender to fill with the segment size.
-func newGSOMsgs(n int) (m msgs, ctl []byte) {
-	m = newMsgs(n)
+func newGSOMsgs(n int, v6 bool) (m msgs, ctl []byte) {
+	m = newMsgs(n, v6)
 	ctl = make([]byte, n*gsoCmsgSpace)
 	for i := range m.hdrs {
 		b := ctl[i*gsoCmsgSpace:]
@@ -125,8 +126,7 @@ func (c *Conn) WriteSegmented(bufs [][]byte, segSize []int, to []netip.AddrPort)
 		k := 0
 		for k < c.batch && n+k < len(bufs) {
 			dst := to[n+k]
-			a := dst.Addr()
-			if !a.Is4() && !a.Is4In6() {
+			if !c.fits(dst.Addr()) {
 				break
 			}
 			b := bufs[n+k]
@@ -141,7 +141,7 @@ func (c *Conn) WriteSegmented(bufs [][]byte, segSize []int, to []netip.AddrPort)
 			k++
 		}
 		if k == 0 {
-			c.skips = append(c.skips, Skip{Index: n, Err: ErrNotIPv4})
+			c.skips = append(c.skips, Skip{Index: n, Err: c.errFamily()})
 			n++
 			continue
 		}
@@ -180,7 +180,7 @@ func (c *Conn) WriteGrouped(bufs [][]byte, to []netip.AddrPort, offset int) (n i
 	for n < len(bufs) {
 		k := c.group(bufs, to, offset, n)
 		if k == 0 {
-			c.skips = append(c.skips, Skip{Index: n, Err: ErrNotIPv4})
+			c.skips = append(c.skips, Skip{Index: n, Err: c.errFamily()})
 			n++
 			continue
 		}
@@ -206,14 +206,15 @@ func (c *Conn) WriteGrouped(bufs [][]byte, to []netip.AddrPort, offset int) (n i
 
 // group fills c.grp with messages for bufs[n:], up to Batch datagrams in
 // all, and returns the number of messages; c.runs says which datagrams
-// each carries. It stops before a datagram whose destination is not IPv4.
+// each carries. It stops before a datagram whose destination is not of the
+// socket's family.
 func (c *Conn) group(bufs [][]byte, to []netip.AddrPort, offset, n int) int {
 	m := &c.grp
 	k, d := 0, 0 // messages, datagrams
 	for k < c.batch && d < len(m.iovs) && n+d < len(bufs) {
 		first := n + d
 		dst := to[first]
-		if a := dst.Addr(); !a.Is4() && !a.Is4In6() {
+		if !c.fits(dst.Addr()) {
 			break
 		}
 		size := len(bufs[first]) - offset

@@ -15,8 +15,14 @@ import (
 // or as single datagrams, splitting by GROSize must give back exactly the
 // datagrams sent.
 func TestSegmentedSendArrivesAsDatagrams(t *testing.T) {
+	for _, f := range families {
+		t.Run(f.name, func(t *testing.T) { testSegmentedSendArrivesAsDatagrams(t, f.addr) })
+	}
+}
+
+func testSegmentedSendArrivesAsDatagrams(t *testing.T, addr netip.AddrPort) {
 	const seg, full, last = 1000, 10, 500
-	src, dst := listen(t, 8), listen(t, 8)
+	src, dst := listenAt(t, addr, 8), listenAt(t, addr, 8)
 	if err := src.EnableGSO(); err != nil {
 		t.Skipf("no UDP_SEGMENT here: %v", err)
 	}
@@ -113,7 +119,13 @@ func receiveAll(t *testing.T, c *Conn, want int) (got [][]byte, buffers int) {
 // with WriteGrouped, and checks that each destination receives exactly
 // its datagrams, in order, and that the runs arrived grouped.
 func TestGroupedSendKeepsEveryDatagram(t *testing.T) {
-	src, a, b := listen(t, 64), listen(t, 64), listen(t, 64)
+	for _, f := range families {
+		t.Run(f.name, func(t *testing.T) { testGroupedSendKeepsEveryDatagram(t, f.addr) })
+	}
+}
+
+func testGroupedSendKeepsEveryDatagram(t *testing.T, addr netip.AddrPort) {
+	src, a, b := listenAt(t, addr, 64), listenAt(t, addr, 64), listenAt(t, addr, 64)
 	if err := src.EnableGSO(); err != nil {
 		t.Skipf("no UDP_SEGMENT here: %v", err)
 	}
@@ -170,7 +182,13 @@ func TestGroupedSendKeepsEveryDatagram(t *testing.T) {
 }
 
 func TestGroupedSendAllocatesNothing(t *testing.T) {
-	src, dst := listen(t, 64), listen(t, 64)
+	for _, f := range families {
+		t.Run(f.name, func(t *testing.T) { testGroupedSendAllocatesNothing(t, f.addr) })
+	}
+}
+
+func testGroupedSendAllocatesNothing(t *testing.T, addr netip.AddrPort) {
+	src, dst := listenAt(t, addr, 64), listenAt(t, addr, 64)
 	if err := src.EnableGSO(); err != nil {
 		t.Skipf("no UDP_SEGMENT here: %v", err)
 	}

@@ -10,7 +10,8 @@
 // Like package tuntap it works at the []byte level: the caller owns the
 // buffers and chooses an offset (headroom) into each, so package dataplane
 // adapts it. The descriptor is non-blocking and meant for the caller's own
-// epoll loop, not Go's netpoller. IPv4 only for now.
+// epoll loop, not Go's netpoller. A Conn is of one address family, the one
+// of the address it is bound to: IPv4, or IPv6 only (IPV6_V6ONLY).
 package udpsock
 
 import (
@@ -42,13 +43,19 @@ var ErrTxFull = errors.New("udpsock: send buffer full")
 var ErrShortBuffer = errors.New("udpsock: buffer has no room after offset")
 
 // ErrNotIPv4 is the error of a [Skip] whose destination is not an IPv4
-// (or IPv4-mapped IPv6) address with a port.
+// (or IPv4-mapped IPv6) address with a port, on an IPv4 socket.
 var ErrNotIPv4 = errors.New("udpsock: destination is not IPv4")
+
+// ErrNotIPv6 is the error of a [Skip] whose destination is not an IPv6
+// address (IPv4-mapped ones excluded) with a port, on an IPv6 socket.
+var ErrNotIPv6 = errors.New("udpsock: destination is not IPv6")
 
 // Options describes the socket to open.
 type Options struct {
-	// Addr is the local address to bind; port 0 picks an ephemeral port and
-	// 0.0.0.0 binds every address. It must be IPv4 (or IPv4-mapped).
+	// Addr is the local address to bind; port 0 picks an ephemeral port,
+	// and 0.0.0.0 (or ::) binds every address. An IPv4 (or IPv4-mapped)
+	// address makes an IPv4 socket, any other IPv6 address an IPv6-only
+	// one; the socket sends to and receives from its own family alone.
 	Addr netip.AddrPort
 	// ReusePort sets SO_REUSEPORT, so one socket per worker can bind the same
 	// address and the kernel spreads incoming flows over them. With port 0
@@ -69,11 +76,12 @@ type Options struct {
 // Skip records a datagram that [Conn.WriteBatch] dropped because of an error
 // that concerns only that datagram or its destination (for example
 // EHOSTUNREACH, ENETUNREACH, EMSGSIZE, EINVAL for port 0, EPERM from a
-// firewall, or ErrNotIPv4), so that the caller can count it with a reason.
+// firewall, or ErrNotIPv4 and ErrNotIPv6 for a destination of the other
+// family), so that the caller can count it with a reason.
 type Skip struct {
 	// Index is the datagram's index in the bufs given to WriteBatch.
 	Index int
-	// Err is the reason: a unix.Errno or ErrNotIPv4.
+	// Err is the reason: a unix.Errno, ErrNotIPv4 or ErrNotIPv6.
 	Err error
 }
 
@@ -85,11 +93,13 @@ type mmsghdr struct {
 }
 
 // msgs is one direction's preallocated syscall arguments: entry i of each
-// array describes datagram i of the batch.
+// array describes datagram i of the batch. names has room for either
+// family's address; an IPv4 socket's sit in it as sockaddr_in.
 type msgs struct {
 	hdrs  []mmsghdr
 	iovs  []unix.Iovec
-	names []unix.RawSockaddrInet4
+	names []unix.RawSockaddrInet6
+	v6    bool
 }
 
 // setIov points iov at b (nil for an empty b).
@@ -102,32 +112,60 @@ func setIov(iov *unix.Iovec, b []byte) {
 	iov.SetLen(len(b))
 }
 
-// setDst sets entry k's destination to the IPv4 (or IPv4-mapped)
-// address and port dst.
+// setDst sets entry k's destination to dst, an address of the socket's
+// family (fits).
 func (m *msgs) setDst(k int, dst netip.AddrPort) {
 	sa := &m.names[k]
-	sa.Addr = dst.Addr().As4()
 	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], dst.Port())
+	if m.v6 {
+		sa.Addr = dst.Addr().As16()
+		return
+	}
+	(*unix.RawSockaddrInet4)(unsafe.Pointer(sa)).Addr = dst.Addr().As4()
 }
 
-func newMsgs(n int) msgs {
+// name returns entry i's address, as the kernel left it after a receive.
+func (m *msgs) name(i int) netip.AddrPort {
+	sa := &m.names[i]
+	port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:])
+	if m.v6 {
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), port)
+	}
+	return netip.AddrPortFrom(netip.AddrFrom4((*unix.RawSockaddrInet4)(unsafe.Pointer(sa)).Addr), port)
+}
+
+// nameLen is the length of one address of the family.
+func (m *msgs) nameLen() uint32 {
+	if m.v6 {
+		return unix.SizeofSockaddrInet6
+	}
+	return unix.SizeofSockaddrInet4
+}
+
+func newMsgs(n int, v6 bool) msgs {
 	m := msgs{
 		hdrs:  make([]mmsghdr, n),
 		iovs:  make([]unix.Iovec, n),
-		names: make([]unix.RawSockaddrInet4, n),
+		names: make([]unix.RawSockaddrInet6, n),
+		v6:    v6,
+	}
+	family := uint16(unix.AF_INET)
+	if v6 {
+		family = unix.AF_INET6
 	}
 	for i := range m.hdrs {
-		m.names[i].Family = unix.AF_INET
+		m.names[i].Family = family
 		h := &m.hdrs[i].hdr
 		h.Name = (*byte)(unsafe.Pointer(&m.names[i]))
-		h.Namelen = unix.SizeofSockaddrInet4
+		h.Namelen = m.nameLen()
 		h.Iov = &m.iovs[i]
 		h.SetIovlen(1)
 	}
 	return m
 }
 
-// Conn is a bound, non-blocking IPv4 UDP socket with batched I/O.
+// Conn is a bound, non-blocking UDP socket with batched I/O, of one
+// address family.
 //
 // ReadBatch and WriteBatch each use their own preallocated state, so one
 // goroutine may read while another writes; two concurrent ReadBatch calls (or
@@ -137,6 +175,7 @@ type Conn struct {
 	fd    int
 	local netip.AddrPort
 	batch int
+	v6    bool
 
 	rx    msgs
 	trunc []bool
@@ -157,13 +196,14 @@ type Conn struct {
 	runs    []run
 }
 
-// Listen opens an IPv4 UDP socket bound to opts.Addr. The error names the
-// address; nothing stays open on error.
+// Listen opens a UDP socket bound to opts.Addr, IPv4 or IPv6 after it.
+// The error names the address; nothing stays open on error.
 func Listen(opts Options) (*Conn, error) {
 	addr := netip.AddrPortFrom(opts.Addr.Addr().Unmap(), opts.Addr.Port())
-	if !addr.Addr().Is4() {
-		return nil, fmt.Errorf("udpsock: listen %s: not an IPv4 address", opts.Addr)
+	if !addr.Addr().IsValid() {
+		return nil, fmt.Errorf("udpsock: listen %s: not an IP address", opts.Addr)
 	}
+	v6 := addr.Addr().Is6()
 	batch := opts.Batch
 	if batch == 0 {
 		batch = DefaultBatch
@@ -171,18 +211,22 @@ func Listen(opts Options) (*Conn, error) {
 	if batch < 1 || batch > MaxBatch {
 		return nil, fmt.Errorf("udpsock: listen %s: batch %d outside 1..%d", addr, opts.Batch, MaxBatch)
 	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	family := unix.AF_INET
+	if v6 {
+		family = unix.AF_INET6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 	if err != nil {
 		return nil, fmt.Errorf("udpsock: listen %s: socket: %w", addr, err)
 	}
-	c := &Conn{fd: fd, batch: batch}
+	c := &Conn{fd: fd, batch: batch, v6: v6}
 	if err := c.setup(addr, opts); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("udpsock: listen %s: %w", addr, err)
 	}
-	c.rx = newMsgs(batch)
+	c.rx = newMsgs(batch, v6)
 	c.trunc = make([]bool, batch)
-	c.tx = newMsgs(batch)
+	c.tx = newMsgs(batch, v6)
 	c.skips = make([]Skip, 0, batch)
 	return c, nil
 }
@@ -206,7 +250,17 @@ func (c *Conn) setup(addr netip.AddrPort, opts Options) error {
 	if err := setBuf(c.fd, unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, opts.SendBuf); err != nil {
 		return fmt.Errorf("send buffer %d: %w", opts.SendBuf, err)
 	}
-	if err := unix.Bind(c.fd, &unix.SockaddrInet4{Port: int(addr.Port()), Addr: addr.Addr().As4()}); err != nil {
+	var sa unix.Sockaddr
+	if c.v6 {
+		// One family per socket: an IPv4 peer is another socket's.
+		if err := unix.SetsockoptInt(c.fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
+			return fmt.Errorf("IPV6_V6ONLY: %w", err)
+		}
+		sa = &unix.SockaddrInet6{Port: int(addr.Port()), Addr: addr.Addr().As16()}
+	} else {
+		sa = &unix.SockaddrInet4{Port: int(addr.Port()), Addr: addr.Addr().As4()}
+	}
+	if err := unix.Bind(c.fd, sa); err != nil {
 		return fmt.Errorf("bind: %w", err)
 	}
 	if opts.ReusePort && addr.Port() == 0 {
@@ -214,16 +268,36 @@ func (c *Conn) setup(addr netip.AddrPort, opts Options) error {
 			return err
 		}
 	}
-	sa, err := unix.Getsockname(c.fd)
+	bound, err := unix.Getsockname(c.fd)
 	if err != nil {
 		return fmt.Errorf("getsockname: %w", err)
 	}
-	sa4, ok := sa.(*unix.SockaddrInet4)
-	if !ok {
-		return fmt.Errorf("getsockname: unexpected address type %T", sa)
+	switch b := bound.(type) {
+	case *unix.SockaddrInet4:
+		c.local = netip.AddrPortFrom(netip.AddrFrom4(b.Addr), uint16(b.Port))
+	case *unix.SockaddrInet6:
+		c.local = netip.AddrPortFrom(netip.AddrFrom16(b.Addr), uint16(b.Port))
+	default:
+		return fmt.Errorf("getsockname: unexpected address type %T", bound)
 	}
-	c.local = netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), uint16(sa4.Port))
 	return nil
+}
+
+// fits reports whether a is an address of the socket's family, one it can
+// send to.
+func (c *Conn) fits(a netip.Addr) bool {
+	if c.v6 {
+		return a.Is6() && !a.Is4In6()
+	}
+	return a.Is4() || a.Is4In6()
+}
+
+// errFamily is the Skip error of a destination that does not fit.
+func (c *Conn) errFamily() error {
+	if c.v6 {
+		return ErrNotIPv6
+	}
+	return ErrNotIPv4
 }
 
 // setBuf sets a socket buffer size with the FORCE option, falling back to the
@@ -279,7 +353,7 @@ func (c *Conn) ReadBatch(bufs [][]byte, sizes []int, from []netip.AddrPort, offs
 		}
 		m.iovs[i].Base = &b[offset]
 		m.iovs[i].SetLen(len(b) - offset)
-		m.hdrs[i].hdr.Namelen = unix.SizeofSockaddrInet4
+		m.hdrs[i].hdr.Namelen = m.nameLen()
 		m.hdrs[i].hdr.Flags = 0
 		m.hdrs[i].len = 0
 		if c.groSize != nil {
@@ -315,9 +389,7 @@ func (c *Conn) ReadBatch(bufs [][]byte, sizes []int, from []netip.AddrPort, offs
 			c.groSize[i] = c.parseGRO(i) // UDP_GRO (offload_linux.go)
 		}
 		if from != nil {
-			sa := &m.names[i]
-			port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:])
-			from[i] = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), port)
+			from[i] = m.name(i)
 		}
 	}
 	clearIovs(m.iovs[:k])
@@ -356,12 +428,12 @@ func (c *Conn) WriteBatch(bufs [][]byte, to []netip.AddrPort, offset int) (n int
 	m := &c.tx
 	defer clearIovs(m.iovs)
 	for n < len(bufs) {
-		// Fill a run of up to Batch datagrams with IPv4 destinations.
+		// Fill a run of up to Batch datagrams with destinations of the
+		// socket's family.
 		k := 0
 		for k < c.batch && n+k < len(bufs) {
 			dst := to[n+k]
-			a := dst.Addr()
-			if !a.Is4() && !a.Is4In6() {
+			if !c.fits(dst.Addr()) {
 				break
 			}
 			b := bufs[n+k][offset:]
@@ -370,7 +442,7 @@ func (c *Conn) WriteBatch(bufs [][]byte, to []netip.AddrPort, offset int) (n int
 			k++
 		}
 		if k == 0 {
-			c.skips = append(c.skips, Skip{Index: n, Err: ErrNotIPv4})
+			c.skips = append(c.skips, Skip{Index: n, Err: c.errFamily()})
 			n++
 			continue
 		}

@@ -10,13 +10,29 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-var loopback = netip.MustParseAddrPort("127.0.0.1:0")
+var (
+	loopback  = netip.MustParseAddrPort("127.0.0.1:0")
+	loopback6 = netip.MustParseAddrPort("[::1]:0")
+)
 
-// listen opens a loopback Conn with room for a few large batches, closed at
-// the end of the test.
+// families are the two address families a Conn may be of, each with its
+// loopback address, for tests that run once per family.
+var families = []struct {
+	name string
+	addr netip.AddrPort
+}{{"IPv4", loopback}, {"IPv6", loopback6}}
+
+// listen opens an IPv4 loopback Conn (listenAt).
 func listen(tb testing.TB, batch int) *Conn {
 	tb.Helper()
-	c, err := Listen(Options{Addr: loopback, RecvBuf: 4 << 20, SendBuf: 4 << 20, Batch: batch})
+	return listenAt(tb, loopback, batch)
+}
+
+// listenAt opens a Conn on addr with room for a few large batches, closed
+// at the end of the test.
+func listenAt(tb testing.TB, addr netip.AddrPort, batch int) *Conn {
+	tb.Helper()
+	c, err := Listen(Options{Addr: addr, RecvBuf: 4 << 20, SendBuf: 4 << 20, Batch: batch})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -114,8 +130,14 @@ func assertEmpty(tb testing.TB, c *Conn) {
 }
 
 func TestWriteBatch64ArrivesInOrder(t *testing.T) {
+	for _, f := range families {
+		t.Run(f.name, func(t *testing.T) { testWriteBatch64ArrivesInOrder(t, f.addr) })
+	}
+}
+
+func testWriteBatch64ArrivesInOrder(t *testing.T, addr netip.AddrPort) {
 	const offset = 50 // headroom, as for a VXLAN outer header
-	src, dst := listen(t, 64), listen(t, 64)
+	src, dst := listenAt(t, addr, 64), listenAt(t, addr, 64)
 	bufs := make([][]byte, 64)
 	want := make([][]byte, 64)
 	to := make([]netip.AddrPort, 64)
@@ -245,6 +267,7 @@ func TestTruncationDetected(t *testing.T) {
 func TestWriteBatchSkipsBadDatagram(t *testing.T) {
 	tests := []struct {
 		name    string
+		local   netip.AddrPort // the sockets' address; zero: loopback
 		data    []byte
 		to      func(good netip.AddrPort) netip.AddrPort
 		wantErr error
@@ -273,10 +296,35 @@ func TestWriteBatchSkipsBadDatagram(t *testing.T) {
 			to:      func(netip.AddrPort) netip.AddrPort { return netip.AddrPort{} },
 			wantErr: ErrNotIPv4,
 		},
+		{
+			name:    "IPv4 destination from an IPv6 socket",
+			local:   loopback6,
+			data:    []byte("x"),
+			to:      func(netip.AddrPort) netip.AddrPort { return netip.MustParseAddrPort("127.0.0.1:9") },
+			wantErr: ErrNotIPv6,
+		},
+		{
+			name:    "IPv4-mapped destination from an IPv6 socket",
+			local:   loopback6,
+			data:    []byte("x"),
+			to:      func(netip.AddrPort) netip.AddrPort { return netip.MustParseAddrPort("[::ffff:127.0.0.1]:9") },
+			wantErr: ErrNotIPv6,
+		},
+		{
+			name:    "oversize datagram from an IPv6 socket",
+			local:   loopback6,
+			data:    make([]byte, 70000),
+			to:      func(good netip.AddrPort) netip.AddrPort { return good },
+			wantErr: unix.EMSGSIZE,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			src, dst := listen(t, 64), listen(t, 64)
+			local := tt.local
+			if !local.IsValid() {
+				local = loopback
+			}
+			src, dst := listenAt(t, local, 64), listenAt(t, local, 64)
 			const bad = 2
 			bufs := make([][]byte, 5)
 			to := make([]netip.AddrPort, 5)
@@ -392,7 +440,7 @@ func TestListen(t *testing.T) {
 		{name: "IPv4-mapped address", opts: Options{Addr: netip.MustParseAddrPort("[::ffff:127.0.0.1]:0")}},
 		{name: "forced buffers", opts: Options{Addr: loopback, RecvBuf: 8 << 20, SendBuf: 8 << 20}},
 		{name: "largest batch", opts: Options{Addr: loopback, Batch: MaxBatch}},
-		{name: "IPv6 address", opts: Options{Addr: netip.MustParseAddrPort("[::1]:0")}, wantErr: true},
+		{name: "IPv6 loopback", opts: Options{Addr: loopback6}},
 		{name: "zero address", opts: Options{}, wantErr: true},
 		{name: "batch too large", opts: Options{Addr: loopback, Batch: MaxBatch + 1}, wantErr: true},
 		{name: "negative batch", opts: Options{Addr: loopback, Batch: -1}, wantErr: true},
@@ -412,9 +460,15 @@ func TestListen(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			la := c.LocalAddr()
-			if la.Addr() != netip.MustParseAddr("127.0.0.1") || la.Port() == 0 {
-				t.Errorf("LocalAddr = %v, want 127.0.0.1 with a chosen port", la)
+			la, want := c.LocalAddr(), tt.opts.Addr.Addr().Unmap()
+			if la.Addr() != want || la.Port() == 0 {
+				t.Errorf("LocalAddr = %v, want %v with a chosen port", la, want)
+			}
+			if want.Is6() {
+				// One family per socket: IPv4 peers are refused.
+				if v6only, err := unix.GetsockoptInt(c.Fd(), unix.IPPROTO_IPV6, unix.IPV6_V6ONLY); err != nil || v6only != 1 {
+					t.Errorf("IPV6_V6ONLY = %d, %v; want 1", v6only, err)
+				}
 			}
 			wantBatch := tt.opts.Batch
 			if wantBatch == 0 {
@@ -475,7 +529,13 @@ func TestCloseTwice(t *testing.T) {
 }
 
 func TestBatchIOAllocatesNothing(t *testing.T) {
-	src, dst := listen(t, 64), listen(t, 64)
+	for _, f := range families {
+		t.Run(f.name, func(t *testing.T) { testBatchIOAllocatesNothing(t, f.addr) })
+	}
+}
+
+func testBatchIOAllocatesNothing(t *testing.T, addr netip.AddrPort) {
+	src, dst := listenAt(t, addr, 64), listenAt(t, addr, 64)
 	const offset = 50
 	bufs := make([][]byte, 64)
 	to := make([]netip.AddrPort, 64)
