@@ -105,7 +105,7 @@ func (l *lab) flannelPath(ctx context.Context, opts OverlayOptions) (*testbed, e
 			return nil, err
 		}
 	}
-	return l.finish(ctx, c1, c2, containerOf(envs[0].Subnet), containerOf(envs[1].Subnet))
+	return l.finish(ctx, c1, c2, containerOf(envs[0].Subnet), containerOf(envs[1].Subnet), false) // IPv4 only (Validate)
 }
 
 // etcdPut stores key=value with etcdctl from namespace n, retrying until

@@ -167,6 +167,9 @@ func (n *netNS) mtu(ifname string) (int, error) {
 func (n *netNS) addAddr(ifname string, p netip.Prefix) error {
 	return n.withLink(ifname, func(h *netlink.Handle, l netlink.Link) error {
 		a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+		if p.Addr().Is6() {
+			a.Flags = unix.IFA_F_NODAD // usable at once, as on a fresh container
+		}
 		return h.AddrAdd(l, a)
 	})
 }

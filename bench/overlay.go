@@ -42,8 +42,15 @@ type OverlayOptions struct {
 	// every workload on every path, the paths taking turns at going first.
 	Reps int `json:"reps"`
 	// Size is the UDP payload size in bytes of the packet-rate and latency
-	// workloads, MinOverlaySize..MaxOverlaySize(UnderlayMTU).
+	// workloads, MinOverlaySize..MaxOverlaySize(UnderlayMTU, IPv6).
 	Size int `json:"size"`
+	// IPv6 runs every workload between the containers' IPv6 addresses
+	// (containerAddr6: fd42::1 and fd42::2 on one /64, given to the
+	// containers of every path), so the figures are those of IPv6
+	// traffic through the overlay: TCP segmentation and checksums of
+	// IPv6 (TSO6), 20 bytes more header per packet. The underlay stays
+	// IPv4. ModeL2 only: ferry's l3 networks route IPv4.
+	IPv6 bool `json:"ipv6"`
 	// UnderlayMTU is the MTU of the veth underlay between the hosts of
 	// every path, MinUnderlayMTU..MaxUnderlayMTU; 0 means
 	// DefaultUnderlayMTU, which [Overlay] fills in for the report. The
@@ -124,10 +131,14 @@ const MinOverlaySize = 8
 // underlay of MTU underlayMTU: one datagram must fit the smallest overlay
 // MTU of the kernel's path and every ferry combination, the VXLAN ones',
 // 50 bytes below the underlay's (l2 gre is 42 below, l3 udp 28, l3 gre
-// 24), less 20 bytes of IPv4 and 8 of UDP header. 1422 on a 1500-byte
-// underlay.
-func MaxOverlaySize(underlayMTU int) int {
-	return underlayMTU - encap.VXLANOverhead - 28
+// 24), less 20 bytes of IPv4 header (40 of IPv6, with ipv6) and 8 of UDP
+// header. 1422 on a 1500-byte underlay, 1402 over IPv6.
+func MaxOverlaySize(underlayMTU int, ipv6 bool) int {
+	ipHeader := 20
+	if ipv6 {
+		ipHeader = 40
+	}
+	return underlayMTU - encap.VXLANOverhead - ipHeader - 8
 }
 
 // Underlay MTUs of the overlay benchmark: the kernel's default for a veth
@@ -222,6 +233,10 @@ func (o OverlayOptions) Validate() error {
 		return fmt.Errorf("encap %q: must be vxlan, udp or gre", o.Encap)
 	case d.Encap == EncapUDP && d.Mode == ModeL2:
 		return errors.New("encap udp: flannel-UDP carries IP packets, not Ethernet frames: use it with mode l3 (mode l2 takes vxlan or gre)")
+	case o.IPv6 && d.Mode == ModeL3:
+		return errors.New("ipv6: ferry's l3 networks route IPv4 only: use it with mode l2")
+	case o.IPv6 && o.Flanneld != "":
+		return errors.New("ipv6: the flannel path is built for IPv4 only: leave out flanneld")
 	case o.FerryBin == "":
 		return errors.New("no ferry binary given")
 	case o.Duration < time.Second:
@@ -230,8 +245,12 @@ func (o OverlayOptions) Validate() error {
 		return fmt.Errorf("reps %d: must be at least 1", o.Reps)
 	case o.UnderlayMTU != 0 && (o.UnderlayMTU < MinUnderlayMTU || o.UnderlayMTU > MaxUnderlayMTU):
 		return fmt.Errorf("underlay-mtu %d: must be %d..%d", o.UnderlayMTU, MinUnderlayMTU, MaxUnderlayMTU)
-	case o.Size < MinOverlaySize || o.Size > MaxOverlaySize(d.UnderlayMTU):
-		return fmt.Errorf("size %d: must be %d..%d bytes of UDP payload on a %d-byte underlay", o.Size, MinOverlaySize, MaxOverlaySize(d.UnderlayMTU), d.UnderlayMTU)
+	case o.Size < MinOverlaySize || o.Size > MaxOverlaySize(d.UnderlayMTU, o.IPv6):
+		over := ""
+		if o.IPv6 {
+			over = " over IPv6"
+		}
+		return fmt.Errorf("size %d: must be %d..%d bytes of UDP payload%s on a %d-byte underlay", o.Size, MinOverlaySize, MaxOverlaySize(d.UnderlayMTU, o.IPv6), over, d.UnderlayMTU)
 	case o.Streams < 0 || o.Streams > MaxStreams:
 		return fmt.Errorf("streams %d: must be 1..%d", o.Streams, MaxStreams)
 	case o.Flows < 0 || o.Flows > MaxFlows:
@@ -457,6 +476,15 @@ func containerAddr(mode string, i int) netip.Addr {
 	return netip.AddrFrom4([4]byte{10, 42, 0, byte(i)})
 }
 
+// containerAddr6 returns the IPv6 address of container i (1 or 2) of an l2
+// path with OverlayOptions.IPv6: fd42::i, on the /64 of containerBits6.
+func containerAddr6(i int) netip.Addr {
+	return netip.AddrFrom16([16]byte{0: 0xfd, 1: 0x42, 15: byte(i)})
+}
+
+// containerBits6 is the prefix length of the containers' IPv6 subnet.
+const containerBits6 = 64
+
 // kernelPathDesc says what the kernel's path is made of.
 const kernelPathDesc = "kernel VXLAN, l2, Docker-style: container veth → Linux bridge → vxlan device (VNI 42, UDP 4789) → veth underlay"
 
@@ -588,6 +616,7 @@ func Overlay(ctx context.Context, opts OverlayOptions) (rep *OverlayReport, err 
 		if err != nil {
 			return nil, fmt.Errorf("bench overlay: %s path: %w", build.name, err)
 		}
+		lab.logf("the %s path's containers: %s → %s, MTU %d", build.name, tb.addr1, tb.addr2, tb.mtu)
 		paths[build.name] = tb
 		mtus[build.name] = tb.mtu
 		figs[build.name] = map[string]figures{}
@@ -817,8 +846,14 @@ func workloadOf(metric string) string {
 // and the receiving container c2 (address addr2), with an iperf3 server
 // running in c2.
 type testbed struct {
-	c1, c2       *netNS
+	c1, c2 *netNS
+	// addr1 and addr2 are the addresses the workloads use: path1 and
+	// path2, or with ipv6 the IPv6 ones the bench adds (containerAddr6).
 	addr1, addr2 netip.Addr
+	// path1 and path2 are the IPv4 addresses the path gives its
+	// containers (ferry's daemons on an l2 path), which mark them ready.
+	path1, path2 netip.Addr
+	ipv6         bool
 	// mtu is the MTU of both containers' interface.
 	mtu   int
 	iperf *proc
@@ -1105,7 +1140,7 @@ func (l *lab) ferryPathOf(ctx context.Context, opts OverlayOptions, path, bin st
 	if err != nil {
 		return nil, err
 	}
-	tb, err := l.finish(ctx, c1, c2, containerAddr(opts.Mode, 1), containerAddr(opts.Mode, 2))
+	tb, err := l.finish(ctx, c1, c2, containerAddr(opts.Mode, 1), containerAddr(opts.Mode, 2), opts.IPv6)
 	if err != nil {
 		return nil, err
 	}
@@ -1229,13 +1264,14 @@ func (l *lab) kernelPath(ctx context.Context, opts OverlayOptions) (*testbed, er
 			return nil, err
 		}
 	}
-	return l.finish(ctx, c1, c2, containerAddr(ModeL2, 1), containerAddr(ModeL2, 2))
+	return l.finish(ctx, c1, c2, containerAddr(ModeL2, 1), containerAddr(ModeL2, 2), opts.IPv6)
 }
 
 // finish waits for the containers' addresses (c1 has addr1, c2 addr2),
-// starts the iperf3 server in c2 and checks that c1 reaches c2.
-func (l *lab) finish(ctx context.Context, c1, c2 *netNS, addr1, addr2 netip.Addr) (*testbed, error) {
-	tb := &testbed{c1: c1, c2: c2, addr1: addr1, addr2: addr2}
+// with ipv6 gives them their IPv6 addresses, starts the iperf3 server in
+// c2 and checks that c1 reaches c2.
+func (l *lab) finish(ctx context.Context, c1, c2 *netNS, addr1, addr2 netip.Addr, ipv6 bool) (*testbed, error) {
+	tb := &testbed{c1: c1, c2: c2, addr1: addr1, addr2: addr2, path1: addr1, path2: addr2, ipv6: ipv6}
 	if err := tb.waitAddrs(ctx); err != nil {
 		return nil, err
 	}
@@ -1265,17 +1301,29 @@ func (l *lab) finish(ctx context.Context, c1, c2 *netNS, addr1, addr2 netip.Addr
 	return tb, nil
 }
 
-// waitAddrs waits until both containers have their addresses: a ferry
-// daemon may answer before it has configured its ports.
+// waitAddrs waits until both containers have the path's addresses (a
+// ferry daemon may answer before it has configured its ports), and with
+// ipv6 then gives them their IPv6 addresses, without duplicate address
+// detection so they are usable at once: a restarted daemon's port is a
+// new device, without them.
 func (tb *testbed) waitAddrs(ctx context.Context) error {
 	for _, c := range []struct {
 		ns   *netNS
 		addr netip.Addr
-	}{{tb.c1, tb.addr1}, {tb.c2, tb.addr2}} {
+	}{{tb.c1, tb.path1}, {tb.c2, tb.path2}} {
 		if err := waitAddr(ctx, c.ns, containerDev, c.addr); err != nil {
 			return err
 		}
 	}
+	if !tb.ipv6 {
+		return nil
+	}
+	for i, c := range []*netNS{tb.c1, tb.c2} {
+		if err := c.addAddr(containerDev, netip.PrefixFrom(containerAddr6(i+1), containerBits6)); err != nil {
+			return err
+		}
+	}
+	tb.addr1, tb.addr2 = containerAddr6(1), containerAddr6(2)
 	return nil
 }
 

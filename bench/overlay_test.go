@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"os"
 	"os/exec"
@@ -14,10 +15,11 @@ import (
 )
 
 // TestBenchOverlaySmoke runs the overlay scenario for real, briefly, with
-// ferry's path as the default l2 VXLAN network and as an l3 GRE one (a
+// ferry's path as the default l2 VXLAN network, as an l3 GRE one (a
 // Linux bridge, routing through ferry's TUN device, raw IP sockets, two
 // CUBIC streams, and the same build as a baseline, on a jumbo-frame
-// underlay): every path is built, with the containers' MTU that the
+// underlay), and as l2 VXLAN with the containers talking IPv6 (every
+// path's workloads between fd42::1 and fd42::2): every path is built, with the containers' MTU that the
 // underlay's and the path's encapsulation make,
 // every workload yields a figure on each, the report records the network
 // type, the binaries measured and their version, when it started, the TCP workload's
@@ -50,11 +52,14 @@ func TestBenchOverlaySmoke(t *testing.T) {
 		workloads         []string
 		underlayMTU       int
 		wantMTU           map[string]int
+		ipv6              bool
 	}{
 		{"l2 vxlan (default), two repetitions", "", "", 0, 0, "", strings.TrimSpace(string(def)), "UDP delivered (4 flows)", 2, nil,
-			0, map[string]int{PathFerry: 1450, PathKernel: 1450}},
+			0, map[string]int{PathFerry: 1450, PathKernel: 1450}, false},
 		{"l3 gre, two cubic streams, one UDP flow, one worker, no offloads, a baseline, no latency, jumbo frames", EncapGRE, ModeL3, 2, 1, "cubic", "cubic", "UDP delivered (1 flow)", 1, []string{"udp-rate", "tcp"},
-			9000, map[string]int{PathFerry: 9000 - 24, PathKernel: 9000 - 50, PathBaseline: 9000 - 24}},
+			9000, map[string]int{PathFerry: 9000 - 24, PathKernel: 9000 - 50, PathBaseline: 9000 - 24}, false},
+		{"l2 vxlan, containers over IPv6, every workload", "", "", 0, 0, "", strings.TrimSpace(string(def)), "UDP delivered (4 flows)", 1, nil,
+			0, map[string]int{PathFerry: 1450, PathKernel: 1450}, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -62,7 +67,7 @@ func TestBenchOverlaySmoke(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			var log strings.Builder
-			opts := OverlayOptions{FerryBin: bin, Duration: time.Second, Reps: tc.reps, Size: 64, Encap: tc.encap, Mode: tc.mode, Streams: tc.streams, Flows: tc.flows, TCPCC: tc.cc, Workloads: tc.workloads, UnderlayMTU: tc.underlayMTU, Log: &log}
+			opts := OverlayOptions{FerryBin: bin, Duration: time.Second, Reps: tc.reps, Size: 64, Encap: tc.encap, Mode: tc.mode, Streams: tc.streams, Flows: tc.flows, TCPCC: tc.cc, Workloads: tc.workloads, UnderlayMTU: tc.underlayMTU, IPv6: tc.ipv6, Log: &log}
 			if tc.flows == 1 {
 				off := false
 				opts.Workers, opts.Offload = 1, &off
@@ -75,6 +80,24 @@ func TestBenchOverlaySmoke(t *testing.T) {
 			want := opts.withDefaults()
 			if rep.Options.UnderlayMTU != want.UnderlayMTU || !maps.Equal(rep.ContainerMTU, tc.wantMTU) {
 				t.Errorf("report underlay MTU %d, container MTUs %v; want %d, %v", rep.Options.UnderlayMTU, rep.ContainerMTU, want.UnderlayMTU, tc.wantMTU)
+			}
+			// Every path's workloads ran between the addresses of the
+			// family asked for.
+			for path := range tc.wantMTU {
+				mode := want.Mode
+				if path == PathKernel {
+					mode = ModeL2 // Docker-style whatever ferry's mode
+				}
+				a1, a2 := containerAddr(mode, 1), containerAddr(mode, 2)
+				if tc.ipv6 {
+					a1, a2 = containerAddr6(1), containerAddr6(2)
+				}
+				if line := fmt.Sprintf("the %s path's containers: %s → %s,", path, a1, a2); !strings.Contains(log.String(), line) {
+					t.Errorf("log lacks %q:\n%s", line, log.String())
+				}
+			}
+			if rep.Options.IPv6 != tc.ipv6 {
+				t.Errorf("report options ipv6 %v, want %v", rep.Options.IPv6, tc.ipv6)
 			}
 			if rep.Options.Encap != want.Encap || rep.Options.Mode != want.Mode || rep.FerryPath != ferryPathDesc(want.Mode, want.Encap) {
 				t.Errorf("report options encap %q mode %q ferry path %q, want %s %s", rep.Options.Encap, rep.Options.Mode, rep.FerryPath, want.Encap, want.Mode)

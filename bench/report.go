@@ -234,6 +234,9 @@ func (r *OverlayReport) comparison() string {
 	if r.BaselinePath != "" {
 		s += " vs baseline ferry"
 	}
+	if o.IPv6 {
+		s += ", containers over IPv6"
+	}
 	return s
 }
 

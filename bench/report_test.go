@@ -465,6 +465,11 @@ func TestOverlayOptionsValidate(t *testing.T) {
 		{"some workloads, any order", func(o *OverlayOptions) { o.Workloads = []string{"latency", "tcp"} }, true},
 		{"an unknown workload", func(o *OverlayOptions) { o.Workloads = []string{"tcp", "rr"} }, false},
 		{"a workload twice", func(o *OverlayOptions) { o.Workloads = []string{"tcp", "tcp"} }, false},
+		{"IPv6 containers", func(o *OverlayOptions) { o.IPv6 = true }, true},
+		{"IPv6 containers on ferry's l3 path", func(o *OverlayOptions) { o.IPv6, o.Mode, o.Encap = true, ModeL3, EncapUDP }, false},
+		{"IPv6 containers beside flannel", func(o *OverlayOptions) { o.IPv6, o.Flanneld = true, "/bin/flanneld" }, false},
+		{"largest payload over IPv6", func(o *OverlayOptions) { o.IPv6, o.Size = true, 1402 }, true},
+		{"payload over the overlay MTU over IPv6", func(o *OverlayOptions) { o.IPv6, o.Size = true, 1403 }, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -491,6 +496,8 @@ func TestOverlayOptionsErrorsNameTheOption(t *testing.T) {
 		{func(o *OverlayOptions) { o.UnderlayMTU, o.Size = 9000, 8923 }, "size 8923: must be 8..8922 bytes of UDP payload on a 9000-byte underlay"},
 		{func(o *OverlayOptions) { o.Workloads = []string{"rr"} }, `workloads: "rr" is not a workload: want tcp, udp-rate, latency, loaded-latency`},
 		{func(o *OverlayOptions) { o.Streams = 17 }, "streams 17: must be 1..16"},
+		{func(o *OverlayOptions) { o.IPv6, o.Size = true, 1403 }, "size 1403: must be 8..1402 bytes of UDP payload over IPv6 on a 1500-byte underlay"},
+		{func(o *OverlayOptions) { o.IPv6, o.Mode = true, ModeL3 }, "ipv6: ferry's l3 networks route IPv4 only: use it with mode l2"},
 	}
 	for _, tc := range cases {
 		o := ok

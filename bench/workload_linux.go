@@ -296,7 +296,7 @@ func startEcho(tb *testbed) (*echoServer, error) {
 	go func() {
 		defer close(s.done)
 		buf := make([]byte, 2048)
-		var from unix.RawSockaddrInet4
+		var from unix.RawSockaddrInet6 // room for either family's address
 		for !s.stop.Load() {
 			n, fromLen, errno := rawRecvFrom(s.fd, buf, &from)
 			if errno != 0 {
@@ -315,10 +315,14 @@ func (s *echoServer) close() {
 	runtime.GOMAXPROCS(s.procs)
 }
 
-// blockingUDP opens a blocking IPv4 UDP socket bound to addr with a receive
-// timeout, in the calling thread's namespace.
+// blockingUDP opens a blocking UDP socket of addr's family bound to addr
+// with a receive timeout, in the calling thread's namespace.
 func blockingUDP(addr netip.AddrPort, timeout time.Duration) (int, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	family := unix.AF_INET
+	if addr.Addr().Is6() {
+		family = unix.AF_INET6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, fmt.Errorf("udp socket: %w", err)
 	}
@@ -327,11 +331,19 @@ func blockingUDP(addr netip.AddrPort, timeout time.Duration) (int, error) {
 		unix.Close(fd)
 		return -1, fmt.Errorf("udp socket: SO_RCVTIMEO: %w", err)
 	}
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: addr.Addr().As4(), Port: int(addr.Port())}); err != nil {
+	if err := unix.Bind(fd, sockaddr(addr)); err != nil {
 		unix.Close(fd)
 		return -1, fmt.Errorf("udp socket: bind %v: %w", addr, err)
 	}
 	return fd, nil
+}
+
+// sockaddr is a as the socket calls take it, IPv4 or IPv6.
+func sockaddr(a netip.AddrPort) unix.Sockaddr {
+	if a.Addr().Is6() {
+		return &unix.SockaddrInet6{Addr: a.Addr().As16(), Port: int(a.Port())}
+	}
+	return &unix.SockaddrInet4{Addr: a.Addr().As4(), Port: int(a.Port())}
 }
 
 // pingPong sends probes of size bytes from c1 to the echo server in c2 one
@@ -349,7 +361,7 @@ func pingPong(ctx context.Context, tb *testbed, size, count int, deadline time.T
 		return nil, 0, err
 	}
 	defer unix.Close(fd)
-	if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: tb.addr2.As4(), Port: latencyPort}); err != nil {
+	if err := unix.Connect(fd, sockaddr(netip.AddrPortFrom(tb.addr2, latencyPort))); err != nil {
 		return nil, 0, fmt.Errorf("udp connect: %w", err)
 	}
 	out, in := make([]byte, size), make([]byte, 2048)
@@ -382,8 +394,9 @@ func pingPong(ctx context.Context, tb *testbed, size, count int, deadline time.T
 }
 
 // rawRecvFrom is recvfrom(2) on a blocking socket with SO_RCVTIMEO, made
-// as a raw system call; from, if not nil, receives the sender's address.
-// It returns the byte count, the address length and the errno.
+// as a raw system call; from, if not nil, receives the sender's address
+// (an IPv4 one as a sockaddr_in). It returns the byte count, the address
+// length and the errno.
 //
 // Why raw: the latency workload measures the path, not the Go scheduler.
 // Through syscall.Syscall a receive that blocks longer than 20 µs has its
@@ -398,11 +411,11 @@ func pingPong(ctx context.Context, tb *testbed, size, count int, deadline time.T
 // preemption request included) ends the wait with EINTR, since the
 // socket has a receive timeout, and the callers yield to the scheduler
 // then.
-func rawRecvFrom(fd int, b []byte, from *unix.RawSockaddrInet4) (int, uint32, unix.Errno) {
+func rawRecvFrom(fd int, b []byte, from *unix.RawSockaddrInet6) (int, uint32, unix.Errno) {
 	var fromLen uint32
 	var pfrom, plen uintptr
 	if from != nil {
-		fromLen = unix.SizeofSockaddrInet4
+		fromLen = unix.SizeofSockaddrInet6
 		pfrom, plen = uintptr(unsafe.Pointer(from)), uintptr(unsafe.Pointer(&fromLen))
 	}
 	n, _, errno := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)), 0, pfrom, plen)
@@ -414,7 +427,7 @@ func rawRecvFrom(fd int, b []byte, from *unix.RawSockaddrInet4) (int, uint32, un
 
 // rawSendTo is sendto(2) of b as a raw system call (see rawRecvFrom), to
 // the address to (toLen bytes) or, with to nil, on a connected socket.
-func rawSendTo(fd int, b []byte, to *unix.RawSockaddrInet4, toLen uint32) (int, unix.Errno) {
+func rawSendTo(fd int, b []byte, to *unix.RawSockaddrInet6, toLen uint32) (int, unix.Errno) {
 	var pto uintptr
 	if to != nil {
 		pto = uintptr(unsafe.Pointer(to))
