@@ -853,7 +853,8 @@ type testbed struct {
 	// path1 and path2 are the IPv4 addresses the path gives its
 	// containers (ferry's daemons on an l2 path), which mark them ready.
 	path1, path2 netip.Addr
-	ipv6         bool
+	// ipv6 says the workloads run over IPv6 (OverlayOptions.IPv6).
+	ipv6 bool
 	// mtu is the MTU of both containers' interface.
 	mtu   int
 	iperf *proc
