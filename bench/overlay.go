@@ -104,6 +104,12 @@ type OverlayOptions struct {
 	// judged against its baseline in one run, alternating, as the
 	// figures here ask.
 	Baseline string `json:"baseline,omitempty"`
+	// Floor also measures the userspace floor (relay_linux.go): a path
+	// whose hosts relay each of the containers' frames and superpackets
+	// as one UDP datagram, with none of a dataplane's work, so the report
+	// shows how far ferry is from the least its design costs on this
+	// machine, beside how far it is from the kernel.
+	Floor bool `json:"floor,omitempty"`
 	// Workloads names the workloads to run, of WorkloadNames, in any
 	// order (they run in the order of WorkloadNames); empty means all,
 	// which [Overlay] fills in for the report. The report has only the
@@ -338,12 +344,14 @@ func kernelCC(want string) (string, error) {
 // The paths the overlay scenario compares: always ferry's and the
 // kernel's; flannel's udp backend when OverlayOptions.Flanneld names a
 // flanneld; ferry's path run by another ferry binary when
-// OverlayOptions.Baseline names one.
+// OverlayOptions.Baseline names one; the userspace floor with
+// OverlayOptions.Floor.
 const (
 	PathFerry    = "ferry"
 	PathKernel   = "kernel"
 	PathFlannel  = "flannel"
 	PathBaseline = "baseline"
+	PathFloor    = "floor"
 )
 
 // Metric is one figure measured on both paths.
@@ -380,6 +388,12 @@ type Metric struct {
 	Baseline           *Summary `json:"baseline,omitempty"`
 	BaselineRatio      *float64 `json:"ferry_per_baseline,omitempty"`
 	BaselineRatioByRep *Summary `json:"ferry_per_baseline_by_rep,omitempty"`
+	// Floor summarises the userspace floor, FloorRatio is Ferry.Median /
+	// Floor.Median and FloorRatioByRep the ratios repetition by
+	// repetition, when the run measured it.
+	Floor           *Summary `json:"floor,omitempty"`
+	FloorRatio      *float64 `json:"ferry_per_floor,omitempty"`
+	FloorRatioByRep *Summary `json:"ferry_per_floor_by_rep,omitempty"`
 }
 
 // OverlayReport is the outcome of [Overlay]; it is also the JSON that
@@ -407,6 +421,9 @@ type OverlayReport struct {
 	// BaselinePath says which binary the baseline path ran, as
 	// FerryBinary does for ferry's path, when the run measured one.
 	BaselinePath string `json:"baseline_path,omitempty"`
+	// FloorPath says what the userspace floor is made of, when the run
+	// measured it.
+	FloorPath string `json:"floor_path,omitempty"`
 	// Metrics are, in order: TCP throughput, retransmissions and CPU cost, UDP
 	// packets delivered and offered per second, latency p50 and p99, and
 	// latency p50 and p99 under TCP load.
@@ -586,6 +603,9 @@ func Overlay(ctx context.Context, opts OverlayOptions) (rep *OverlayReport, err 
 		}
 		builds = append(builds, pathBuilder{PathBaseline, (*lab).baselinePath})
 	}
+	if opts.Floor {
+		builds = append(builds, pathBuilder{PathFloor, (*lab).floorPath})
+	}
 	if opts.TCPCC, err = kernelCC(opts.TCPCC); err != nil {
 		return nil, fmt.Errorf("bench overlay: %w", err)
 	}
@@ -627,6 +647,9 @@ func Overlay(ctx context.Context, opts OverlayOptions) (rep *OverlayReport, err 
 		rep.FlannelPath = flannelPathDesc
 	}
 	rep.BaselinePath = baselineDesc
+	if opts.Floor {
+		rep.FloorPath = floorPathDesc
+	}
 	for i := range opts.Reps {
 		for _, path := range pathOrder(names, i) {
 			if tb := paths[path]; i > 0 && *opts.Restart && tb.restart != nil {
@@ -740,6 +763,10 @@ func overlayMetrics(opts OverlayOptions, figs map[string]map[string]figures) []M
 		if opts.Baseline != "" {
 			b, r, byRep := compare(PathBaseline)
 			m.Baseline, m.BaselineRatio, m.BaselineRatioByRep = &b, r, byRep
+		}
+		if opts.Floor {
+			f, r, byRep := compare(PathFloor)
+			m.Floor, m.FloorRatio, m.FloorRatioByRep = &f, r, byRep
 		}
 		ms = append(ms, m)
 	}
@@ -977,7 +1004,7 @@ func (l *lab) close() error {
 }
 
 // pathCodes are the paths' one-letter codes in namespace names.
-var pathCodes = map[string]string{PathFerry: "f", PathKernel: "k", PathFlannel: "n", PathBaseline: "b"}
+var pathCodes = map[string]string{PathFerry: "f", PathKernel: "k", PathFlannel: "n", PathBaseline: "b", PathFloor: "u"}
 
 // hostPair creates two host namespaces joined by a veth underlay
 // (underlayDev on both, MTU mtu, host1Addr and host2Addr) and two
@@ -1235,6 +1262,48 @@ func waitDaemon(ctx context.Context, p *proc, socket string) error {
 			return fmt.Errorf("ferry did not answer on %s within %v\n%s", socket, daemonTimeout, p.out.String())
 		}
 	}
+}
+
+// floorPath builds the userspace floor: in each host a relay (`ferry
+// bench relay`, Relay) whose TAP is the container's eth0, with the MTU the
+// kernel's path gives its containers, over a veth underlay of
+// floorUnderlayMTU so that a superpacket fits one datagram.
+func (l *lab) floorPath(ctx context.Context, opts OverlayOptions) (*testbed, error) {
+	h1, h2, c1, c2, err := l.hostPair(PathFloor, floorUnderlayMTU)
+	if err != nil {
+		return nil, err
+	}
+	for i, d := range []struct{ host, cont *netNS }{{h1, c1}, {h2, c2}} {
+		addr := netip.PrefixFrom(containerAddr(ModeL2, i+1), overlayBits)
+		p, err := l.spawn(d.host, opts.FerryBin, "bench", "relay", "--netns", d.cont.name, "--ifname", containerDev,
+			"--address", addr.String(), "--mtu", strconv.Itoa(opts.UnderlayMTU-encap.VXLANOverhead),
+			"--local", hostAddr(i+1).String(), "--peer", hostAddr(2-i).String())
+		if err != nil {
+			return nil, err
+		}
+		if err := waitOutput(ctx, p, "ready"); err != nil {
+			return nil, err
+		}
+	}
+	return l.finish(ctx, c1, c2, containerAddr(ModeL2, 1), containerAddr(ModeL2, 2), opts.IPv6)
+}
+
+// waitOutput waits until process p has printed want, for daemonTimeout.
+func waitOutput(ctx context.Context, p *proc, want string) error {
+	deadline := time.Now().Add(daemonTimeout)
+	for !strings.Contains(p.out.String(), want) {
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s exited before it was %s: %v\n%s", p.name, want, p.cmd.ProcessState, p.out.String())
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not %s within %v\n%s", p.name, want, daemonTimeout, p.out.String())
+		}
+	}
+	return nil
 }
 
 // kernelPath builds the kernel's Docker-style path: in each host a VXLAN

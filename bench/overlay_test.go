@@ -19,8 +19,9 @@ import (
 // Linux bridge, routing through ferry's TUN device, raw IP sockets, two
 // CUBIC streams, and the same build as a baseline, on a jumbo-frame
 // underlay), and as l2 VXLAN with the containers talking IPv6 (every
-// path's workloads between fd42::1 and fd42::2): every path is built, with the containers' MTU that the
-// underlay's and the path's encapsulation make,
+// path's workloads between fd42::1 and fd42::2) beside the userspace
+// floor (two `ferry bench relay`s): every path is built, with the
+// containers' MTU that the underlay's and the path's encapsulation make,
 // every workload yields a figure on each, the report records the network
 // type, the binaries measured and their version, when it started, the TCP workload's
 // streams and congestion control (the kernel's default when none is
@@ -58,8 +59,8 @@ func TestBenchOverlaySmoke(t *testing.T) {
 			0, map[string]int{PathFerry: 1450, PathKernel: 1450}, false},
 		{"l3 gre, two cubic streams, one UDP flow, one worker, no offloads, a baseline, no latency, jumbo frames", EncapGRE, ModeL3, 2, 1, "cubic", "cubic", "UDP delivered (1 flow)", 1, []string{"udp-rate", "tcp"},
 			9000, map[string]int{PathFerry: 9000 - 24, PathKernel: 9000 - 50, PathBaseline: 9000 - 24}, false},
-		{"l2 vxlan, containers over IPv6 (again after a restart), every workload", "", "", 0, 0, "", strings.TrimSpace(string(def)), "UDP delivered (4 flows)", 2, nil,
-			0, map[string]int{PathFerry: 1450, PathKernel: 1450}, true},
+		{"l2 vxlan, containers over IPv6 (again after a restart), every workload, the userspace floor", "", "", 0, 0, "", strings.TrimSpace(string(def)), "UDP delivered (4 flows)", 2, nil,
+			0, map[string]int{PathFerry: 1450, PathKernel: 1450, PathFloor: 1450}, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -67,7 +68,8 @@ func TestBenchOverlaySmoke(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			var log strings.Builder
-			opts := OverlayOptions{FerryBin: bin, Duration: time.Second, Reps: tc.reps, Size: 64, Encap: tc.encap, Mode: tc.mode, Streams: tc.streams, Flows: tc.flows, TCPCC: tc.cc, Workloads: tc.workloads, UnderlayMTU: tc.underlayMTU, IPv6: tc.ipv6, Log: &log}
+			_, floor := tc.wantMTU[PathFloor]
+			opts := OverlayOptions{FerryBin: bin, Duration: time.Second, Reps: tc.reps, Size: 64, Encap: tc.encap, Mode: tc.mode, Streams: tc.streams, Flows: tc.flows, TCPCC: tc.cc, Workloads: tc.workloads, UnderlayMTU: tc.underlayMTU, IPv6: tc.ipv6, Floor: floor, Log: &log}
 			if tc.flows == 1 {
 				off := false
 				opts.Workers, opts.Offload = 1, &off
@@ -85,8 +87,8 @@ func TestBenchOverlaySmoke(t *testing.T) {
 			// family asked for.
 			for path := range tc.wantMTU {
 				mode := want.Mode
-				if path == PathKernel {
-					mode = ModeL2 // Docker-style whatever ferry's mode
+				if path == PathKernel || path == PathFloor {
+					mode = ModeL2 // one l2 subnet whatever ferry's mode
 				}
 				a1, a2 := containerAddr(mode, 1), containerAddr(mode, 2)
 				if tc.ipv6 {
@@ -146,6 +148,12 @@ func TestBenchOverlaySmoke(t *testing.T) {
 				if len(m.Ferry.Samples) != tc.reps || len(m.Kernel.Samples) != tc.reps || m.Ferry.Min <= 0 || m.Kernel.Min <= 0 || m.Ratio == nil ||
 					m.RatioByRep == nil || len(m.RatioByRep.Samples) != tc.reps {
 					t.Errorf("%s: ferry %+v kernel %+v ratio %v by repetition %+v: want %d positive samples per path and the ratios", m.Name, m.Ferry, m.Kernel, m.Ratio, m.RatioByRep, tc.reps)
+				}
+				switch {
+				case !floor && (m.Floor != nil || rep.FloorPath != ""):
+					t.Errorf("%s: a floor %+v (%q) in a run without one", m.Name, m.Floor, rep.FloorPath)
+				case floor && (m.Floor == nil || len(m.Floor.Samples) != tc.reps || m.Floor.Min <= 0 || m.FloorRatio == nil || rep.FloorPath != floorPathDesc):
+					t.Errorf("%s: floor %+v ratio %v path %q: want %d positive samples and ferry's ratio to them", m.Name, m.Floor, m.FloorRatio, rep.FloorPath, tc.reps)
 				}
 				switch {
 				case opts.Baseline == "" && (m.Baseline != nil || rep.BaselinePath != ""):

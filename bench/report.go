@@ -94,7 +94,7 @@ func unresolved(byRep *Summary) bool {
 }
 
 // optionalPath is a path a run measures only when asked (flannel's udp
-// backend, a baseline ferry): its name, chart colour and description, and
+// backend, a baseline ferry, the userspace floor): its name, chart colour and description, and
 // where a Metric keeps its figures.
 type optionalPath struct {
 	name, colour, desc string
@@ -115,6 +115,11 @@ func (r *OverlayReport) optionalPaths() []optionalPath {
 		ps = append(ps, optionalPath{PathBaseline, colourBaseline, r.BaselinePath,
 			func(m Metric) *Summary { return m.Baseline }, func(m Metric) *float64 { return m.BaselineRatio },
 			func(m Metric) *Summary { return m.BaselineRatioByRep }})
+	}
+	if r.FloorPath != "" {
+		ps = append(ps, optionalPath{PathFloor, colourFloor, r.FloorPath,
+			func(m Metric) *Summary { return m.Floor }, func(m Metric) *float64 { return m.FloorRatio },
+			func(m Metric) *Summary { return m.FloorRatioByRep }})
 	}
 	return ps
 }
@@ -234,6 +239,9 @@ func (r *OverlayReport) comparison() string {
 	if r.BaselinePath != "" {
 		s += " vs baseline ferry"
 	}
+	if r.FloorPath != "" {
+		s += " vs userspace floor"
+	}
 	if o.IPv6 {
 		s += ", containers over IPv6"
 	}
@@ -246,6 +254,7 @@ const (
 	colourKernel   = "#ff7f0e"
 	colourFlannel  = "#2ca02c"
 	colourBaseline = "#9467bd"
+	colourFloor    = "#7f7f7f"
 )
 
 // series is one path's bar in a panel of the chart.

@@ -279,6 +279,56 @@ func TestOverlayReportWithFlannel(t *testing.T) {
 // the table names all four paths, aligned, and has a column and a ratio
 // for each; the JSON carries the baseline; each chart panel has four
 // bars and ferry's ratio to each other path.
+func TestOverlayReportWithFloor(t *testing.T) {
+	rep := flannelReport()
+	rep.FlannelPath = ""
+	rep.FloorPath = floorPathDesc
+	for i := range rep.Metrics {
+		m := &rep.Metrics[i]
+		m.Flannel, m.FlannelRatio, m.FlannelRatioByRep = nil, nil, nil
+		f := Summarize([]float64{4, 4})
+		m.Floor = &f
+		m.FloorRatio = ratioOf(m.Ferry, f)
+	}
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	out := table.String()
+	for _, want := range []string{
+		"vs kernel VXLAN (l2) vs userspace floor",
+		"  floor:  " + floorPathDesc + "\n",
+		"ferry/kernel  ferry/floor",
+		"0.50×", // ferry's median 2 against the floor's 4
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	var js bytes.Buffer
+	if err := WriteJSON(&js, rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"floor_path": "userspace floor: `, `"ferry_per_floor": 0.5`, `"floor": {`} {
+		if !strings.Contains(js.String(), want) {
+			t.Errorf("JSON lacks %s", want)
+		}
+	}
+	var svg bytes.Buffer
+	if err := rep.WriteSVG(&svg); err != nil {
+		t.Fatal(err)
+	}
+	panels := svgBars(t, svg.Bytes())
+	for _, m := range rep.Metrics {
+		if p := panels[m.Name]; p[PathFloor] != 1 || p[PathFerry] != 1 || len(p) != 3 {
+			t.Errorf("panel %s bars = %v, want three series with one floor bar", m.Name, p)
+		}
+	}
+	if !strings.Contains(svg.String(), "ferry/floor 0.50×") {
+		t.Errorf("chart lacks ferry's ratio to the floor")
+	}
+}
+
 func TestOverlayReportWithBaseline(t *testing.T) {
 	rep := flannelReport()
 	rep.BaselinePath = "ferry at /tmp/old/ferry (v0.9, go1.26.8)"

@@ -3,8 +3,11 @@ package main
 import (
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -29,7 +32,7 @@ reported as the median with its spread (±half the range, in percent).
             (needs root and iperf3)`,
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(newBenchPipelineCmd(), newBenchOverlayCmd())
+	cmd.AddCommand(newBenchPipelineCmd(), newBenchOverlayCmd(), newBenchRelayCmd())
 	return cmd
 }
 
@@ -173,6 +176,7 @@ installs nothing: a missing tool is named with the command that installs it.`,
 	f.BoolVar(&offload, "offload", true, "ferry's TAP/TUN and UDP offloads (node.offload); --offload=false shows what they buy")
 	f.StringVar(&opts.Flanneld, "flanneld", "", "also measure flannel's udp backend, run by the flanneld binary at this path (needs etcd and etcdctl)")
 	f.StringVar(&opts.Baseline, "baseline", "", "also run ferry's path with the ferry binary at this path (an earlier build) and report this build's ratio to it")
+	f.BoolVar(&opts.Floor, "floor", false, "also measure the userspace floor: hosts that relay each frame or superpacket as one UDP datagram and do nothing else, the least a TAP-and-socket dataplane costs on this machine")
 	f.StringSliceVar(&opts.Workloads, "workloads", nil, fmt.Sprintf("run only these workloads, such as tcp,latency; default: all (%s)", strings.Join(bench.WorkloadNames(), ",")))
 	f.BoolVar(&opts.KeepGoing, "keep-going", false, "record a failed workload in the report and go on")
 	f.BoolVar(&restart, "restart", true, "restart ferry's daemons before every repetition after the first, so the repetitions also sample what a start decides")
@@ -195,4 +199,41 @@ func writeFile(path string, write func(io.Writer) error) error {
 		return fmt.Errorf("bench: write %s: %w", path, err)
 	}
 	return nil
+}
+
+// newBenchRelayCmd is the userspace floor's forwarder, which `ferry bench
+// overlay --floor` starts in each of the floor path's hosts; hidden, as
+// it is of no use on its own.
+func newBenchRelayCmd() *cobra.Command {
+	var o bench.RelayOptions
+	var addr, local, peer string
+	cmd := &cobra.Command{
+		Use:    "relay",
+		Short:  "Relay a container's TAP over UDP, as the userspace floor of bench overlay --floor",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var err error
+			if o.Address, err = netip.ParsePrefix(addr); err != nil {
+				return fmt.Errorf("relay: --address: %w", err)
+			}
+			if o.Local, err = netip.ParseAddr(local); err != nil {
+				return fmt.Errorf("relay: --local: %w", err)
+			}
+			if o.Peer, err = netip.ParseAddr(peer); err != nil {
+				return fmt.Errorf("relay: --peer: %w", err)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return bench.Relay(ctx, o, cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Netns, "netns", "", "container namespace the TAP moves into")
+	f.StringVar(&o.Ifname, "ifname", "eth0", "the TAP's name in the container")
+	f.StringVar(&addr, "address", "", "the container's address with its prefix length")
+	f.IntVar(&o.MTU, "mtu", 1450, "the container's MTU")
+	f.StringVar(&local, "local", "", "this host's underlay address")
+	f.StringVar(&peer, "peer", "", "the other host's underlay address")
+	return cmd
 }
