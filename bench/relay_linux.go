@@ -13,14 +13,16 @@ import (
 
 	"github.com/ferry-overlay/ferry/dataplane"
 	"github.com/ferry-overlay/ferry/dataplane/tuntap"
+	"github.com/ferry-overlay/ferry/dataplane/udpsock"
 	"github.com/ferry-overlay/ferry/internal/netconf"
 	"github.com/ferry-overlay/ferry/internal/sysraw"
 )
 
 // The userspace floor path (OverlayOptions.Floor) relays each frame a
 // container's TAP hands over, superpackets included, as one UDP datagram
-// to the other host, and back: the least a userspace dataplane built on a
-// TAP device and a UDP socket can do per packet, with none of a real one's
+// to the other host, and back, in batches through the same system calls
+// ferry's workers make: the least a userspace dataplane built on a TAP
+// device and a UDP socket can do per packet, with none of a real one's
 // work (no bridge, no encapsulation, no segmentation to the wire's MTU, no
 // checksums). Its figures are the floor of that design on the machine
 // that runs it, so ferry's can be read against them: how much of ferry's
@@ -41,7 +43,7 @@ const (
 )
 
 // floorPathDesc says what the floor path is made of.
-const floorPathDesc = "userspace floor: container TAP → one thread per host relaying each frame or superpacket as one UDP datagram (no bridge, no encapsulation, no segmentation) → veth underlay of MTU 65535"
+const floorPathDesc = "userspace floor: container TAP → one thread per host relaying each frame or superpacket as one UDP datagram, in batches with ferry's system calls (no bridge, no encapsulation, no segmentation) → veth underlay of MTU 65535"
 
 // RelayOptions configures [Relay], the userspace floor's forwarder in one
 // host.
@@ -56,18 +58,24 @@ type RelayOptions struct {
 	Local, Peer netip.Addr
 }
 
-// Relay creates the floor path's TAP device (with virtio-net headers and
-// TCP/UDP offloads, as ferry's ports have), places it in the container,
-// writes "ready" to ready, and then relays, on one locked thread waiting
-// in epoll, every frame read from the TAP to Peer as one UDP datagram,
-// virtio-net header included, and every datagram from Peer into the TAP,
-// until ctx ends. It then writes how many frames went each way and how
-// many the socket or the device refused (full, or the peer not yet
+// Relay creates the floor path's TAP device (with virtio-net headers,
+// TCP/UDP offloads and batched I/O through io_uring, as ferry's ports
+// have), places it in the container, writes "ready" to ready, and then
+// relays, on one locked thread waiting in epoll, every frame read from the
+// TAP to Peer as one UDP datagram, virtio-net header included, and every
+// datagram from Peer into the TAP, a batch at a time with the same calls
+// ferry makes (io_uring reads and writes of the TAP, recvmmsg with
+// UDP_GRO, sendmmsg with runs of equal datagrams as UDP_SEGMENT
+// messages), until ctx ends. It then writes how many frames went each way
+// and how many the socket or the device refused (full, or the peer not yet
 // listening), which it drops.
 func Relay(ctx context.Context, o RelayOptions, ready io.Writer) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	dev, err := tuntap.Create(tuntap.Options{Name: floorTAP, Kind: tuntap.TAP, Queues: 1, VnetHdr: true})
+	if !o.Local.Is4() || !o.Peer.Is4() {
+		return errors.New("relay: the underlay addresses must be IPv4")
+	}
+	dev, err := tuntap.Create(tuntap.Options{Name: floorTAP, Kind: tuntap.TAP, Queues: 1, VnetHdr: true, IOURing: true})
 	if err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}
@@ -88,11 +96,19 @@ func Relay(ctx context.Context, o RelayOptions, ready io.Writer) error {
 	if err := netconf.PlaceInNetns(floorTAP, o.Netns, o.Ifname, o.Address, netip.Addr{}); err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}
-	sock, err := relaySocket(o.Local, o.Peer)
+	sock, err := udpsock.Listen(udpsock.Options{Addr: netip.AddrPortFrom(o.Local, floorPort), RecvBuf: 4 << 20, SendBuf: 4 << 20, Batch: relayBatch})
 	if err != nil {
-		return err
+		return fmt.Errorf("relay: %w", err)
 	}
-	defer unix.Close(sock)
+	defer sock.Close()
+	// ferry's tunnels send runs of equal datagrams as one UDP_SEGMENT
+	// message and read them back merged (UDP_GRO); so does the floor.
+	if err := sock.EnableGSO(); err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	if err := sock.EnableGRO(); err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
 	stop, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		return fmt.Errorf("relay: eventfd: %w", err)
@@ -103,8 +119,8 @@ func Relay(ctx context.Context, o RelayOptions, ready io.Writer) error {
 		return fmt.Errorf("relay: epoll: %w", err)
 	}
 	defer unix.Close(ep)
-	tap := dev.Queues()[0].Fd()
-	for i, fd := range []int{tap, sock, stop} {
+	q := dev.Queues()[0]
+	for i, fd := range []int{q.Fd(), sock.Fd(), stop} {
 		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(i)}); err != nil {
 			return fmt.Errorf("relay: epoll add: %w", err)
 		}
@@ -113,8 +129,7 @@ func Relay(ctx context.Context, o RelayOptions, ready io.Writer) error {
 	defer done()
 	fmt.Fprintln(ready, "ready")
 
-	var out, in, outLost, inLost uint64
-	buf := make([]byte, 1<<16)
+	r := newRelayState(o.Peer)
 	events := make([]unix.EpollEvent, 3)
 	for {
 		n, e := sysraw.EpollWait(ep, events, -1)
@@ -126,66 +141,105 @@ func Relay(ctx context.Context, o RelayOptions, ready io.Writer) error {
 			return fmt.Errorf("relay: epoll_wait: %w", e)
 		}
 		for _, ev := range events[:n] {
-			var from, to int
-			var moved, lost *uint64
 			switch ev.Fd {
 			case 0:
-				from, to, moved, lost = tap, sock, &out, &outLost
+				err = r.out(q, sock)
 			case 1:
-				from, to, moved, lost = sock, tap, &in, &inLost
+				err = r.in(sock, q)
 			default:
-				fmt.Fprintf(ready, "relayed %d frames out, %d in; dropped %d out, %d in\n", out, in, outLost, inLost)
+				fmt.Fprintf(ready, "relayed %d frames out, %d in; dropped %d out, %d in\n", r.sent, r.received, r.sentLost, r.receivedLost)
 				return nil
 			}
-			// Everything that waits, one system call a frame each way:
-			// the floor has no batching either.
-			for {
-				m, e := sysraw.Read(from, buf)
-				if e == unix.EAGAIN {
-					break
-				}
-				if e == unix.ECONNREFUSED || e == unix.EINTR {
-					continue // the peer's relay was not up yet; cleared
-				}
-				if e != 0 {
-					return fmt.Errorf("relay: read: %w", e)
-				}
-				switch _, e := sysraw.Write(to, buf[:m]); e {
-				case 0:
-					*moved++
-				case unix.EAGAIN, unix.ENOBUFS, unix.ECONNREFUSED, unix.EIO:
-					*lost++
-				default:
-					return fmt.Errorf("relay: write %d bytes: %w", m, e)
-				}
+			if err != nil {
+				return err
 			}
 		}
 	}
 }
 
-// relaySocket opens the relay's non-blocking UDP socket on local,
-// connected to peer, with 4 MiB buffers as ferry's tunnel sockets have.
-func relaySocket(local, peer netip.Addr) (int, error) {
-	if !local.Is4() || !peer.Is4() {
-		return -1, errors.New("relay: the underlay addresses must be IPv4")
+// relayBatch is the most frames the relay moves per call, as a ferry
+// worker's batches.
+const relayBatch = 64
+
+// relayState is a relay's buffers and counts.
+type relayState struct {
+	bufs, frames                           [][]byte
+	sizes                                  []int
+	to                                     []netip.AddrPort
+	sent, received, sentLost, receivedLost uint64
+}
+
+func newRelayState(peer netip.Addr) *relayState {
+	r := &relayState{
+		bufs:   make([][]byte, relayBatch),
+		frames: make([][]byte, 0, relayBatch*udpsock.MaxGSOSegments), // a GRO buffer holds many
+		sizes:  make([]int, relayBatch),
+		to:     make([]netip.AddrPort, relayBatch),
 	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	for i := range r.bufs {
+		r.bufs[i] = make([]byte, 1<<16)
+		r.to[i] = netip.AddrPortFrom(peer, floorPort)
+	}
+	return r
+}
+
+// out moves one batch of frames from the TAP to the peer.
+func (r *relayState) out(q *tuntap.Queue, sock *udpsock.Conn) error {
+	n, err := q.Read(r.bufs, r.sizes, 0)
 	if err != nil {
-		return -1, fmt.Errorf("relay: socket: %w", err)
+		return fmt.Errorf("relay: %w", err)
 	}
-	for _, opt := range []int{unix.SO_RCVBUFFORCE, unix.SO_SNDBUFFORCE} {
-		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, opt, 4<<20); err != nil {
-			unix.Close(fd)
-			return -1, fmt.Errorf("relay: socket buffer: %w", err)
+	r.frames = r.frames[:n]
+	for i := range n {
+		r.frames[i] = r.bufs[i][:r.sizes[i]]
+	}
+	for done := 0; done < n; {
+		k, err := sock.WriteGrouped(r.frames[done:n], r.to[done:n], 0)
+		r.sent += uint64(k - len(sock.Skipped()))
+		r.sentLost += uint64(len(sock.Skipped()))
+		done += k
+		if errors.Is(err, udpsock.ErrTxFull) {
+			r.sentLost += uint64(n - done)
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("relay: %w", err)
 		}
 	}
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: local.As4(), Port: floorPort}); err != nil {
-		unix.Close(fd)
-		return -1, fmt.Errorf("relay: bind %s:%d: %w", local, floorPort, err)
+	return nil
+}
+
+// in moves one batch of datagrams from the peer into the TAP.
+func (r *relayState) in(sock *udpsock.Conn, q *tuntap.Queue) error {
+	k, err := sock.ReadBatch(r.bufs, r.sizes, nil, 0)
+	if err != nil {
+		return fmt.Errorf("relay: %w", err)
 	}
-	if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: peer.As4(), Port: floorPort}); err != nil {
-		unix.Close(fd)
-		return -1, fmt.Errorf("relay: connect %s:%d: %w", peer, floorPort, err)
+	r.frames = r.frames[:0]
+	for i := range k {
+		b := r.bufs[i][:r.sizes[i]]
+		seg := sock.GROSize(i)
+		if seg == 0 {
+			seg = len(b)
+		}
+		for off := 0; off < len(b); off += seg {
+			r.frames = append(r.frames, b[off:min(off+seg, len(b))])
+		}
 	}
-	return fd, nil
+	n := len(r.frames)
+	for done := 0; done < n; {
+		k, err := q.Write(r.frames[done:n], 0)
+		r.received += uint64(k)
+		done += k
+		switch {
+		case err == nil:
+		case errors.Is(err, tuntap.ErrTxFull), errors.Is(err, tuntap.ErrLinkDown):
+			r.receivedLost += uint64(n - done)
+			return nil
+		default:
+			r.receivedLost++ // this frame was refused on its own
+			done++
+		}
+	}
+	return nil
 }
