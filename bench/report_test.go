@@ -290,43 +290,14 @@ func TestOverlayReportWithFloor(t *testing.T) {
 		m.Floor = &f
 		m.FloorRatio = ratioOf(m.Ferry, f)
 	}
-	var table bytes.Buffer
-	if err := rep.WriteTable(&table); err != nil {
-		t.Fatal(err)
-	}
-	out := table.String()
-	for _, want := range []string{
-		"vs kernel VXLAN (l2) vs userspace floor",
-		"  floor:  " + floorPathDesc + "\n",
-		"ferry/kernel  ferry/floor",
-		"0.50×", // ferry's median 2 against the floor's 4
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("table lacks %q:\n%s", want, out)
-		}
-	}
-	var js bytes.Buffer
-	if err := WriteJSON(&js, rep); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{`"floor_path": "userspace floor: `, `"ferry_per_floor": 0.5`, `"floor": {`} {
-		if !strings.Contains(js.String(), want) {
-			t.Errorf("JSON lacks %s", want)
-		}
-	}
-	var svg bytes.Buffer
-	if err := rep.WriteSVG(&svg); err != nil {
-		t.Fatal(err)
-	}
-	panels := svgBars(t, svg.Bytes())
-	for _, m := range rep.Metrics {
-		if p := panels[m.Name]; p[PathFloor] != 1 || p[PathFerry] != 1 || len(p) != 3 {
-			t.Errorf("panel %s bars = %v, want three series with one floor bar", m.Name, p)
-		}
-	}
-	if !strings.Contains(svg.String(), "ferry/floor 0.50×") {
-		t.Errorf("chart lacks ferry's ratio to the floor")
-	}
+	checkOptionalPath(t, rep, PathFloor, 3, "ferry/floor 0.50×",
+		[]string{
+			"vs kernel VXLAN (l2) vs userspace floor",
+			"  floor:  " + floorPathDesc + "\n",
+			"ferry/kernel  ferry/floor",
+			"0.50×", // ferry's median 2 against the floor's 4
+		},
+		[]string{`"floor_path": "userspace floor: `, `"ferry_per_floor": 0.5`, `"floor": {`})
 }
 
 func TestOverlayReportWithBaseline(t *testing.T) {
@@ -338,27 +309,37 @@ func TestOverlayReportWithBaseline(t *testing.T) {
 		m.Baseline = &b
 		m.BaselineRatio = ratioOf(m.Ferry, b)
 	}
-	var table bytes.Buffer
-	if err := rep.WriteTable(&table); err != nil {
+	checkOptionalPath(t, rep, PathBaseline, 4, "ferry/baseline 2.00×",
+		[]string{
+			"vs flannel udp vs baseline ferry",
+			"  baseline: ferry at /tmp/old/ferry (v0.9, go1.26.8)\n",
+			"  ferry:    " + rep.FerryPath + "\n",
+			"ferry/kernel  ferry/flannel  ferry/baseline",
+			"2.00×", // ferry's median 2 against the baseline's 1
+		},
+		[]string{`"baseline_path": "ferry at /tmp/old/ferry (v0.9, go1.26.8)"`, `"ferry_per_baseline": 2`})
+}
+
+// checkOptionalPath renders rep, which measured the optional path, as a
+// table, JSON and a chart, and checks that the table and the JSON hold
+// the strings given, that every panel of the chart has series bars, one
+// of them the path's, and that the chart gives ferry's ratio to it.
+func checkOptionalPath(t *testing.T, rep *OverlayReport, path string, series int, chartRatio string, table, json []string) {
+	t.Helper()
+	var tb bytes.Buffer
+	if err := rep.WriteTable(&tb); err != nil {
 		t.Fatal(err)
 	}
-	out := table.String()
-	for _, want := range []string{
-		"vs flannel udp vs baseline ferry",
-		"  baseline: ferry at /tmp/old/ferry (v0.9, go1.26.8)\n",
-		"  ferry:    " + rep.FerryPath + "\n",
-		"ferry/kernel  ferry/flannel  ferry/baseline",
-		"2.00×", // ferry's median 2 against the baseline's 1
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("table lacks %q:\n%s", want, out)
+	for _, want := range table {
+		if !strings.Contains(tb.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, tb.String())
 		}
 	}
 	var js bytes.Buffer
 	if err := WriteJSON(&js, rep); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"baseline_path": "ferry at /tmp/old/ferry (v0.9, go1.26.8)"`, `"ferry_per_baseline": 2`} {
+	for _, want := range json {
 		if !strings.Contains(js.String(), want) {
 			t.Errorf("JSON lacks %s", want)
 		}
@@ -369,12 +350,12 @@ func TestOverlayReportWithBaseline(t *testing.T) {
 	}
 	panels := svgBars(t, svg.Bytes())
 	for _, m := range rep.Metrics {
-		if p := panels[m.Name]; p[PathBaseline] != 1 || p[PathFerry] != 1 || len(p) != 4 {
-			t.Errorf("panel %s bars = %v, want four series with one baseline bar", m.Name, p)
+		if p := panels[m.Name]; p[path] != 1 || p[PathFerry] != 1 || len(p) != series {
+			t.Errorf("panel %s bars = %v, want %d series with one %s bar", m.Name, p, series, path)
 		}
 	}
-	if !strings.Contains(svg.String(), "ferry/baseline 2.00×") {
-		t.Errorf("chart lacks ferry's ratio to the baseline")
+	if !strings.Contains(svg.String(), chartRatio) {
+		t.Errorf("chart lacks %q", chartRatio)
 	}
 }
 
@@ -385,7 +366,7 @@ func TestTwoPathJSONHasNoFlannel(t *testing.T) {
 	if err := WriteJSON(&js, sampleReport()); err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{`"flannel`, `"ferry_per_flannel"`, `"baseline`, `"ferry_per_baseline"`} {
+	for _, key := range []string{`"flannel`, `"ferry_per_flannel"`, `"baseline`, `"ferry_per_baseline"`, `"floor`, `"ferry_per_floor"`} {
 		if strings.Contains(js.String(), key) {
 			t.Errorf("JSON of a two-path run has %s:\n%s", key, js.String())
 		}
