@@ -238,6 +238,9 @@ func TestFailures(t *testing.T) {
 		{"too many arguments", []string{"--socket", sock, "fdb", "a", "b"}, "accepts at most 1 arg(s), received 2"},
 		{"unknown subcommand of runtime", []string{"--socket", sock, "runtime", "reset"}, `unknown command "reset" for "ferry runtime"`},
 		{"missing config file", []string{"run", "--config", filepath.Join(t.TempDir(), "absent.yaml")}, "absent.yaml"},
+		{"relay without an address", []string{"bench", "relay", "--local", "10.0.0.1", "--peer", "10.0.0.2"}, "relay: --address: "},
+		{"relay with a bad peer", []string{"bench", "relay", "--address", "10.42.0.1/24", "--local", "10.0.0.1", "--peer", "host2"}, "relay: --peer: "},
+		{"relay over IPv6", []string{"bench", "relay", "--address", "10.42.0.1/24", "--local", "fd00::1", "--peer", "fd00::2"}, "relay: the underlay addresses must be IPv4"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
