@@ -287,12 +287,14 @@ func (r *OverlayReport) WriteSVG(w io.Writer) error {
 		top, bottom = 94, 70 // room for titles and labels
 		plotH       = panelH - top - bottom
 	)
-	// A bar per path, centred: two 50 wide 20 apart in a 190-wide panel,
-	// more 36 wide 12 apart, the panel 48 wider for each beyond three.
+	// A bar per path, centred: two 50 wide 20 apart in a 230-wide panel
+	// (its captions, "ferry/kernel 20.96× (17.38–31.24)", need the
+	// room), more 36 wide 12 apart, the panel 48 wider for each beyond
+	// three.
 	paths := 2 + len(r.optionalPaths())
-	panelW, barW, gap := 190, 50, 20
+	panelW, barW, gap := 230, 50, 20
 	if paths > 2 {
-		panelW, barW, gap = 190+48*max(0, paths-3), 36, 12
+		panelW, barW, gap = 230+48*max(0, paths-3), 36, 12
 	}
 	width := max(len(r.Metrics), 1)*panelW + 40
 	height := panelH + 40
