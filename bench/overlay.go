@@ -28,6 +28,7 @@ import (
 	"github.com/ferry-overlay/ferry/config"
 	"github.com/ferry-overlay/ferry/ctl"
 	"github.com/ferry-overlay/ferry/encap"
+	"github.com/ferry-overlay/ferry/header"
 )
 
 // OverlayOptions configures [Overlay].
@@ -140,11 +141,11 @@ const MinOverlaySize = 8
 // 24), less 20 bytes of IPv4 header (40 of IPv6, with ipv6) and 8 of UDP
 // header. 1422 on a 1500-byte underlay, 1402 over IPv6.
 func MaxOverlaySize(underlayMTU int, ipv6 bool) int {
-	ipHeader := 20
+	ipHeader := header.IPv4MinLen
 	if ipv6 {
-		ipHeader = 40
+		ipHeader = header.IPv6Len
 	}
-	return underlayMTU - encap.VXLANOverhead - ipHeader - 8
+	return underlayMTU - encap.VXLANOverhead - ipHeader - header.UDPLen
 }
 
 // Underlay MTUs of the overlay benchmark: the kernel's default for a veth
@@ -1242,26 +1243,33 @@ func l3Host(host, cont *netNS, mtu int, br netip.Prefix, addr netip.Addr) error 
 
 // waitDaemon waits until the daemon answers on its control socket.
 func waitDaemon(ctx context.Context, p *proc, socket string) error {
-	deadline := time.Now().Add(daemonTimeout)
 	client := ctl.NewClient(socket)
-	for {
+	return waitProc(ctx, p, daemonTimeout, 100*time.Millisecond, "answer on "+socket, func() bool {
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
 		_, err := client.Status(rctx)
-		cancel()
-		if err == nil {
-			return nil
-		}
+		return err == nil
+	})
+}
+
+// waitProc checks ready every interval until it holds, for at most
+// timeout, and fails at once when p exits or ctx ends; what says what p
+// was to do, for the errors, which carry p's output.
+func waitProc(ctx context.Context, p *proc, timeout, every time.Duration, what string, ready func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for !ready() {
 		select {
 		case <-p.done:
-			return fmt.Errorf("ferry exited during start: %v\n%s", p.cmd.ProcessState, p.out.String())
+			return fmt.Errorf("%s exited before it would %s: %v\n%s", p.name, what, p.cmd.ProcessState, p.out.String())
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(every):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("ferry did not answer on %s within %v\n%s", socket, daemonTimeout, p.out.String())
+			return fmt.Errorf("%s did not %s within %v\n%s", p.name, what, timeout, p.out.String())
 		}
 	}
+	return nil
 }
 
 // floorPath builds the userspace floor: in each host a relay (`ferry
@@ -1290,20 +1298,9 @@ func (l *lab) floorPath(ctx context.Context, opts OverlayOptions) (*testbed, err
 
 // waitOutput waits until process p has printed want, for daemonTimeout.
 func waitOutput(ctx context.Context, p *proc, want string) error {
-	deadline := time.Now().Add(daemonTimeout)
-	for !strings.Contains(p.out.String(), want) {
-		select {
-		case <-p.done:
-			return fmt.Errorf("%s exited before it was %s: %v\n%s", p.name, want, p.cmd.ProcessState, p.out.String())
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not %s within %v\n%s", p.name, want, daemonTimeout, p.out.String())
-		}
-	}
-	return nil
+	return waitProc(ctx, p, daemonTimeout, 20*time.Millisecond, "print "+strconv.Quote(want), func() bool {
+		return strings.Contains(p.out.String(), want)
+	})
 }
 
 // kernelPath builds the kernel's Docker-style path: in each host a VXLAN
@@ -1411,8 +1408,7 @@ func (tb *testbed) ready(ctx context.Context) error {
 // no test connection disturbs the server.
 func waitListen(ctx context.Context, p *proc, port int) error {
 	want := fmt.Sprintf(":%04X ", port)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	return waitProc(ctx, p, 5*time.Second, 50*time.Millisecond, fmt.Sprintf("listen on port %d", port), func() bool {
 		// iperf3 listens on a dual-stack IPv6 socket where it can.
 		for _, file := range []string{"tcp", "tcp6"} {
 			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", p.cmd.Process.Pid, file))
@@ -1422,21 +1418,12 @@ func waitListen(ctx context.Context, p *proc, port int) error {
 			for _, line := range strings.Split(string(b), "\n") {
 				f := strings.Fields(line)
 				if len(f) > 3 && strings.HasSuffix(f[1]+" ", want) && f[3] == "0A" {
-					return nil
+					return true
 				}
 			}
 		}
-		select {
-		case <-p.done:
-			return fmt.Errorf("%s exited: %v\n%s", p.name, p.cmd.ProcessState, p.out.String())
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s does not listen on port %d after 5s\n%s", p.name, port, p.out.String())
-		}
-	}
+		return false
+	})
 }
 
 // waitAddr waits up to daemonTimeout until link ifname in n is up and has
